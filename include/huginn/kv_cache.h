@@ -1,0 +1,74 @@
+// KV cache with the reference's per-layer-application slots (HuginnDynamicCache).
+//
+// Every layer application writes K/V under a *step*: prelude layer j -> j,
+// core layer l of iteration t -> P + t*R + l, coda layer j -> -1-j. A strategy
+// name such as "latest-m4-compress-s4" combines a lookup (what to read when a
+// position lacks the step, because it exited early) and a compression (which
+// steps share storage, making memory independent of the depth).
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace huginn {
+
+enum class CacheLookup { Full, LatestM4, AvailableM4, AlwaysLastM4, Skip };
+
+struct CacheStrategy {
+  CacheLookup lookup = CacheLookup::Full;
+  char compress = 0;   // 0 (none), 's' (modulo: slot (s-P) mod N + P) or 'r' (slot (s-P) div N + P)
+  int compress_n = 0;  // N
+  std::string name = "full";
+
+  // Parses "full", "skip", "latest-m4", "available-m4", "always-last-m4",
+  // "compress-sN", "compress-rN" and combinations such as "latest-m4-compress-s4".
+  static CacheStrategy parse(const std::string& s);
+  // Number of core slots a run of `iterations` iterations holds per position.
+  int core_slots(int n_core, int iterations) const;
+};
+
+class KVCache {
+ public:
+  // width = n_embd (all heads of one position are one row). `capacity` is the
+  // largest number of positions the cache will hold; storage for a slot is
+  // allocated on its first write and reused afterwards.
+  KVCache(int n_prelude, int n_core, int n_coda, int width, int capacity, CacheStrategy strategy);
+
+  int length() const { return seen_; }
+  int capacity() const { return capacity_; }
+  const CacheStrategy& strategy() const { return strategy_; }
+
+  // Stores rows for the last T positions (writing step 0 first appends T
+  // positions, as the reference does). k/v rows are `width` floats, `ld` apart.
+  void write(int step, int T, const float* k, const float* v, int ld);
+  // Gathers, for the attention of `step`, one K and one V row pointer per key,
+  // in position order, following the lookup strategy. Returns the key count.
+  int lookup(int step, const float** keys, const float** vals) const;
+  // Drops the last n positions from every slot (speculative / parallel decoding).
+  void drop_last(int n);
+  void clear();
+
+  // Bytes of K/V entries actually present (what the reference reports), and
+  // bytes of storage allocated.
+  size_t bytes_held() const;
+  size_t bytes_allocated() const;
+  int stored_step(int step) const;  // the step after compression
+
+ private:
+  struct Slot {
+    std::vector<float> k, v;
+    std::vector<unsigned char> present;
+    int count = 0;
+    bool used = false;
+  };
+  Slot* slot(int stored);
+  const Slot* slot(int stored) const;
+  int latest_same_layer(int stored, int pos, bool any_iteration) const;
+
+  int P_, R_, C_, width_, capacity_;
+  CacheStrategy strategy_;
+  int seen_ = 0;
+  std::vector<Slot> slots_;  // index = stored step + C_
+};
+
+}  // namespace huginn

@@ -1,0 +1,166 @@
+#include "huginn/kv_cache.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "huginn/common.h"
+
+namespace huginn {
+
+CacheStrategy CacheStrategy::parse(const std::string& s) {
+  CacheStrategy c;
+  c.name = s;
+  std::string rest = s;
+  auto eat = [&](const std::string& p) {
+    if (rest.rfind(p, 0) == 0) {
+      rest = rest.substr(p.size());
+      if (!rest.empty() && rest[0] == '-') rest = rest.substr(1);
+      return true;
+    }
+    return false;
+  };
+  if (eat("full")) c.lookup = CacheLookup::Full;
+  else if (eat("latest-m4")) c.lookup = CacheLookup::LatestM4;
+  else if (eat("available-m4")) c.lookup = CacheLookup::AvailableM4;
+  else if (eat("always-last-m4")) c.lookup = CacheLookup::AlwaysLastM4;
+  else if (eat("skip")) c.lookup = CacheLookup::Skip;
+  if (rest.rfind("compress-", 0) == 0 && rest.size() > 10 && (rest[9] == 's' || rest[9] == 'r')) {
+    c.compress = rest[9];
+    std::string num = rest.substr(10);
+    if (num.empty() || num.size() > 4 || num.find_first_not_of("0123456789") != std::string::npos)
+      fail("cache strategy '", s, "': compress-", c.compress, " needs a positive number, e.g. compress-s4");
+    c.compress_n = std::stoi(num);
+    if (c.compress_n <= 0) fail("cache strategy '", s, "': the compression factor must be positive");
+    rest.clear();
+  }
+  if (!rest.empty())
+    fail("unknown cache strategy '", s,
+         "' (use full, skip, latest-m4, available-m4, always-last-m4, compress-sN, compress-rN or combinations "
+         "such as latest-m4-compress-s4)");
+  return c;
+}
+
+int CacheStrategy::core_slots(int n_core, int iterations) const {
+  int steps = n_core * iterations;
+  if (compress == 's') return std::min(steps, compress_n);
+  if (compress == 'r') return (steps + compress_n - 1) / compress_n;
+  return steps;
+}
+
+KVCache::KVCache(int n_prelude, int n_core, int n_coda, int width, int capacity, CacheStrategy strategy)
+    : P_(n_prelude), R_(n_core), C_(n_coda), width_(width), capacity_(capacity), strategy_(std::move(strategy)) {}
+
+int KVCache::stored_step(int step) const {
+  if (step < P_ || strategy_.compress == 0) return step;
+  if (strategy_.compress == 's') return (step - P_) % strategy_.compress_n + P_;
+  return (step - P_) / strategy_.compress_n + P_;
+}
+
+KVCache::Slot* KVCache::slot(int stored) {
+  size_t i = (size_t)(stored + C_);
+  if (i >= slots_.size()) slots_.resize(i + 1);
+  Slot& s = slots_[i];
+  if (!s.used) {
+    s.used = true;
+    s.k.assign((size_t)capacity_ * width_, 0.f);
+    s.v.assign((size_t)capacity_ * width_, 0.f);
+    s.present.assign(capacity_, 0);
+  }
+  return &s;
+}
+const KVCache::Slot* KVCache::slot(int stored) const {
+  size_t i = (size_t)(stored + C_);
+  if (stored + C_ < 0 || i >= slots_.size() || !slots_[i].used) return nullptr;
+  return &slots_[i];
+}
+
+void KVCache::write(int step, int T, const float* k, const float* v, int ld) {
+  if (step == 0) {
+    if (seen_ + T > capacity_) fail("KV cache full: ", seen_ + T, " positions exceed its capacity of ", capacity_);
+    seen_ += T;
+  }
+  if (T > seen_) fail("KV cache: write of ", T, " positions at step ", step, " before step 0 wrote them");
+  Slot* s = slot(stored_step(step));
+  const int p0 = seen_ - T;
+  for (int t = 0; t < T; ++t) {
+    const int p = p0 + t;
+    std::memcpy(&s->k[(size_t)p * width_], k + (size_t)t * ld, sizeof(float) * width_);
+    std::memcpy(&s->v[(size_t)p * width_], v + (size_t)t * ld, sizeof(float) * width_);
+    if (!s->present[p]) {
+      s->present[p] = 1;
+      ++s->count;
+    }
+  }
+}
+
+// The most recent stored step of the same core layer that position `pos`
+// holds: up to `stored` (latest-m4) or over all iterations (always-last-m4).
+int KVCache::latest_same_layer(int stored, int pos, bool any_iteration) const {
+  const int layer = (stored - P_) % R_;
+  const int hi = any_iteration ? (int)slots_.size() - 1 - C_ : stored;
+  for (int s = hi; s >= P_; --s) {
+    if ((s - P_) % R_ != layer) continue;
+    const Slot* sl = slot(s);
+    if (sl && sl->present[pos]) return s;
+  }
+  fail("KV cache: position ", pos, " has no entry for any iteration of core layer ", layer,
+       " (lookup strategy '", strategy_.name, "')");
+}
+
+int KVCache::lookup(int step, const float** keys, const float** vals) const {
+  const int stored = stored_step(step);
+  const Slot* s = slot(stored);
+  if (!s) fail("KV cache: lookup of step ", step, " that was never written");
+  int n = 0;
+  auto take = [&](const Slot* sl, int p) {
+    keys[n] = &sl->k[(size_t)p * width_];
+    vals[n] = &sl->v[(size_t)p * width_];
+    ++n;
+  };
+  const CacheLookup lk = strategy_.lookup;
+  if (s->count == seen_ || lk == CacheLookup::Full || lk == CacheLookup::Skip) {
+    for (int p = 0; p < seen_; ++p)
+      if (s->present[p]) take(s, p);
+    return n;
+  }
+  for (int p = 0; p < seen_; ++p) {
+    if (stored < P_) {  // prelude or coda step: own entry, else prelude step 0 (as the reference)
+      const Slot* sl = s->present[p] ? s : slot(0);
+      take(sl, p);
+      continue;
+    }
+    const bool any = lk == CacheLookup::AlwaysLastM4;
+    take(slot(latest_same_layer(stored, p, any)), p);
+  }
+  return n;
+}
+
+void KVCache::drop_last(int n) {
+  if (n < 0 || n > seen_) fail("KV cache: cannot drop ", n, " of ", seen_, " positions");
+  seen_ -= n;
+  for (auto& s : slots_) {
+    if (!s.used) continue;
+    for (int p = seen_; p < capacity_; ++p)
+      if (s.present[p]) {
+        s.present[p] = 0;
+        --s.count;
+      }
+  }
+}
+
+void KVCache::clear() { drop_last(seen_); }
+
+size_t KVCache::bytes_held() const {
+  size_t n = 0;
+  for (auto& s : slots_)
+    if (s.used) n += (size_t)s.count * width_ * 2 * sizeof(float);
+  return n;
+}
+size_t KVCache::bytes_allocated() const {
+  size_t n = 0;
+  for (auto& s : slots_)
+    if (s.used) n += (s.k.size() + s.v.size()) * sizeof(float);
+  return n;
+}
+
+}  // namespace huginn

@@ -1,0 +1,64 @@
+#include "huginn/checkpoint.h"
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "huginn/common.h"
+
+namespace huginn {
+namespace fs = std::filesystem;
+
+namespace {
+void trunc_normal(float* p, size_t n, float std, std::mt19937_64& rng) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (size_t i = 0; i < n; ++i) {
+    float z;
+    do z = nd(rng);
+    while (std::fabs(z) > 3.f);
+    p[i] = z * std;
+  }
+}
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+}  // namespace
+
+std::vector<float> init_params(const ModelConfig& c, uint64_t seed) {
+  auto layout = param_layout(c);
+  std::vector<float> flat(param_count(layout), 0.f);
+  std::mt19937_64 rng(seed);
+  const float std_in = std::sqrt(2.0f / (5.0f * c.n_embd));
+  const float std_out = std_in / std::sqrt(2.0f * c.effective_layers());
+  for (auto& p : layout) {
+    float* w = flat.data() + p.offset;
+    if (ends_with(p.name, "norm_1.weight") || ends_with(p.name, "norm_2.weight") ||
+        ends_with(p.name, "norm_3.weight") || ends_with(p.name, "norm_4.weight") || p.name == "transformer.ln_f.weight") {
+      std::fill(w, w + p.numel, 1.0f);
+    } else if (ends_with(p.name, "qk_bias")) {
+      std::fill(w, w + p.numel, 0.0f);
+    } else if (ends_with(p.name, "attn.proj.weight") || ends_with(p.name, "mlp.proj.weight")) {
+      trunc_normal(w, p.numel, std_out, rng);
+    } else if (ends_with(p.name, "mlp.fc.weight")) {
+      const size_t half = p.numel / 2;  // rows 0..I-1 gate, I..2I-1 up
+      trunc_normal(w, half, std_in, rng);
+      trunc_normal(w + half, p.numel - half, std_out, rng);
+    } else {
+      trunc_normal(w, p.numel, std_in, rng);
+    }
+  }
+  return flat;
+}
+
+void save_checkpoint(const std::string& dir, const ModelConfig& c, const float* flat, DType dtype) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(dir, ": cannot create directory: ", ec.message());
+  std::vector<TensorToWrite> ts;
+  for (auto& p : param_layout(c)) ts.push_back({p.name, p.shape, flat + p.offset, dtype});
+  write_safetensors((fs::path(dir) / "model.safetensors").string(), ts, {{"format", "pt"}});
+  write_file_atomic((fs::path(dir) / "config.json").string(), config_to_json(c).dump(2) + "\n");
+}
+
+}  // namespace huginn

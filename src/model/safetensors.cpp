@@ -1,0 +1,370 @@
+#include "huginn/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "huginn/common.h"
+
+namespace huginn {
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+struct DTypeInfo {
+  DType t;
+  const char* name;
+  size_t size;
+};
+const DTypeInfo kDTypes[] = {{DType::F64, "F64", 8},      {DType::F32, "F32", 4},
+                             {DType::F16, "F16", 2},      {DType::BF16, "BF16", 2},
+                             {DType::I64, "I64", 8},      {DType::I32, "I32", 4},
+                             {DType::I16, "I16", 2},      {DType::I8, "I8", 1},
+                             {DType::U8, "U8", 1},        {DType::BOOL, "BOOL", 1},
+                             {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1}};
+constexpr uint64_t kMaxHeader = 100ull << 20;  // the format's own limit is 100 MB
+}  // namespace
+
+const char* dtype_name(DType t) {
+  for (auto& d : kDTypes)
+    if (d.t == t) return d.name;
+  return "?";
+}
+size_t dtype_size(DType t) {
+  for (auto& d : kDTypes)
+    if (d.t == t) return d.size;
+  return 0;
+}
+bool parse_dtype(const std::string& s, DType* out) {
+  for (auto& d : kDTypes)
+    if (s == d.name) {
+      *out = d.t;
+      return true;
+    }
+  return false;
+}
+
+float bf16_to_f32(uint16_t x) {
+  uint32_t u = (uint32_t)x << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        man <<= 1;
+        ++e;
+      } while (!(man & 0x400));
+      u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t f32_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  uint32_t sign = (u >> 16) & 0x8000;
+  int32_t exp = (int32_t)((u >> 23) & 0xff) - 127 + 15;
+  uint32_t man = u & 0x7fffff;
+  if (((u >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+  if (exp >= 31) return (uint16_t)(sign | 0x7c00);
+  if (exp <= 0) {
+    if (exp < -10) return (uint16_t)sign;
+    man |= 0x800000;
+    uint32_t shift = (uint32_t)(14 - exp);
+    uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) ++half;
+    return (uint16_t)(sign | half);
+  }
+  uint32_t half = sign | ((uint32_t)exp << 10) | (man >> 13), rem = man & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) ++half;
+  return (uint16_t)half;
+}
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail(path, ": cannot open: ", std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(path, ": not a regular file");
+  }
+  size_ = (size_t)st.st_size;
+  if (size_ > 0) {
+    void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      fail(path, ": mmap failed: ", std::strerror(errno));
+    }
+    data_ = (const uint8_t*)p;
+  }
+  ::close(fd);
+}
+MappedFile::~MappedFile() {
+  if (data_) munmap((void*)data_, size_);
+}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+std::string TensorView::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+void TensorView::to_f32(float* out) const {
+  int64_t n = numel();
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out, data, (size_t)n * 4);
+      break;
+    case DType::F64:
+      for (int64_t i = 0; i < n; ++i) {
+        double v;
+        std::memcpy(&v, data + 8 * i, 8);
+        out[i] = (float)v;
+      }
+      break;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, data + 2 * i, 2);
+        out[i] = bf16_to_f32(v);
+      }
+      break;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, data + 2 * i, 2);
+        out[i] = f16_to_f32(v);
+      }
+      break;
+    default:
+      fail(file, ": tensor '", name, "' has dtype ", dtype_name(dtype), ", which cannot be used as float weights");
+  }
+}
+std::vector<float> TensorView::to_f32() const {
+  std::vector<float> v((size_t)numel());
+  to_f32(v.data());
+  return v;
+}
+
+void TensorStore::add_file(const std::string& path) {
+  auto mf = std::make_shared<MappedFile>(path);
+  const size_t size = mf->size();
+  if (size < 8) fail(path, ": truncated safetensors file (", size, " bytes, need at least 8)");
+  uint64_t n;
+  std::memcpy(&n, mf->data(), 8);
+  if (n > kMaxHeader) fail(path, ": safetensors header length ", n, " is beyond the 100 MB limit");
+  if (n > size - 8) fail(path, ": safetensors header length ", n, " is beyond the end of the file (", size, " bytes)");
+  json h;
+  try {
+    h = json::parse(mf->data() + 8, mf->data() + 8 + n);
+  } catch (const json::exception& e) {
+    fail(path, ": invalid safetensors header JSON: ", e.what());
+  }
+  if (!h.is_object()) fail(path, ": safetensors header is not a JSON object");
+  const uint8_t* base = mf->data() + 8 + n;
+  const size_t data_size = size - 8 - n;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto it = h.begin(); it != h.end(); ++it) {
+    const std::string& name = it.key();
+    if (name == "__metadata__") {
+      if (!it->is_object()) fail(path, ": __metadata__ is not an object");
+      for (auto m = it->begin(); m != it->end(); ++m)
+        if (m->is_string()) metadata_[m.key()] = m->get<std::string>();
+      continue;
+    }
+    const json& e = *it;
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+      fail(path, ": tensor '", name, "' needs dtype, shape and data_offsets");
+    TensorView t;
+    t.name = name;
+    t.file = path;
+    if (!e["dtype"].is_string() || !parse_dtype(e["dtype"].get<std::string>(), &t.dtype))
+      fail(path, ": tensor '", name, "' has unknown dtype ", e["dtype"].dump());
+    if (!e["shape"].is_array()) fail(path, ": tensor '", name, "' shape is not an array");
+    unsigned __int128 numel = 1;
+    for (auto& s : e["shape"]) {
+      if (!s.is_number_unsigned()) fail(path, ": tensor '", name, "' has invalid shape ", e["shape"].dump());
+      t.shape.push_back(s.get<int64_t>());
+      numel *= (uint64_t)t.shape.back();
+      if (numel > ((unsigned __int128)1 << 62)) fail(path, ": tensor '", name, "' shape is too large");
+    }
+    const json& off = e["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      fail(path, ": tensor '", name, "' has invalid data_offsets ", off.dump());
+    uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
+    if (b > en || en > data_size)
+      fail(path, ": tensor '", name, "' data_offsets [", b, ", ", en, "] are out of range (data section is ",
+           data_size, " bytes)");
+    if ((unsigned __int128)(en - b) != numel * dtype_size(t.dtype))
+      fail(path, ": tensor '", name, "' has ", en - b, " bytes but shape ", e["shape"].dump(), " of ",
+           dtype_name(t.dtype), " needs ", (uint64_t)(numel * dtype_size(t.dtype)));
+    t.data = base + b;
+    t.nbytes = en - b;
+    if (tensors_.count(name)) fail(path, ": tensor '", name, "' appears in more than one file");
+    ranges.push_back({b, en});
+    tensors_.emplace(name, std::move(t));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second && ranges[i].second > ranges[i].first)
+      fail(path, ": tensor data ranges overlap at byte ", ranges[i].first);
+  files_.push_back(std::move(mf));
+}
+
+TensorStore TensorStore::open_file(const std::string& path) {
+  TensorStore s;
+  s.add_file(path);
+  return s;
+}
+
+TensorStore TensorStore::open_dir(const std::string& dir) {
+  TensorStore s;
+  fs::path d(dir);
+  fs::path index = d / "model.safetensors.index.json";
+  if (fs::exists(index)) {
+    json j;
+    try {
+      std::ifstream f(index);
+      j = json::parse(f);
+    } catch (const json::exception& e) {
+      fail(index.string(), ": invalid JSON: ", e.what());
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      fail(index.string(), ": missing weight_map object");
+    std::vector<std::string> shards;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      if (!it->is_string()) fail(index.string(), ": weight_map entry '", it.key(), "' is not a file name");
+      std::string f = it->get<std::string>();
+      if (f.find('/') != std::string::npos || f == ".." )
+        fail(index.string(), ": shard name '", f, "' must be a plain file name");
+      if (std::find(shards.begin(), shards.end(), f) == shards.end()) shards.push_back(f);
+    }
+    for (auto& f : shards) s.add_file((d / f).string());
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      const TensorView* t = s.find(it.key());
+      if (!t) fail(index.string(), ": tensor '", it.key(), "' listed in weight_map is in no shard");
+      if (fs::path(t->file).filename() != it->get<std::string>())
+        fail(index.string(), ": tensor '", it.key(), "' is in ", t->file, ", not in ", it->get<std::string>());
+    }
+  } else if (fs::exists(d / "model.safetensors")) {
+    s.add_file((d / "model.safetensors").string());
+  } else {
+    fail(dir, ": no model.safetensors or model.safetensors.index.json");
+  }
+  return s;
+}
+
+const TensorView* TensorStore::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+const TensorView& TensorStore::get(const std::string& name) const {
+  auto* t = find(name);
+  if (!t) fail("missing tensor '", name, "' (files: ", files().empty() ? std::string("none") : files()[0], ")");
+  return *t;
+}
+std::vector<std::string> TensorStore::files() const {
+  std::vector<std::string> v;
+  for (auto& f : files_) v.push_back(f->path());
+  return v;
+}
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) fail(tmp, ": cannot create: ", std::strerror(errno));
+    size_t done = 0;
+    while (done < contents.size()) {
+      ssize_t w = ::write(fd, contents.data() + done, contents.size() - done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        fail(tmp, ": write failed: ", std::strerror(e));
+      }
+      done += (size_t)w;
+    }
+    if (fsync(fd) != 0 || ::close(fd) != 0) {
+      ::unlink(tmp.c_str());
+      fail(tmp, ": cannot flush to disk");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    fail(path, ": rename failed: ", std::strerror(e));
+  }
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  json h = json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  uint64_t off = 0;
+  for (auto& t : tensors) {
+    int64_t n = 1;
+    for (auto s : t.shape) n *= s;
+    uint64_t bytes = (uint64_t)n * dtype_size(t.dtype);
+    h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + bytes}}};
+    off += bytes;
+  }
+  std::string hs = h.dump();
+  while (hs.size() % 8) hs.push_back(' ');
+  std::string out;
+  out.reserve(8 + hs.size() + off);
+  uint64_t n = hs.size();
+  out.append((const char*)&n, 8);
+  out += hs;
+  for (auto& t : tensors) {
+    int64_t cnt = 1;
+    for (auto s : t.shape) cnt *= s;
+    if (t.dtype == DType::F32) {
+      out.append((const char*)t.data, (size_t)cnt * 4);
+    } else if (t.dtype == DType::BF16 || t.dtype == DType::F16) {
+      for (int64_t i = 0; i < cnt; ++i) {
+        uint16_t v = t.dtype == DType::BF16 ? f32_to_bf16(t.data[i]) : f32_to_f16(t.data[i]);
+        out.append((const char*)&v, 2);
+      }
+    } else {
+      fail(path, ": cannot write dtype ", dtype_name(t.dtype));
+    }
+  }
+  write_file_atomic(path, out);
+}
+
+}  // namespace huginn

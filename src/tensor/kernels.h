@@ -1,0 +1,50 @@
+// Float32 compute kernels shared by inference and training. Layouts follow
+// torch: activations are row-major [T, width]; a weight W of a Linear layer is
+// row-major [out, in] and the layer computes y = x · Wᵀ.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace huginn::kern {
+
+// Number of threads used by the parallel kernels (OpenMP and BLAS).
+void set_threads(int n);
+int threads();
+
+// Dot product of two float arrays (SIMD, dispatched at run time).
+float dot(const float* a, const float* b, size_t n);
+// y[i] += a * x[i]
+void axpy(float a, const float* x, float* y, size_t n);
+
+// y[T, N] = x[T, K] · W[N, K]ᵀ (+ y if accumulate). Small T uses a
+// multithreaded memory-bound GEMV; larger T uses BLAS sgemm.
+void matmul(const float* x, const float* W, float* y, int T, int K, int N, bool accumulate = false);
+// Same with an explicit row stride for W (a column slice [N, K] of a wider
+// [N, ldw] matrix, e.g. one half of the adapter).
+void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int ldy, int T, int K, int N,
+               bool accumulate);
+
+// y = x * rsqrt(mean(x^2) + eps) * w, row by row; y may equal x.
+void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps);
+
+// Rotates adjacent pairs (2i, 2i+1) of each head by the angle of position
+// pos[t]: cos/sin tables are [max_pos, hd/2]. x is [T, row_stride], the heads
+// start at column 0.
+void rope(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
+          const float* sin_tab);
+
+// out[t, i] = silu(h[t, i]) * h[t, I + i]
+void swiglu(const float* h, float* out, int T, int I);
+
+// In-place softmax of n values; returns nothing. Max-subtracted, float32.
+void softmax(float* x, int n);
+
+// Multi-head attention over gathered keys. q: [Tq, H*hd] (row stride ldq);
+// keys[j] / vals[j]: pointers to row j of K / V ([H*hd] each), j < Lk.
+// Mask: if causal_offset >= 0, query i sees keys j <= i + causal_offset;
+// if causal_offset < 0 every query sees every key. out: [Tq, H*hd].
+// scratch: at least threads() * Lk floats.
+void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk,
+               int n_heads, int head_dim, int causal_offset, float* out, float* scratch);
+
+}  // namespace huginn::kern

@@ -1,0 +1,128 @@
+// Kernels against naive double-precision implementations.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "tensor/kernels.h"
+
+using namespace huginn;
+
+namespace {
+std::vector<float> randv(size_t n, uint32_t seed, float scale = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+void naive_matmul(const float* x, const float* W, double* y, int T, int K, int N) {
+  for (int t = 0; t < T; ++t)
+    for (int n = 0; n < N; ++n) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += (double)x[t * K + k] * W[n * K + k];
+      y[t * N + n] = s;
+    }
+}
+}  // namespace
+
+TEST(Kernels, DotMatchesNaiveForAllTailLengths) {
+  for (int n : {0, 1, 3, 7, 8, 15, 16, 31, 33, 64, 100, 1000}) {
+    auto a = randv(n, 1), b = randv(n, 2);
+    double ref = 0;
+    for (int i = 0; i < n; ++i) ref += (double)a[i] * b[i];
+    EXPECT_NEAR(kern::dot(a.data(), b.data(), n), ref, 1e-4 * (1 + std::sqrt((double)n))) << n;
+  }
+}
+
+TEST(Kernels, MatmulGemvAndBlasPathsMatchNaive) {
+  // T = 1..3 takes the GEMV path, T >= 4 the BLAS path; odd N exercises the tail rows.
+  for (int T : {1, 2, 3, 4, 9}) {
+    for (int N : {1, 5, 64, 67}) {
+      const int K = 37;
+      auto x = randv((size_t)T * K, 3), W = randv((size_t)N * K, 4);
+      std::vector<float> y((size_t)T * N, 1.0f);
+      std::vector<double> ref((size_t)T * N);
+      naive_matmul(x.data(), W.data(), ref.data(), T, K, N);
+      kern::matmul(x.data(), W.data(), y.data(), T, K, N);
+      for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-4) << "T=" << T << " N=" << N;
+      kern::matmul(x.data(), W.data(), y.data(), T, K, N, /*accumulate=*/true);
+      for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], 2 * ref[i], 2e-4) << "accumulate T=" << T;
+    }
+  }
+}
+
+TEST(Kernels, RmsNormMatchesFormula) {
+  const int T = 3, d = 10;
+  auto x = randv(T * d, 5), w = randv(d, 6);
+  std::vector<float> y(T * d);
+  kern::rmsnorm(x.data(), w.data(), y.data(), T, d, 1e-6f);
+  for (int t = 0; t < T; ++t) {
+    double ss = 0;
+    for (int i = 0; i < d; ++i) ss += (double)x[t * d + i] * x[t * d + i];
+    const double r = 1.0 / std::sqrt(ss / d + 1e-6);
+    for (int i = 0; i < d; ++i) EXPECT_NEAR(y[t * d + i], x[t * d + i] * r * w[i], 1e-5);
+  }
+}
+
+TEST(Kernels, RopeRotatesAdjacentPairs) {
+  const int H = 2, hd = 4, half = 2;
+  std::vector<float> cosv = {1, 1, 0.6f, 0.8f}, sinv = {0, 0, 0.8f, 0.6f};  // 2 positions
+  std::vector<float> x = {1, 2, 3, 4, 5, 6, 7, 8};
+  int pos = 1;
+  kern::rope(x.data(), 1, H, hd, H * hd, &pos, cosv.data(), sinv.data());
+  (void)half;
+  // pair (1,2) with c=.6 s=.8 -> (1*.6-2*.8, 2*.6+1*.8)
+  EXPECT_NEAR(x[0], -1.0f, 1e-6);
+  EXPECT_NEAR(x[1], 2.0f, 1e-6);
+  EXPECT_NEAR(x[2], 3 * 0.8f - 4 * 0.6f, 1e-6);
+  EXPECT_NEAR(x[3], 4 * 0.8f + 3 * 0.6f, 1e-6);
+  EXPECT_NEAR(x[4], 5 * 0.6f - 6 * 0.8f, 1e-6);
+}
+
+TEST(Kernels, SwigluAndSoftmax) {
+  std::vector<float> h = {1.f, -2.f, 3.f, 0.5f};  // T=1, I=2
+  std::vector<float> o(2);
+  kern::swiglu(h.data(), o.data(), 1, 2);
+  EXPECT_NEAR(o[0], 1.0 / (1 + std::exp(-1.0)) * 3.0, 1e-6);
+  EXPECT_NEAR(o[1], -2.0 / (1 + std::exp(2.0)) * 0.5, 1e-6);
+  std::vector<float> s = {1000.f, 1001.f, 999.f};
+  kern::softmax(s.data(), 3);
+  double z = std::exp(-1.0) + 1 + std::exp(-2.0);
+  EXPECT_NEAR(s[1], 1 / z, 1e-6);
+  EXPECT_NEAR(s[0] + s[1] + s[2], 1.0, 1e-6);
+}
+
+TEST(Kernels, AttentionMatchesNaiveWithMasks) {
+  const int H = 2, hd = 8, d = H * hd, Tq = 3, Lk = 5;
+  auto q = randv(Tq * d, 7), k = randv(Lk * d, 8), v = randv(Lk * d, 9);
+  std::vector<const float*> kp(Lk), vp(Lk);
+  for (int j = 0; j < Lk; ++j) {
+    kp[j] = &k[j * d];
+    vp[j] = &v[j * d];
+  }
+  std::vector<float> scratch(kern::threads() * Lk + 8);
+  for (int offset : {-1, 0, 2}) {
+    std::vector<float> out(Tq * d);
+    kern::attention(q.data(), d, kp.data(), vp.data(), Tq, Lk, H, hd, offset, out.data(), scratch.data());
+    for (int i = 0; i < Tq; ++i)
+      for (int h = 0; h < H; ++h) {
+        const int nk = offset < 0 ? Lk : std::min(Lk, i + offset + 1);
+        std::vector<double> s(nk);
+        double m = -1e300, z = 0;
+        for (int j = 0; j < nk; ++j) {
+          double dd = 0;
+          for (int c = 0; c < hd; ++c) dd += (double)q[i * d + h * hd + c] * k[j * d + h * hd + c];
+          s[j] = dd / std::sqrt((double)hd);
+          m = std::max(m, s[j]);
+        }
+        for (auto& x : s) z += (x = std::exp(x - m));
+        for (int c = 0; c < hd; ++c) {
+          double o = 0;
+          for (int j = 0; j < nk; ++j) o += s[j] / z * v[j * d + h * hd + c];
+          ASSERT_NEAR(out[i * d + h * hd + c], o, 1e-5) << "offset " << offset;
+        }
+      }
+  }
+}

@@ -1,0 +1,50 @@
+// huginn init: a randomly initialised checkpoint in the HF layout.
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "huginn/checkpoint.h"
+#include "huginn/common.h"
+
+namespace huginn::cli {
+namespace {
+struct Opts {
+  std::string config, out, dtype = "F32";
+  uint64_t seed = 0;
+};
+
+int run(const Opts& o) {
+  ModelConfig c;
+  if (!o.config.empty() && o.config.front() == '{') {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(o.config);
+    } catch (const nlohmann::json::exception& e) {
+      fail("--config: invalid JSON: ", e.what());
+    }
+    c = parse_config(j, "--config");
+  } else {
+    c = load_config(o.config);
+  }
+  DType dt;
+  if (!parse_dtype(o.dtype, &dt) || (dt != DType::F32 && dt != DType::BF16 && dt != DType::F16))
+    fail("--dtype must be F32, BF16 or F16, got '", o.dtype, "'");
+  auto flat = init_params(c, o.seed);
+  save_checkpoint(o.out, c, flat.data(), dt);
+  std::cout << "wrote " << o.out << ": " << c.params_total() << " parameters (" << o.dtype << "), seed " << o.seed
+            << "\n";
+  return 0;
+}
+}  // namespace
+
+static Register reg("init", "write a randomly initialised checkpoint (config.json + model.safetensors)",
+                    [](CLI::App& app) {
+                      auto o = std::make_shared<Opts>();
+                      app.add_option("--config", o->config, "config.json path, or the JSON itself")->required();
+                      app.add_option("--out", o->out, "output model directory")->required();
+                      app.add_option("--seed", o->seed, "random seed");
+                      app.add_option("--dtype", o->dtype, "stored dtype: F32, BF16 or F16");
+                      return [o] { return run(*o); };
+                    });
+}  // namespace huginn::cli

@@ -1,0 +1,30 @@
+// Subcommand registry: each tools/huginn/cmd_*.cpp registers itself, so adding
+// a command touches no other file.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace huginn::cli {
+
+// Given its CLI11 subcommand, a command adds its options and returns the
+// function that runs it (exit code).
+using Setup = std::function<std::function<int()>(CLI::App&)>;
+
+struct Command {
+  std::string name, help;
+  Setup setup;
+};
+std::vector<Command>& commands();
+
+struct Register {
+  Register(std::string name, std::string help, Setup setup) {
+    commands().push_back({std::move(name), std::move(help), std::move(setup)});
+  }
+};
+
+// Parses a token list "1,2,3" or "[1, 2, 3]" into ids.
+std::vector<int> parse_ids(const std::string& s);
+
+}  // namespace huginn::cli

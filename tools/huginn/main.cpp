@@ -1,0 +1,75 @@
+// huginn: one program, many subcommands (see commands.h).
+#include <algorithm>
+#include <iostream>
+#include <map>
+
+#include "commands.h"
+#include "huginn/common.h"
+#include "tensor/kernels.h"
+
+namespace huginn::cli {
+
+std::vector<Command>& commands() {
+  static std::vector<Command> c;
+  return c;
+}
+
+std::vector<int> parse_ids(const std::string& s) {
+  std::vector<int> ids;
+  std::string cur;
+  auto flush = [&]() {
+    if (cur.empty()) return;
+    size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(cur, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used != cur.size() || v < INT32_MIN || v > INT32_MAX) fail("invalid token id '", cur, "'");
+    ids.push_back((int)v);
+    cur.clear();
+  };
+  for (char ch : s) {
+    if (ch == ',' || ch == ' ' || ch == '[' || ch == ']' || ch == '\n' || ch == '\t') flush();
+    else cur.push_back(ch);
+  }
+  flush();
+  return ids;
+}
+
+}  // namespace huginn::cli
+
+int main(int argc, char** argv) {
+  using namespace huginn::cli;
+  CLI::App app{"huginn: run, study and train recurrent-depth (latent reasoning) language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "huginn 0.1.0");
+  int threads = 0;
+  app.add_option("-t,--threads", threads, "threads for compute (default: all cores)")
+      ->check(CLI::Range(0, 1024));
+  auto& cmds = commands();
+  std::sort(cmds.begin(), cmds.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  std::map<CLI::App*, std::function<int()>> runners;
+  for (auto& c : cmds) {
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    runners[sub] = c.setup(*sub);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    huginn::kern::set_threads(threads);
+    for (auto& [sub, run] : runners)
+      if (sub->parsed()) return run();
+  } catch (const huginn::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory\n";
+    return 1;
+  }
+  return 1;
+}
