@@ -6,11 +6,15 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev
       libonig-dev libutf8proc-dev libcpp-httplib-dev libopenmpi-dev openmpi-bin libhwy-dev
-      libgtest-dev libbenchmark-dev nodejs npm)
+      libgtest-dev libbenchmark-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm (for the tokenizer parity tests): any install that provides
+# both commands will do (some machines ship a Node.js build that bundles npm).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${missing[*]}"
