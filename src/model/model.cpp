@@ -195,8 +195,8 @@ void Model::embed(const int* ids, int T, float* e) const {
 
 void Model::block(const BlockWeights& b, float* x, int T, int pos0, KVCache* cache, int step, Workspace& ws) const {
   const int d = cfg_.n_embd, H = cfg_.n_heads, hd = cfg_.head_dim, I = cfg_.intermediate_size;
-  const int Lk_max = cache ? cache->length() + (step == 0 ? T : 0) : T;
-  ws.ensure(cfg_, T, Lk_max);
+  // Size the key buffers for the whole cache once, not for its current length.
+  ws.ensure(cfg_, T, cache ? cache->capacity() : T);
   for (int t = 0; t < T; ++t) ws.pos[t] = pos0 + t;
 
   // attention

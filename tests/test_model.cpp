@@ -1,0 +1,188 @@
+// Model loading and the forward pass: checkpoints round-trip in every dtype,
+// prefill + cached decode equals one full pass, and the pieces agree.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "huginn/checkpoint.h"
+#include "huginn/model.h"
+#include "tensor/kernels.h"
+#include "test_util.h"
+
+using namespace huginn;
+namespace fs = std::filesystem;
+
+namespace {
+std::vector<int> some_ids(int T, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> v(T);
+  for (auto& x : v) x = (int)(rng() % vocab);
+  return v;
+}
+}  // namespace
+
+TEST(Checkpoint, F32RoundTripUsesWeightsExactly) {
+  auto c = test::tiny_config();
+  auto flat = init_params(c, 7);
+  auto dir = test::temp_dir("ckpt");
+  save_checkpoint(dir.string(), c, flat.data());
+  auto m = Model::load(dir.string());
+  EXPECT_EQ(m->config().n_embd, c.n_embd);
+  auto layout = param_layout(c);
+  EXPECT_EQ(param_count(layout), (size_t)c.params_total());
+  const ModelWeights& w = m->weights();
+  EXPECT_EQ(0, std::memcmp(w.wte, flat.data(), sizeof(float) * c.vocab_size * c.n_embd));
+  EXPECT_EQ(w.lm_head, w.wte);  // tied
+  for (auto& p : layout) {
+    if (p.name == "transformer.core_block.1.mlp.proj.weight") {
+      EXPECT_EQ(0, std::memcmp(w.core[1].mlp_proj, flat.data() + p.offset, sizeof(float) * p.numel));
+    }
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, Bf16AndF16LoadAsRoundedFloats) {
+  auto c = test::tiny_config();
+  auto flat = init_params(c, 8);
+  for (DType dt : {DType::BF16, DType::F16}) {
+    auto dir = test::temp_dir("ckpt16");
+    save_checkpoint(dir.string(), c, flat.data(), dt);
+    auto m = Model::load(dir.string());
+    const float* wte = m->weights().wte;
+    for (int i = 0; i < 200; ++i) {
+      float want = dt == DType::BF16 ? bf16_to_f32(f32_to_bf16(flat[i])) : f16_to_f32(f32_to_f16(flat[i]));
+      ASSERT_EQ(wte[i], want) << dtype_name(dt) << " at " << i;
+      ASSERT_NEAR(wte[i], flat[i], std::fabs(flat[i]) * (dt == DType::BF16 ? 8e-3 : 1e-3) + 1e-7);
+    }
+    fs::remove_all(dir);
+  }
+}
+
+TEST(Checkpoint, InitFollowsTheSpec) {
+  auto c = test::tiny_config(64, 4, 128, 32);
+  auto flat = init_params(c, 1);
+  auto layout = param_layout(c);
+  const double std_in = std::sqrt(2.0 / (5.0 * c.n_embd));
+  const double std_out = std_in / std::sqrt(2.0 * c.effective_layers());
+  for (auto& p : layout) {
+    const float* w = flat.data() + p.offset;
+    double ss = 0, mx = 0;
+    for (size_t i = 0; i < p.numel; ++i) {
+      ss += (double)w[i] * w[i];
+      mx = std::max(mx, (double)std::fabs(w[i]));
+    }
+    const double rms = std::sqrt(ss / p.numel);
+    if (p.name.find("norm") != std::string::npos || p.name.find("ln_f") != std::string::npos) {
+      EXPECT_EQ(rms, 1.0) << p.name;
+    } else if (p.name.find("qk_bias") != std::string::npos) {
+      EXPECT_EQ(rms, 0.0) << p.name;
+    } else if (p.name.find("proj") != std::string::npos) {
+      EXPECT_NEAR(rms, std_out * 0.9866, std_out * 0.1) << p.name;  // 3-std truncation shrinks the std by 1.3%
+      EXPECT_LE(mx, 3 * std_out + 1e-7) << p.name;
+    } else if (p.name.find("fc") == std::string::npos) {
+      EXPECT_NEAR(rms, std_in * 0.9866, std_in * 0.1) << p.name;
+      EXPECT_LE(mx, 3 * std_in + 1e-7) << p.name;
+    }
+  }
+  EXPECT_EQ(init_params(c, 1), flat);
+  EXPECT_NE(init_params(c, 2), flat);
+}
+
+// The central KV-cache property: a prompt prefilled in one pass and extended
+// token by token gives the logits of one full-sequence pass, at any depth.
+TEST(Forward, PrefillPlusCachedDecodeEqualsFullPass) {
+  auto c = test::tiny_config();
+  auto flat = init_params(c, 3);
+  auto m = Model::from_flat(c, flat.data());
+  const int T = 11, V = c.vocab_size;
+  auto ids = some_ids(T, V, 5);
+  for (int steps : {0, 1, 3, 9}) {
+    Workspace ws;
+    Model::ForwardResult full, part;
+    m->forward(ids.data(), T, steps, full, ws);
+    for (int prefill : {1, 4}) {
+      KVCache cache(c.n_prelude, c.n_core, c.n_coda, c.n_embd, T, CacheStrategy::parse("full"));
+      m->forward(ids.data(), prefill, steps, part, ws, &cache);
+      for (int t = 0; t < prefill; ++t)
+        for (int v = 0; v < V; ++v)
+          ASSERT_NEAR(part.logits[t * V + v], full.logits[t * V + v], 1e-5) << "prefill row " << t;
+      for (int t = prefill; t < T; ++t) {
+        m->forward(&ids[t], 1, steps, part, ws, &cache);
+        for (int v = 0; v < V; ++v)
+          ASSERT_NEAR(part.logits[v], full.logits[t * V + v], 2e-5) << "steps " << steps << " pos " << t;
+      }
+      EXPECT_EQ(cache.length(), T);
+      EXPECT_EQ(cache.bytes_held(), (size_t)T * (c.n_prelude + c.n_coda + c.n_core * steps) * c.n_embd * 2 * 4);
+    }
+  }
+}
+
+TEST(Forward, PiecesComposeToForward) {
+  auto c = test::tiny_config();
+  auto flat = init_params(c, 4);
+  auto m = Model::from_flat(c, flat.data());
+  const int T = 6, d = c.n_embd, steps = 3;
+  auto ids = some_ids(T, c.vocab_size, 6);
+  Workspace ws;
+  Model::ForwardResult r;
+  m->forward(ids.data(), T, steps, r, ws);
+  std::vector<float> e(T * d), s(T * d, 0.f), lat(T * d), logits(c.vocab_size);
+  m->embed(ids.data(), T, e.data());
+  m->prelude(e.data(), T, 0, nullptr, ws);
+  for (int i = 0; i < steps; ++i) m->core_iteration(s.data(), e.data(), T, 0, nullptr, i, ws);
+  m->head(s.data(), T, 0, nullptr, lat.data(), logits.data(), 1, ws);
+  for (int i = 0; i < T * d; ++i) ASSERT_EQ(lat[i], r.latents[i]);
+  // One logit row goes through the GEMV, all rows through BLAS: same values up to summation order.
+  for (int v = 0; v < c.vocab_size; ++v) ASSERT_NEAR(logits[v], r.logits[(T - 1) * c.vocab_size + v], 1e-6);
+}
+
+TEST(Forward, ThreadCountDoesNotChangeResults) {
+  auto c = test::tiny_config(64, 4, 200, 64);
+  auto flat = init_params(c, 9);
+  auto m = Model::from_flat(c, flat.data());
+  auto ids = some_ids(20, c.vocab_size, 1);
+  Workspace ws1, ws2;
+  Model::ForwardResult a, b;
+  kern::set_threads(1);
+  m->forward(ids.data(), 20, 5, a, ws1);
+  kern::set_threads(2);
+  m->forward(ids.data(), 20, 5, b, ws2);
+  for (size_t i = 0; i < a.logits.size(); ++i) ASSERT_NEAR(a.logits[i], b.logits[i], 1e-5);
+}
+
+TEST(Forward, RandomInitialStateIsSeededAndTruncated) {
+  auto c = test::tiny_config();
+  auto flat = init_params(c, 2);
+  auto m = Model::from_flat(c, flat.data());
+  std::vector<float> a(4 * c.n_embd), b(4 * c.n_embd), z(4 * c.n_embd, 1.f);
+  m->init_state(a.data(), 4, 1.0f, 42);
+  m->init_state(b.data(), 4, 1.0f, 42);
+  EXPECT_EQ(a, b);
+  m->init_state(b.data(), 4, 1.0f, 43);
+  EXPECT_NE(a, b);
+  const double lim = 3 * std::sqrt(2.0 / (5.0 * c.n_embd)) * std::sqrt((double)c.n_embd);
+  for (float x : a) EXPECT_LE(std::fabs(x), lim + 1e-6);
+  m->init_state(z.data(), 4, 0.0f, 1);
+  for (float x : z) EXPECT_EQ(x, 0.f);
+}
+
+TEST(Config, AcceptsPublishedAliases) {
+  nlohmann::json j = {{"hidden_size", 64},          {"num_attention_heads", 4},
+                      {"intermediate_size", 128},   {"vocab_size", 300},
+                      {"block_size", 32},           {"n_layers_in_prelude", 1},
+                      {"n_layers_in_recurrent_block", 2}, {"n_layers_in_coda", 1},
+                      {"architectures", {"RavenForCausalLM"}}, {"torch_dtype", "bfloat16"}};
+  auto c = parse_config(j, "test");
+  EXPECT_EQ(c.n_embd, 64);
+  EXPECT_EQ(c.n_heads, 4);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.rope_base, 50000.0f);  // the class default when absent
+  j["n_heads"] = 8;                   // n_heads wins over num_attention_heads
+  EXPECT_EQ(parse_config(j, "test").n_heads, 8);
+  // What we write, we read back identically.
+  auto c2 = parse_config(config_to_json(c), "roundtrip");
+  EXPECT_EQ(c2.n_embd, c.n_embd);
+  EXPECT_EQ(c2.n_core, c.n_core);
+  EXPECT_EQ(c2.rope_base, c.rope_base);
+}

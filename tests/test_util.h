@@ -1,0 +1,69 @@
+// Helpers shared by the test suites: temporary directories, tiny models, and
+// running the CLI as a user would.
+#pragma once
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include "huginn/checkpoint.h"
+#include "huginn/config.h"
+
+namespace huginn::test {
+
+inline std::filesystem::path temp_dir(const std::string& tag) {
+  static std::mt19937_64 rng(std::random_device{}());
+  auto p = std::filesystem::temp_directory_path() / ("huginn-test-" + tag + "-" + std::to_string(rng()));
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+// A small config with every structural feature (prelude, core, coda, qk_bias).
+inline ModelConfig tiny_config(int d = 32, int heads = 2, int vocab = 97, int block = 64) {
+  ModelConfig c;
+  c.n_embd = d;
+  c.n_heads = heads;
+  c.head_dim = d / heads;
+  c.intermediate_size = 2 * d;
+  c.vocab_size = vocab;
+  c.block_size = block;
+  c.n_prelude = 1;
+  c.n_core = 2;
+  c.n_coda = 1;
+  c.mean_recurrence = 4;
+  c.mean_backprop_depth = 2;
+  return c;
+}
+
+struct RunResult {
+  int code = -1;  // exit status; -1 if killed by a signal
+  std::string out, err;
+};
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs the huginn CLI with `args` (a shell-quoted string), capturing output.
+inline RunResult run_cli(const std::string& args, const std::string& stdin_text = "") {
+  auto dir = temp_dir("cli");
+  std::ofstream(dir / "in") << stdin_text;
+  std::string cmd = std::string(HUGINN_BIN) + " " + args + " <" + (dir / "in").string() + " >" +
+                    (dir / "out").string() + " 2>" + (dir / "err").string();
+  int st = std::system(cmd.c_str());
+  RunResult r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = slurp(dir / "out");
+  r.err = slurp(dir / "err");
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+}  // namespace huginn::test
