@@ -61,7 +61,7 @@ int Sampler::sample(const float* logits, const int* context, int n_context) {
   if (o_.top_k > 0 && o_.top_k < V_) {
     std::iota(idx_.begin(), idx_.end(), 0);
     std::nth_element(idx_.begin(), idx_.begin() + (o_.top_k - 1), idx_.end(),
-                     [&](int a, int b) { return p[a] > p[b]; });
+                     [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     const float kth = p[idx_[o_.top_k - 1]];
     for (int i = 0; i < V_; ++i)
       if (p[i] < kth) p[i] = 0.f;
@@ -69,7 +69,7 @@ int Sampler::sample(const float* logits, const int* context, int n_context) {
   // top-p: keep the smallest prefix (by descending probability) whose mass reaches p
   if (o_.top_p < 1.f) {
     std::iota(idx_.begin(), idx_.end(), 0);
-    std::stable_sort(idx_.begin(), idx_.end(), [&](int a, int b) { return p[a] > p[b]; });
+    std::sort(idx_.begin(), idx_.end(), [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     double cum = 0;
     for (int r = 0; r < V_; ++r) {
       cum += p[idx_[r]];  // the reference drops every rank whose inclusive mass exceeds p, but the first

@@ -41,6 +41,8 @@ SpeculativeResult generate_speculative(const Model& m, const std::vector<int>& p
   SpeculativeResult res;
   std::vector<int> seq;
   seq.reserve(cap + L + 1);
+  res.tokens.reserve(o.max_new_tokens + L + 1);
+  res.forward_trace.reserve(1 + (size_t)(o.max_new_tokens + 1) * (L + 1));
   seq = prompt;
   auto forward = [&](const int* ids, int T, const infer::DepthPolicy& p, int rows) {
     res.forward_trace.push_back({T, dec.cache().length(), p.max_steps});
