@@ -21,9 +21,9 @@ bool have_tokenizer(const std::string& model_dir) {
   const fs::path tj = fs::path(model_dir) / "tokenizer.json";
   if (!fs::exists(tj))
     fail(what, " needs the model's tokenizer.json, and ", model_dir,
-         " has none; give token ids with --ids 1,2,3 instead");
-  fail(what, " needs tokenizer.json, which this build cannot read yet (text support is not connected); give "
-             "token ids with --ids 1,2,3 instead");
+         " has none; use token ids instead (generate --ids 1,2,3, chat --raw-ids)");
+  fail(what, " needs tokenizer.json, which this build cannot read yet (text support is not connected); use "
+             "token ids instead (generate --ids 1,2,3, chat --raw-ids)");
 }
 
 std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::string& model_dir) {
