@@ -69,6 +69,7 @@ class KVCache {
   CacheStrategy strategy_;
   int seen_ = 0;
   std::vector<Slot> slots_;  // index = stored step + C_
+  std::vector<int> top_;     // per position: the highest stored core step written (-1: none)
 };
 
 }  // namespace huginn

@@ -1,45 +1,240 @@
+// The sequential driver: one pass per position over the shared decode loop
+// (decoder.h), for a batch of sequences that each exit, stop and warm-start on
+// their own.
 #include "huginn/generate.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <numeric>
+
 #include "huginn/common.h"
+#include "infer/decoder.h"
+#include "tensor/kernels.h"
 
 namespace huginn {
 
-int argmax(const float* x, int n) {
-  int best = 0;
-  for (int i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = i;
-  return best;
+std::vector<int> default_stop_tokens() { return {65504, 65505, 65508}; }
+
+void GenerateOptions::validate(const ModelConfig& c) const {
+  if (max_new_tokens < 0) fail("max tokens must be >= 0, got ", max_new_tokens);
+  if (steps < 0) fail("steps must be >= 0, got ", steps);
+  if (min_steps < 0) fail("min steps must be >= 0, got ", min_steps);
+  if (check_every < 1) fail("check-every must be >= 1, got ", check_every);
+  if (soft_thoughts < 0) fail("soft thoughts: the number of thought positions must be >= 0, got ", soft_thoughts);
+  if (soft_top_k < 0) fail("soft thoughts: k must be >= 0 (0 = whole vocabulary), got ", soft_top_k);
+  if (!(soft_temperature > 0.f)) fail("soft thoughts: temperature must be > 0, got ", soft_temperature);
+  if (!(init_scale >= 0.f)) fail("init scale must be >= 0, got ", init_scale);
+  if (!stop_strings.empty() && !token_text) fail("stop strings need the tokenizer (token texts)");
+  for (auto& s : stop_strings)
+    if (s.empty()) fail("empty stop string");
+  sampling.validate();
+  CacheStrategy::parse(cache);
+  (void)c;
 }
 
-std::vector<int> generate_fixed_greedy(const Model& m, const std::vector<int>& prompt, const FixedDepthOptions& o,
-                                       std::vector<float>* step_logits) {
-  const ModelConfig& c = m.config();
-  if (prompt.empty()) fail("generate: empty prompt");
-  const int total = (int)prompt.size() + o.max_new_tokens;
-  if (total > c.block_size)
-    fail("prompt of ", prompt.size(), " tokens plus ", o.max_new_tokens, " new tokens exceeds the context of ",
-         c.block_size);
-  KVCache cache(c.n_prelude, c.n_core, c.n_coda, c.n_embd, total, CacheStrategy::parse(o.cache));
-  Workspace ws;
-  Model::ForwardResult r;
-  std::vector<int> out;
-  std::vector<float> start((size_t)c.n_embd);
-  if (step_logits) step_logits->clear();
-  m.forward(prompt.data(), (int)prompt.size(), o.steps, r, ws, &cache, nullptr, 0.f, 0, 1);
-  for (int i = 0; i < o.max_new_tokens; ++i) {
-    if (step_logits) step_logits->insert(step_logits->end(), r.logits.begin(), r.logits.end());
-    const int tok = argmax(r.logits.data(), c.vocab_size);
-    out.push_back(tok);
-    if (i + 1 == o.max_new_tokens) break;
-    const float* init = nullptr;
-    if (o.continuous) {
-      const size_t last = r.latents.size() - c.n_embd;
-      std::copy(r.latents.begin() + last, r.latents.end(), start.begin());
-      init = start.data();
+namespace {
+
+// Builds sum_i p_i * wte[i] * sqrt(d) over the top-k of softmax(logits / temp), renormalised.
+class SoftEmbedder {
+ public:
+  SoftEmbedder(const Model& m, int k, float temp)
+      : m_(m), V_(m.config().vocab_size), d_(m.config().n_embd), k_(k <= 0 || k > V_ ? V_ : k), temp_(temp),
+        p_(V_), idx_(V_), acc_(d_) {}
+  // Writes the embedding row; returns the argmax token.
+  int build(const float* logits, float* out) {
+    const int top = argmax(logits, V_);
+    int n = k_;
+    if (k_ == 1) {
+      idx_[0] = top;
+      p_[top] = 1.f;
+    } else {
+      float mx = logits[top];
+      double sum = 0;
+      for (int i = 0; i < V_; ++i) {
+        p_[i] = std::exp((logits[i] - mx) / temp_);
+        sum += p_[i];
+      }
+      for (int i = 0; i < V_; ++i) p_[i] = (float)(p_[i] / sum);
+      std::iota(idx_.begin(), idx_.end(), 0);
+      if (k_ < V_)
+        std::partial_sort(idx_.begin(), idx_.begin() + k_, idx_.end(), [&](int a, int b) {
+          return p_[a] > p_[b] || (p_[a] == p_[b] && a < b);
+        });
     }
-    m.forward(&tok, 1, o.steps, r, ws, &cache, init, 0.f, 0, 1);
+    double z = 0;
+    for (int j = 0; j < n; ++j) z += p_[idx_[j]];
+    std::fill(acc_.begin(), acc_.end(), 0.f);
+    const float* wte = m_.weights().wte;
+    for (int j = 0; j < n; ++j) {
+      const float w = (float)(p_[idx_[j]] / z);
+      kern::axpy(w, wte + (size_t)idx_[j] * d_, acc_.data(), d_);
+    }
+    const float scale = std::sqrt((float)d_);
+    for (int i = 0; i < d_; ++i) out[i] = acc_[i] * scale;
+    return top;
   }
+
+ private:
+  const Model& m_;
+  int V_, d_, k_;
+  float temp_;
+  std::vector<float> p_;
+  std::vector<int> idx_;
+  std::vector<float> acc_;
+};
+
+// One sequence of a batch: its decoder (cache, workspace), sampler and progress.
+struct Sequence {
+  Sequence(const Model& m, const std::vector<int>& prompt, const GenerateOptions& o, int index)
+      : o(o),
+        idx(index),
+        prompt(prompt),
+        cap(std::min<int>(m.config().block_size, (int)prompt.size() + o.soft_thoughts + o.max_new_tokens)),
+        dec(m, std::max(cap, (int)prompt.size()), CacheStrategy::parse(o.cache), std::max<int>(1, prompt.size()),
+            o.exit, o.init_scale, o.seed + 1000003ull * index),
+        sampler(m.config().vocab_size, o.sampling),
+        soft(m, o.soft_top_k, o.soft_temperature),
+        d(m.config().n_embd),
+        V(m.config().vocab_size) {
+    if (prompt.empty()) fail("generate: empty prompt (sequence ", index, ")");
+    m.check_tokens(prompt.data(), (int)prompt.size(), 0);
+    context.reserve(prompt.size() + o.max_new_tokens + 1);
+    context = prompt;
+    cont.resize(d);
+    soft_in.resize(d);
+    if (o.record_logits) res.step_logits.reserve((size_t)o.max_new_tokens * V);
+    res.tokens.reserve(o.max_new_tokens);
+    res.steps.reserve(o.max_new_tokens);
+    if (o.max_new_tokens == 0) finish("max_tokens");
+  }
+
+  void finish(const char* why) {
+    done = true;
+    res.stop_reason = why;
+    res.kv_bytes = dec.cache().bytes_held();
+  }
+
+  // One pass, then the choice of what comes next.
+  void step(const TokenCallback& cb) {
+    infer::PassInput in;
+    const bool first = passes == 0;
+    if (first) {
+      in.ids = prompt.data();
+      in.T = (int)prompt.size();
+    } else if (next_soft) {
+      in.embeds = soft_in.data();
+    } else {
+      in.ids = &last_token;
+    }
+    if (o.continuous && !first) in.start = cont.data();
+    infer::DepthPolicy p;
+    p.max_steps = o.steps;
+    p.exit = o.exit;
+    p.min_steps = o.min_steps;
+    p.check_every = o.check_every;
+    p.checks = !(first && o.no_exit_in_prefill);
+    std::vector<ExitCheck>* ck = nullptr;
+    if (o.record_checks) ck = &res.checks.emplace_back();
+    const infer::PassResult r = dec.run(in, p, ck);
+    ++passes;
+    res.core_iterations += r.steps;
+    const Model& m = dec.model();
+    if (o.continuous) {
+      const float* last = dec.state(in.T - 1);
+      if (o.continuous_from == ContinuousFrom::Raw) std::memcpy(cont.data(), last, sizeof(float) * d);
+      else kern::rmsnorm(last, m.weights().ln_f, cont.data(), 1, d, m.config().norm_eps);
+    }
+    const float* logits = dec.logits(0);
+    const int position = dec.cache().length();  // of the next input
+    if (thoughts < o.soft_thoughts) {
+      const int top = soft.build(logits, soft_in.data());
+      next_soft = true;
+      ++thoughts;
+      res.thought_tokens.push_back(top);
+      res.thought_steps.push_back(r.steps);
+      if (cb) cb({idx, top, r.steps, true});
+      if (position + 1 > cap) finish("context");
+      return;
+    }
+    next_soft = false;
+    if (o.record_logits) res.step_logits.insert(res.step_logits.end(), logits, logits + V);
+    const int tok = sampler.sample(logits, context.data(), (int)context.size());
+    last_token = tok;
+    context.push_back(tok);
+    res.tokens.push_back(tok);
+    res.steps.push_back(r.steps);
+    if (cb) cb({idx, tok, r.steps, false});
+    if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), tok) != o.stop_tokens.end()) return finish("stop_token");
+    if (!o.stop_strings.empty()) {
+      const std::string piece = o.token_text(tok);
+      text += piece;
+      for (auto& ss : o.stop_strings) {
+        const size_t from = text.size() > piece.size() + ss.size() ? text.size() - piece.size() - ss.size() : 0;
+        if (text.find(ss, from) != std::string::npos) return finish("stop_string");
+      }
+    }
+    if ((int)res.tokens.size() >= o.max_new_tokens) return finish("max_tokens");
+    if (position + 1 > cap) return finish("context");
+  }
+
+  const GenerateOptions& o;
+  int idx;
+  std::vector<int> prompt;
+  int cap;
+  infer::Decoder dec;
+  Sampler sampler;
+  SoftEmbedder soft;
+  int d, V;
+  std::vector<int> context;
+  std::vector<float> cont, soft_in;
+  std::string text;
+  int passes = 0, thoughts = 0, last_token = 0;
+  bool next_soft = false, done = false;
+  SequenceResult res;
+};
+
+}  // namespace
+
+std::vector<SequenceResult> generate(const Model& m, const std::vector<std::vector<int>>& prompts,
+                                     const GenerateOptions& o, const TokenCallback& cb) {
+  o.validate(m.config());
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  for (size_t i = 0; i < prompts.size(); ++i) seqs.push_back(std::make_unique<Sequence>(m, prompts[i], o, (int)i));
+  // Round-robin: every unfinished sequence advances one position per round,
+  // each with its own depth (exit), stops and cache.
+  for (bool any = true; any;) {
+    any = false;
+    for (auto& s : seqs)
+      if (!s->done) {
+        s->step(cb);
+        any = true;
+      }
+  }
+  std::vector<SequenceResult> out;
+  for (auto& s : seqs) out.push_back(std::move(s->res));
   return out;
+}
+
+SequenceResult generate(const Model& m, const std::vector<int>& prompt, const GenerateOptions& o,
+                        const TokenCallback& cb) {
+  return std::move(generate(m, std::vector<std::vector<int>>{prompt}, o, cb)[0]);
+}
+
+std::vector<int> generate_fixed_greedy(const Model& m, const std::vector<int>& prompt, const FixedDepthOptions& f,
+                                       std::vector<float>* step_logits) {
+  GenerateOptions o;
+  o.steps = f.steps;
+  o.max_new_tokens = f.max_new_tokens;
+  o.continuous = f.continuous;
+  o.continuous_from = ContinuousFrom::Latent;
+  o.cache = f.cache;
+  o.stop_tokens.clear();
+  o.record_logits = step_logits != nullptr;
+  SequenceResult r = generate(m, prompt, o);
+  if (step_logits) *step_logits = std::move(r.step_logits);
+  return r.tokens;
 }
 
 }  // namespace huginn

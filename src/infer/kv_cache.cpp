@@ -48,7 +48,13 @@ int CacheStrategy::core_slots(int n_core, int iterations) const {
 }
 
 KVCache::KVCache(int n_prelude, int n_core, int n_coda, int width, int capacity, CacheStrategy strategy)
-    : P_(n_prelude), R_(n_core), C_(n_coda), width_(width), capacity_(capacity), strategy_(std::move(strategy)) {}
+    : P_(n_prelude),
+      R_(n_core),
+      C_(n_coda),
+      width_(width),
+      capacity_(capacity),
+      strategy_(std::move(strategy)),
+      top_(capacity > 0 ? capacity : 0, -1) {}
 
 int KVCache::stored_step(int step) const {
   if (step < P_ || strategy_.compress == 0) return step;
@@ -90,6 +96,7 @@ void KVCache::write(int step, int T, const float* k, const float* v, int ld) {
       s->present[p] = 1;
       ++s->count;
     }
+    if (stored_step(step) >= P_ && stored_step(step) > top_[p]) top_[p] = stored_step(step);
   }
 }
 
@@ -97,6 +104,17 @@ void KVCache::write(int step, int T, const float* k, const float* v, int ld) {
 // holds: up to `stored` (latest-m4) or over all iterations (always-last-m4).
 int KVCache::latest_same_layer(int stored, int pos, bool any_iteration) const {
   const int layer = (stored - P_) % R_;
+  // Positions compute their core steps contiguously from the first iteration,
+  // so the answer is usually the same layer in the position's last iteration
+  // (O(1)); the scan below covers anything else.
+  {
+    const int hi = any_iteration ? top_[pos] : std::min(stored, top_[pos]);
+    if (hi >= P_) {
+      const int s = hi - (((hi - P_ - layer) % R_) + R_) % R_;
+      const Slot* sl = s >= P_ ? slot(s) : nullptr;
+      if (sl && sl->present[pos]) return s;
+    }
+  }
   const int hi = any_iteration ? (int)slots_.size() - 1 - C_ : stored;
   for (int s = hi; s >= P_; --s) {
     if ((s - P_) % R_ != layer) continue;
@@ -137,10 +155,12 @@ int KVCache::lookup(int step, const float** keys, const float** vals) const {
 
 void KVCache::drop_last(int n) {
   if (n < 0 || n > seen_) fail("KV cache: cannot drop ", n, " of ", seen_, " positions");
+  const int old = seen_;
   seen_ -= n;
+  for (int p = seen_; p < old; ++p) top_[p] = -1;
   for (auto& s : slots_) {
     if (!s.used) continue;
-    for (int p = seen_; p < capacity_; ++p)
+    for (int p = seen_; p < old; ++p)
       if (s.present[p]) {
         s.present[p] = 0;
         --s.count;

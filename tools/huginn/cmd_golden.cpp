@@ -12,7 +12,6 @@
 #include "commands.h"
 #include "golden.h"
 #include "huginn/common.h"
-#include "huginn/generate.h"
 #include "huginn/model.h"
 #include "huginn/safetensors.h"
 
@@ -102,28 +101,8 @@ std::string run_forward(const Ctx& cx, const json& cs) {
 }
 
 
-std::string run_generate_minimal(const Ctx& cx, const json& cs) {
-  const json& o = cs["options"];
-  if (o.value("do_sample", false)) return "do_sample is not a reproducible case";
-  FixedDepthOptions fo;
-  fo.steps = o["num_steps"].get<int>();
-  fo.max_new_tokens = o["max_new_tokens"].get<int>();
-  fo.continuous = o.value("continuous_compute", false);
-  fo.cache = o.value("cache_lookup_strategy", std::string("full"));
-  std::vector<float> logits;
-  auto toks = generate_fixed_greedy(cx.model, ids_of(cs["input_ids"]), fo, &logits);
-  std::string err = compare_tokens(toks, cs["expected_new_tokens"]);
-  if (cs.contains("expected") && cs["expected"].contains("step_logits")) {
-    std::string e = compare("step_logits", logits.data(), logits.size(),
-                            cx.expected.get(cs["expected"]["step_logits"].get<std::string>()), cx.tol("logits"));
-    if (!e.empty()) err += (err.empty() ? "" : "; ") + e;
-  }
-  return err;
-}
-
 RegisterHandler reg_fwd("forward", run_forward);
 RegisterHandler reg_dbg("debug_intermediates", run_forward);
-RegisterHandler reg_gen("generate:generate_minimal", run_generate_minimal);
 
 struct Opts {
   std::string dir, filter;

@@ -1,0 +1,239 @@
+// bench_generate: tokens/s and iterations per token of every generation mode
+// on one model and prompt set, measured against the plain fixed-depth greedy
+// decoder in the same invocation.
+//
+//   build/bin/bench_generate                 # standard d=512 config (shared/notes/benchmarking.md), random weights
+//   build/bin/bench_generate -m MODEL_DIR --steps 32 --prompt 128 --gen 16 --prompts 2
+//
+// "tok/s" is end to end (prefill + decode) for the generated tokens; "decode
+// tok/s" excludes the prompt pass (a run producing one token is subtracted).
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "huginn/checkpoint.h"
+#include "huginn/common.h"
+#include "huginn/generate.h"
+#include "huginn/model.h"
+#include "tensor/kernels.h"
+
+using namespace huginn;
+using clk = std::chrono::steady_clock;
+
+namespace {
+double secs_since(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
+
+struct Outcome {
+  std::vector<std::vector<int>> tokens;  // per prompt
+  double iters = 0;                      // core iterations x positions, summed
+  long positions = 0;                    // tokens the iterations were spent on
+  size_t kv = 0;
+  std::string note;
+};
+// A mode: runs every prompt, producing `gen` tokens each.
+using Mode = std::function<Outcome(const std::vector<std::vector<int>>& prompts, int gen)>;
+
+double mean_steps(const std::vector<int>& s) {
+  double a = 0;
+  for (int x : s) a += x;
+  return s.empty() ? 0 : a / s.size();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"huginn generation benchmark: every mode against the plain fixed-depth decoder"};
+  std::string model_dir, only;
+  int prompt = 128, gen = 16, threads = 0, steps = 32, nprompts = 2;
+  app.add_option("-m,--model", model_dir, "model directory (default: the standard d=512 config, random weights)");
+  app.add_option("--steps", steps, "depth r of the plain decoder (the maximum for adaptive modes)")
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--prompt", prompt, "prompt tokens")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--gen", gen, "generated tokens per prompt")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--prompts", nprompts, "number of prompts")->check(CLI::Range(1, 64));
+  app.add_option("--only", only, "run only modes whose name contains this");
+  app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    kern::set_threads(threads);
+    std::unique_ptr<Model> m;
+    std::vector<float> flat;
+    std::string name;
+    if (model_dir.empty()) {
+      nlohmann::json j = {{"n_embd", 512},  {"n_heads", 8},  {"intermediate_size", 1536},
+                          {"vocab_size", 8192}, {"block_size", 1024}, {"n_layers_in_prelude", 2},
+                          {"n_layers_in_recurrent_block", 4}, {"n_layers_in_coda", 2}, {"mean_recurrence", 32}};
+      ModelConfig c = parse_config(j, "standard");
+      flat = init_params(c, 1);
+      m = Model::from_flat(c, flat.data());
+      name = "std-d512 (random weights)";
+    } else {
+      m = Model::load(model_dir);
+      name = model_dir;
+    }
+    const Model& M = *m;
+    const ModelConfig& c = M.config();
+    if (prompt + gen + 16 > c.block_size) fail("prompt + gen exceeds the context of ", c.block_size);
+    std::mt19937 rng(1);
+    std::vector<std::vector<int>> prompts(nprompts, std::vector<int>(prompt));
+    for (auto& p : prompts)
+      for (auto& x : p) x = (int)(rng() % c.vocab_size);
+
+    auto sequential = [&](std::function<void(GenerateOptions&)> set) -> Mode {
+      return [&M, set, steps](const std::vector<std::vector<int>>& ps, int n) {
+        GenerateOptions o;
+        o.steps = steps;
+        o.max_new_tokens = n;
+        o.stop_tokens.clear();
+        set(o);
+        Outcome out;
+        for (auto& p : ps) {
+          auto r = generate(M, p, o);
+          out.tokens.push_back(r.tokens);
+          for (size_t i = 0; i < r.steps.size(); ++i) out.iters += r.steps[i];
+          out.positions += (long)r.steps.size();
+          out.kv = std::max(out.kv, r.kv_bytes);
+        }
+        return out;
+      };
+    };
+    std::vector<std::pair<std::string, Mode>> modes;
+    modes.push_back({str("plain r=", steps), sequential([](GenerateOptions&) {})});
+    modes.push_back({str("plain r=", steps, " compress-s4"), sequential([](GenerateOptions& o) { o.cache = "compress-s4"; })});
+    modes.push_back({"plain r=4", sequential([](GenerateOptions& o) { o.steps = 4; })});
+    for (const char* crit : {"kl:5e-4", "entropy-diff:1e-3", "latent-diff:0.03", "argmax-stability:5"})
+      modes.push_back({str("adaptive ", crit, " latest-m4"), sequential([crit](GenerateOptions& o) {
+                         o.exit = ExitCriterion::parse(crit);
+                         o.cache = "latest-m4";
+                       })});
+    modes.push_back({"adaptive kl:5e-4 latest-m4-compress-s4", sequential([](GenerateOptions& o) {
+                       o.exit = ExitCriterion::parse("kl:5e-4");
+                       o.cache = "latest-m4-compress-s4";
+                     })});
+    modes.push_back({"adaptive kl:5e-4 + continuous", sequential([](GenerateOptions& o) {
+                       o.exit = ExitCriterion::parse("kl:5e-4");
+                       o.cache = "latest-m4";
+                       o.continuous = true;
+                     })});
+    modes.push_back({"soft thoughts 4,k=8", sequential([](GenerateOptions& o) {
+                       o.soft_thoughts = 4;
+                       o.soft_top_k = 8;
+                     })});
+    modes.push_back({"sampling t=0.7 top-p=0.9", sequential([](GenerateOptions& o) {
+                       o.sampling.temperature = 0.7f;
+                       o.sampling.top_p = 0.9f;
+                       o.sampling.seed = 1;
+                     })});
+    modes.push_back({str("batch of ", nprompts, " r=", steps), [&M, steps](const std::vector<std::vector<int>>& ps, int n) {
+                       GenerateOptions o;
+                       o.steps = steps;
+                       o.max_new_tokens = n;
+                       o.stop_tokens.clear();
+                       Outcome out;
+                       for (auto& r : generate(M, ps, o)) {
+                         out.tokens.push_back(r.tokens);
+                         for (int s : r.steps) out.iters += s;
+                         out.positions += (long)r.steps.size();
+                         out.kv += r.kv_bytes;
+                       }
+                       return out;
+                     }});
+    for (auto [draft, la] : {std::pair{4, 8}, {8, 4}}) {
+      modes.push_back({str("speculative draft=", draft, ",lookahead=", la),
+                       [&M, steps, draft, la](const std::vector<std::vector<int>>& ps, int n) {
+                         SpeculativeOptions s;
+                         s.steps = steps;
+                         s.draft_steps = draft;
+                         s.lookahead = la;
+                         s.max_new_tokens = n;
+                         s.stop_tokens.clear();
+                         Outcome out;
+                         int acc = 0, dr = 0;
+                         for (auto& p : ps) {
+                           auto r = generate_speculative(M, p, s);
+                           r.tokens.resize(std::min<size_t>(r.tokens.size(), n));
+                           out.tokens.push_back(r.tokens);
+                           out.iters += r.core_iterations - (double)p.size() * steps;
+                           out.positions += (long)r.tokens.size() - 1;
+                           out.kv = std::max(out.kv, r.kv_bytes);
+                           acc += r.accepted;
+                           dr += r.drafted;
+                         }
+                         out.iters += (double)steps * ps.size();  // the prompt pass, counted like the others
+                         out.positions += (long)ps.size();
+                         out.note = str("acceptance ", dr ? 100 * acc / dr : 0, "%");
+                         return out;
+                       }});
+    }
+    for (int inner : {4, 8}) {
+      modes.push_back({str("parallel inner=", inner, " latent-diff"),
+                       [&M, steps, inner](const std::vector<std::vector<int>>& ps, int n) {
+                         DiffusionOptions d;
+                         d.steps = steps;
+                         d.inner_recurrence = inner;
+                         d.max_new_tokens = n;
+                         d.stop_tokens.clear();
+                         Outcome out;
+                         int passes = 0;
+                         for (auto& p : ps) {
+                           auto r = generate_diffusion(M, p, d);
+                           r.tokens.resize(std::min<size_t>(r.tokens.size(), n));
+                           out.tokens.push_back(r.tokens);
+                           for (size_t i = p.size(); i < r.recurrence_per_position.size(); ++i)
+                             out.iters += r.recurrence_per_position[i];
+                           out.positions += (long)r.recurrence_per_position.size() - (long)p.size();
+                           out.kv = std::max(out.kv, r.kv_bytes);
+                           passes += r.passes;
+                         }
+                         out.note = str(passes, " passes");
+                         return out;
+                       }});
+    }
+
+    std::printf("# model %s: d=%d heads=%d I=%d V=%d layers %d/%d/%d; %d prompts of %d tokens, %d new tokens each, "
+                "greedy unless noted, %d threads\n",
+                name.c_str(), c.n_embd, c.n_heads, c.intermediate_size, c.vocab_size, c.n_prelude, c.n_core, c.n_coda,
+                nprompts, prompt, gen, kern::threads());
+    std::printf("| mode | tok/s | decode tok/s | vs plain (decode) | mean iterations/token | KV MiB | agreement with plain | note |\n");
+    std::printf("|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+    // warm-up
+    modes[0].second({prompts[0]}, 2);
+    std::vector<std::vector<int>> base;
+    double base_dec = 0;
+    for (auto& [mname, run] : modes) {
+      if (!only.empty() && mname.find(only) == std::string::npos && &run != &modes[0].second) continue;
+      auto t0 = clk::now();
+      Outcome one = run(prompts, 1);
+      const double t_one = secs_since(t0);
+      auto t1 = clk::now();
+      Outcome out = run(prompts, gen);
+      const double t_all = secs_since(t1);
+      long ntok = 0;
+      for (auto& t : out.tokens) ntok += (long)t.size();
+      const double dec = (ntok - (long)prompts.size()) / std::max(1e-9, t_all - t_one);
+      if (base.empty()) {
+        base = out.tokens;
+        base_dec = dec;
+      }
+      long agree = 0, total = 0;
+      for (size_t i = 0; i < base.size(); ++i)
+        for (size_t j = 0; j < base[i].size(); ++j) {
+          ++total;
+          agree += j < out.tokens[i].size() && out.tokens[i][j] == base[i][j];
+        }
+      std::printf("| %s | %.2f | %.2f | %.2fx | %.2f | %.2f | %ld/%ld | %s |\n", mname.c_str(), ntok / t_all, dec,
+                  dec / base_dec, out.positions ? out.iters / out.positions : 0.0, out.kv / 1048576.0, agree, total,
+                  out.note.c_str());
+      std::fflush(stdout);
+      (void)one;
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

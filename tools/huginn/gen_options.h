@@ -1,0 +1,52 @@
+// The generation options shared by `huginn generate` and `huginn chat`: CLI11
+// registration, parsing of the compound values (--speculative, --parallel,
+// --soft-thoughts) and conversion to the library's option structs.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "huginn/config.h"
+#include "huginn/generate.h"
+#include "prompt.h"
+
+namespace huginn::cli {
+
+// "a=1,b=x,flag" -> pairs (a flag has an empty value).
+std::vector<std::pair<std::string, std::string>> split_spec(const std::string& spec, const char* what);
+int spec_int(const std::string& v, const std::string& key, const char* what, int lo, int hi);
+double spec_double(const std::string& v, const std::string& key, const char* what);
+
+struct GenCliOptions {
+  std::string model;
+  PromptOptions prompt;
+  int steps = -1;  // default: the model's mean_recurrence
+  std::string exit = "none";
+  int min_steps = 0, check_every = 1;
+  bool no_exit_in_prefill = false;
+  std::string cache;  // empty: the mode's default (full; latest-m4-compress-s4 for --parallel)
+  bool continuous = false;
+  std::string continuous_from = "raw";
+  std::string speculative, parallel, soft;
+  CLI::Option *spec_opt = nullptr, *par_opt = nullptr;
+  SamplingOptions sampling;
+  int max_tokens = 32;
+  std::vector<int> stop_ids;
+  std::vector<std::string> stop_strings;
+  bool no_default_stops = false;
+  float init_scale = 0.f;
+  uint64_t init_seed = 0;
+  bool show_steps = false, compare = false, quiet = false;
+
+  // prompt_options: generate takes --ids/-p/--prompt-file; chat reads stdin.
+  void add_to(CLI::App& app, bool prompt_options);
+  std::string mode() const;  // sequential, speculative or parallel
+  int depth(const ModelConfig& c) const { return steps >= 0 ? steps : c.mean_recurrence; }
+  std::vector<int> stop_tokens() const;
+  GenerateOptions generate_options(const ModelConfig& c, std::function<std::string(int)> token_text) const;
+  SpeculativeOptions speculative_options(const ModelConfig& c) const;
+  DiffusionOptions parallel_options(const ModelConfig& c) const;
+};
+
+}  // namespace huginn::cli
