@@ -16,6 +16,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,10 @@ class AdamW {
 
 // Copies a model's weights into one flat buffer in param_layout order.
 std::vector<float> flatten_weights(const ModelConfig& c, const ModelWeights& w);
+
+// Sets flush-to-zero / denormals-are-zero on the calling thread and every
+// OpenMP thread (the Trainer does this; denormals slow training ~100x).
+void enable_flush_denormals();
 
 // Gradient norm (L2 over the whole flat buffer, in double).
 double grad_norm(const float* g, size_t n);
@@ -215,9 +220,14 @@ struct TrainOptions {
   int eval_batches = 2;  // validation batches of `batch` sequences per depth
   std::vector<int> eval_depths;  // default {1, mean/2, mean, 2*mean}
   int save_every = 0;            // 0: only at the end
+  int stop_at = -1;              // >= 0: stop (and save) after this many steps; the schedule still uses `steps`
   std::string out;               // checkpoint directory (rank 0 writes)
+  std::string data;              // the data spec, recorded in the trainer state
   bool quiet = false;
 };
+// The options as stored in trainer_state.json, and back (missing keys keep their value).
+nlohmann::json train_options_to_json(const TrainOptions& o);
+void train_options_from_json(const nlohmann::json& j, TrainOptions& o);
 
 struct StepStats {
   int step = 0;  // optimizer steps done after this one
