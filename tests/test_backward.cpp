@@ -120,7 +120,7 @@ TEST(Backward, AttentionMatchesFiniteDifferences) {
   std::vector<float> out(T * d), scratch(kern::threads() * T + 16), dqkv(T * ld);
   kern::attention(qkv.data(), ld, keys.data(), vals.data(), T, T, H, hd, 0, out.data(), scratch.data());
   bwd::attention_backward(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, out.data(), dout.data(), dqkv.data(),
-                          dqkv.data() + d, dqkv.data() + 2 * d, ld, T, H, hd);
+                          dqkv.data() + d, dqkv.data() + 2 * d, ld, 1, T, H, hd);
   expect_close(dqkv, fd(dbl(qkv), f), 1e-4, "dqkv");
 }
 

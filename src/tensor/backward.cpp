@@ -78,39 +78,49 @@ void swiglu_backward(const float* h, const float* dout, float* dh, int T, int I)
 }
 
 void attention_backward(const float* q, const float* k, const float* v, int ld, const float* out, const float* dout,
-                        float* dq, float* dk, float* dv, int ldd, int T, int n_heads, int head_dim) {
+                        float* dq, float* dk, float* dv, int ldd, int B, int T, int n_heads, int head_dim) {
   const int d = n_heads * head_dim;
   const float scale = 1.0f / std::sqrt((float)head_dim);
   const int nt = kern::threads();
-  std::vector<float> scratch((size_t)nt * 2 * T);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if ((int64_t)T * T * d > 16384)
-  for (int h = 0; h < n_heads; ++h) {
-    float* p = scratch.data() + (size_t)omp_get_thread_num() * 2 * T;
-    float* ds = p + T;
+  const size_t TT = (size_t)T * T;
+  std::vector<float> scratch((size_t)nt * 2 * TT);
+  const int work = B * n_heads;
+  // One (sequence, head) per task; the products are small sgemm calls (BLAS
+  // runs single-threaded inside the parallel region).
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > 1 && (int64_t)T * T * d > 16384)
+  for (int w = 0; w < work; ++w) {
+    const int b = w / n_heads, h = w % n_heads;
+    float* P = scratch.data() + (size_t)omp_get_thread_num() * 2 * TT;
+    float* dP = P + TT;
+    const size_t r0 = (size_t)b * T;
     const int c0 = h * head_dim;
-    for (int j = 0; j < T; ++j) {
-      std::memset(dk + (size_t)j * ldd + c0, 0, sizeof(float) * head_dim);
-      std::memset(dv + (size_t)j * ldd + c0, 0, sizeof(float) * head_dim);
-    }
+    const float* Q = q + r0 * ld + c0;
+    const float* K = k + r0 * ld + c0;
+    const float* Vv = v + r0 * ld + c0;
+    const float* O = out + r0 * d + c0;
+    const float* dO = dout + r0 * d + c0;
+    // P = softmax(Q Kᵀ * scale) under the causal mask, recomputed.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, Q, ld, K, ld, 0.f, P, T);
     for (int i = 0; i < T; ++i) {
-      const float* qi = q + (size_t)i * ld + c0;
-      const float* doi = dout + (size_t)i * d + c0;
-      const int nk = i + 1;
-      for (int j = 0; j < nk; ++j) p[j] = kern::dot(qi, k + (size_t)j * ld + c0, head_dim) * scale;
-      kern::softmax(p, nk);
-      const float Di = kern::dot(doi, out + (size_t)i * d + c0, head_dim);
-      for (int j = 0; j < nk; ++j) {
-        const float dp = kern::dot(doi, v + (size_t)j * ld + c0, head_dim);
-        ds[j] = p[j] * (dp - Di) * scale;
-        kern::axpy(p[j], doi, dv + (size_t)j * ldd + c0, head_dim);
-      }
-      float* dqi = dq + (size_t)i * ldd + c0;
-      std::memset(dqi, 0, sizeof(float) * head_dim);
-      for (int j = 0; j < nk; ++j) {
-        kern::axpy(ds[j], k + (size_t)j * ld + c0, dqi, head_dim);
-        kern::axpy(ds[j], qi, dk + (size_t)j * ldd + c0, head_dim);
-      }
+      float* row = P + (size_t)i * T;
+      kern::softmax(row, i + 1);
+      std::memset(row + i + 1, 0, sizeof(float) * (T - i - 1));
     }
+    // dP = dO Vᵀ; dS = P * (dP - rowsum(dO * O)) * scale.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, 1.f, dO, d, Vv, ld, 0.f, dP, T);
+    for (int i = 0; i < T; ++i) {
+      const float Di = kern::dot(dO + (size_t)i * d, O + (size_t)i * d, head_dim);
+      float* pr = P + (size_t)i * T;
+      float* dr = dP + (size_t)i * T;
+      for (int j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - Di) * scale;
+      std::memset(dr + i + 1, 0, sizeof(float) * (T - i - 1));
+    }
+    float* dQ = dq + r0 * ldd + c0;
+    float* dK = dk + r0 * ldd + c0;
+    float* dV = dv + r0 * ldd + c0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.f, dP, T, K, ld, 0.f, dQ, ldd);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.f, dP, T, Q, ld, 0.f, dK, ldd);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.f, P, T, dO, d, 0.f, dV, ldd);
   }
 }
 

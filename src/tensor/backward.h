@@ -24,12 +24,13 @@ void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx
 // out = silu(h[:, :I]) * h[:, I:]; dh[T, 2I] = d/dh of <dout, out>.
 void swiglu_backward(const float* h, const float* dout, float* dh, int T, int I);
 
-// Causal self-attention of one sequence, every head, in the layout of the
-// inference forward (q, k, v rows of stride ld, heads at columns h*hd; out
-// and dout [T, H*hd]). Recomputes the softmax from q and k and writes dq, dk,
-// dv (same layout as q, k, v, stride ldd; overwritten). Parallel over heads.
+// Causal self-attention of B sequences of T rows each, every head, in the
+// layout of the inference forward (q, k, v rows of stride ld, heads at columns
+// h*hd; out and dout [B*T, H*hd]). Recomputes the softmax from q and k and
+// writes dq, dk, dv (same layout as q, k, v, stride ldd; overwritten).
+// Parallel over (sequence, head); the products are sgemm calls.
 void attention_backward(const float* q, const float* k, const float* v, int ld, const float* out, const float* dout,
-                        float* dq, float* dk, float* dv, int ldd, int T, int n_heads, int head_dim);
+                        float* dq, float* dk, float* dv, int ldd, int B, int T, int n_heads, int head_dim);
 
 // Mean cross-entropy pieces for rows of logits [T, V]: for each row whose
 // label is not ignore_label, adds logsumexp - logit[label] to the returned sum

@@ -221,12 +221,8 @@ struct GradEngine::Impl {
     bwd::rmsnorm_backward(A.r1, w.norm_2, dx1, dr1, const_cast<float*>(g.norm_2), n, d, eps, false);
     bwd::linear_weight_grad(dr1, d, A.att, d, const_cast<float*>(g.attn_proj), d, n, d, d);
     bwd::linear_input_grad(dr1, d, w.attn_proj, d, datt, d, n, d, d, false);
-    for (int b = 0; b < B; ++b) {
-      const float* qb = A.qkv + (size_t)b * T * 3 * d;
-      float* db = dqkv + (size_t)b * T * 3 * d;
-      bwd::attention_backward(qb, qb + d, qb + 2 * d, 3 * d, A.att + (size_t)b * T * d, datt + (size_t)b * T * d,
-                              db, db + d, db + 2 * d, 3 * d, T, H, hd);
-    }
+    bwd::attention_backward(A.qkv, A.qkv + d, A.qkv + 2 * d, 3 * d, A.att, datt, dqkv, dqkv + d, dqkv + 2 * d, 3 * d,
+                            B, T, H, hd);
     // RoPE is a rotation: its backward rotates by the negative angle.
     kern::rope(dqkv, n, H, hd, 3 * d, pos.data(), cos_tab.data(), nsin_tab.data());
     kern::rope(dqkv + d, n, H, hd, 3 * d, pos.data(), cos_tab.data(), nsin_tab.data());
