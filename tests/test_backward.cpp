@@ -190,3 +190,17 @@ TEST(Backward, RopeWithNegatedSinIsTheTranspose) {
   for (size_t i = 0; i < x.size(); ++i) a += (double)rx[i] * y[i], b += (double)x[i] * ry[i];
   EXPECT_NEAR(a, b, 1e-4);
 }
+
+TEST(Backward, BatchedAttentionForwardMatchesTheInferenceKernel) {
+  const int B = 2, T = 7, H = 3, hd = 8, d = H * hd, ld = 3 * d;
+  auto qkv = randv(B * T * ld, 14);
+  std::vector<float> got(B * T * d), want(B * T * d), scratch(kern::threads() * T + 16);
+  bwd::attention_forward(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, got.data(), B, T, H, hd);
+  for (int b = 0; b < B; ++b) {
+    const float* qb = qkv.data() + b * T * ld;
+    std::vector<const float*> keys(T), vals(T);
+    for (int j = 0; j < T; ++j) keys[j] = qb + j * ld + d, vals[j] = qb + j * ld + 2 * d;
+    kern::attention(qb, ld, keys.data(), vals.data(), T, T, H, hd, 0, want.data() + b * T * d, scratch.data());
+  }
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5) << i;
+}

@@ -77,6 +77,32 @@ void swiglu_backward(const float* h, const float* dout, float* dh, int T, int I)
   }
 }
 
+void attention_forward(const float* q, const float* k, const float* v, int ld, float* out, int B, int T, int n_heads,
+                       int head_dim) {
+  const int d = n_heads * head_dim;
+  const float scale = 1.0f / std::sqrt((float)head_dim);
+  const int nt = kern::threads();
+  const size_t TT = (size_t)T * T;
+  std::vector<float> scratch((size_t)nt * TT);
+  const int work = B * n_heads;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > 1 && (int64_t)T * T * d > 16384)
+  for (int w = 0; w < work; ++w) {
+    const int b = w / n_heads, h = w % n_heads;
+    float* P = scratch.data() + (size_t)omp_get_thread_num() * TT;
+    const size_t r0 = (size_t)b * T;
+    const int c0 = h * head_dim;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, q + r0 * ld + c0, ld, k + r0 * ld + c0,
+                ld, 0.f, P, T);
+    for (int i = 0; i < T; ++i) {
+      float* row = P + (size_t)i * T;
+      kern::softmax(row, i + 1);
+      std::memset(row + i + 1, 0, sizeof(float) * (T - i - 1));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.f, P, T, v + r0 * ld + c0, ld, 0.f,
+                out + r0 * d + c0, d);
+  }
+}
+
 void attention_backward(const float* q, const float* k, const float* v, int ld, const float* out, const float* dout,
                         float* dq, float* dk, float* dv, int ldd, int B, int T, int n_heads, int head_dim) {
   const int d = n_heads * head_dim;

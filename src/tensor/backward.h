@@ -24,6 +24,12 @@ void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx
 // out = silu(h[:, :I]) * h[:, I:]; dh[T, 2I] = d/dh of <dout, out>.
 void swiglu_backward(const float* h, const float* dout, float* dh, int T, int I);
 
+// The training forward of causal self-attention over B sequences of T rows:
+// the same result as kern::attention (softmax(q·kᵀ/√hd)·v per head, causal),
+// computed per (sequence, head) with sgemm. out: [B*T, H*hd].
+void attention_forward(const float* q, const float* k, const float* v, int ld, float* out, int B, int T, int n_heads,
+                       int head_dim);
+
 // Causal self-attention of B sequences of T rows each, every head, in the
 // layout of the inference forward (q, k, v rows of stride ld, heads at columns
 // h*hd; out and dout [B*T, H*hd]). Recomputes the softmax from q and k and

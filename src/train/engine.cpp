@@ -16,7 +16,7 @@ namespace huginn {
 namespace {
 // Saved activations of one sandwich block application.
 struct BlockActs {
-  float *x_in, *qkv, *att, *r1, *x1, *r2, *h;
+  float *x_in, *qkv, *att, *r1, *x1, *r2, *h, *act;
 };
 
 void add_into(float* y, const float* a, const float* b, size_t n) {
@@ -36,10 +36,9 @@ struct GradEngine::Impl {
   float *e, *s, *cat, *s_fin, *xc, *xf, *logits;
   std::vector<float*> s_in;  // per graded iteration
   // scratch
-  float *xn, *act, *tmp, *dA, *dB, *dxn, *dact, *dh, *datt, *dqkv, *de, *ds, *ds2, *attn_scratch;
+  float *xn, *tmp, *dA, *dB, *dxn, *dact, *dh, *datt, *dqkv, *de, *ds, *ds2;
   std::vector<float> cos_tab, sin_tab, nsin_tab;
   std::vector<int> pos;
-  std::vector<const float*> keys, vals;
   std::vector<float> state_grad, emb_grad;
   size_t act_floats = 0;
   bool grad_ready = false;
@@ -50,16 +49,14 @@ struct GradEngine::Impl {
     if (T > c.block_size) fail("sequence length ", T, " exceeds the model's context of ", c.block_size, " (block_size)");
     N = (size_t)B * T;
     d = c.n_embd, I = c.intermediate_size, H = c.n_heads, hd = c.head_dim, V = c.vocab_size;
-    const size_t per_block = N * (8 * (size_t)d + 2 * (size_t)I);
+    const size_t per_block = N * (8 * (size_t)d + 3 * (size_t)I);
     const size_t nblocks = c.n_prelude + (size_t)K * c.n_core + c.n_coda + 1;
-    const size_t nthreads = (size_t)std::max(1, kern::threads());
     size_t total = per_block * nblocks;
     act_floats = total;
     total += N * d * (5 + (size_t)K);  // e, s, s_fin, xc, xf, s_in[K]
     total += N * 2 * d;                // cat
     total += N * (size_t)V;            // logits
-    total += N * d * 9 + N * (size_t)I * 2 + N * 2 * (size_t)I + N * 3 * (size_t)d;  // scratch
-    total += nthreads * (size_t)T + 16;
+    total += N * d * 9 + N * (size_t)I + N * 2 * (size_t)I + N * 3 * (size_t)d;  // scratch
     arena.assign(total, 0.f);
     float* p = arena.data();
     auto take = [&](size_t n) {
@@ -76,6 +73,7 @@ struct GradEngine::Impl {
       a.x1 = take(N * d);
       a.r2 = take(N * d);
       a.h = take(N * 2 * I);
+      a.act = take(N * I);
       return a;
     };
     for (int i = 0; i < c.n_prelude; ++i) pre.push_back(block());
@@ -88,8 +86,7 @@ struct GradEngine::Impl {
     logits = take(N * V);
     xn = take(N * d), tmp = take(N * d), dA = take(N * d), dB = take(N * d), dxn = take(N * d);
     datt = take(N * d), de = take(N * d), ds = take(N * d), ds2 = take(N * d);
-    act = take(N * I), dact = take(N * I), dh = take(N * 2 * I), dqkv = take(N * 3 * d);
-    attn_scratch = take(nthreads * T + 16);
+    dact = take(N * I), dh = take(N * 2 * I), dqkv = take(N * 3 * d);
     // RoPE tables exactly as Model::build_rope computes them from rope_base.
     const int half = hd / 2;
     cos_tab.assign((size_t)T * half, 0.f);
@@ -106,8 +103,6 @@ struct GradEngine::Impl {
     }
     pos.resize(N);
     for (size_t i = 0; i < N; ++i) pos[i] = (int)(i % T);
-    keys.resize(T);
-    vals.resize(T);
   }
 
   // ---- forward pieces (mirror Model::block) ----
@@ -128,21 +123,16 @@ struct GradEngine::Impl {
     }
     kern::rope(q, (int)n, H, hd, 3 * d, pos.data(), cos_tab.data(), sin_tab.data());
     kern::rope(k, (int)n, H, hd, 3 * d, pos.data(), cos_tab.data(), sin_tab.data());
-    for (int b = 0; b < B; ++b) {
-      const float* qb = A.qkv + (size_t)b * T * 3 * d;
-      for (int j = 0; j < T; ++j) {
-        keys[j] = qb + (size_t)j * 3 * d + d;
-        vals[j] = qb + (size_t)j * 3 * d + 2 * d;
-      }
-      kern::attention(qb, 3 * d, keys.data(), vals.data(), T, T, H, hd, 0, A.att + (size_t)b * T * d, attn_scratch);
-    }
+    // kern::attention's computation, batched as sgemm per (sequence, head)
+    // (tests/test_backward.cpp checks the two agree).
+    bwd::attention_forward(A.qkv, A.qkv + d, A.qkv + 2 * d, 3 * d, A.att, B, T, H, hd);
     kern::matmul(A.att, w.attn_proj, tmp, (int)n, d, d);
     add_into(A.r1, tmp, A.x_in, n * d);
     kern::rmsnorm(A.r1, w.norm_2, A.x1, (int)n, d, c.norm_eps);
     kern::rmsnorm(A.x1, w.norm_3, xn, (int)n, d, c.norm_eps);
     kern::matmul(xn, w.fc, A.h, (int)n, d, 2 * I);
-    kern::swiglu(A.h, act, (int)n, I);
-    kern::matmul(act, w.mlp_proj, tmp, (int)n, I, d);
+    kern::swiglu(A.h, A.act, (int)n, I);
+    kern::matmul(A.act, w.mlp_proj, tmp, (int)n, I, d);
     add_into(A.r2, tmp, A.x1, n * d);
     kern::rmsnorm(A.r2, w.norm_4, x, (int)n, d, c.norm_eps);
   }
@@ -208,8 +198,7 @@ struct GradEngine::Impl {
     float* dr2 = dA;
     bwd::rmsnorm_backward(A.r2, w.norm_4, dx, dr2, const_cast<float*>(g.norm_4), n, d, eps, false);
     kern::rmsnorm(A.x1, w.norm_3, xn, n, d, eps);
-    kern::swiglu(A.h, act, n, I);
-    bwd::linear_weight_grad(dr2, d, act, I, const_cast<float*>(g.mlp_proj), I, n, I, d);
+    bwd::linear_weight_grad(dr2, d, A.act, I, const_cast<float*>(g.mlp_proj), I, n, I, d);
     bwd::linear_input_grad(dr2, d, w.mlp_proj, I, dact, I, n, I, d, false);
     bwd::swiglu_backward(A.h, dact, dh, n, I);
     bwd::linear_weight_grad(dh, 2 * I, xn, d, const_cast<float*>(g.fc), d, n, d, 2 * I);
