@@ -216,8 +216,3 @@ TEST(Plot, WriteChartByExtensionAndRejectsBadInput) {
   EXPECT_NO_THROW(plot::render_png(one));
   fs::remove_all(dir);
 }
-
-TEST(Plot, DISABLED_WriteSamples) {
-  plot::write_chart("/tmp/huginn_sample.png", sample_chart());
-  plot::write_chart("/tmp/huginn_sample.svg", sample_chart());
-}
