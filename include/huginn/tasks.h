@@ -205,4 +205,34 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
                                  const std::vector<EvalSetting>& settings, int n, uint64_t seed,
                                  const DecodeOptions& base, const EvalProgress& progress = {});
 
+// ---------------------------------------------------------------------------
+// Latent analysis: the state after every iteration of one forward pass, and
+// what its trajectory does (settles to a fixed point, orbits, slides).
+struct LatentTrace {
+  int T = 0, d = 0, steps = 0, vocab = 0;
+  std::vector<float> states;   // [steps, T, d] raw state after iteration k+1
+  std::vector<float> latents;  // [steps, T, d] ln_f of it (what the coda reads)
+  std::vector<float> logits;   // [steps, vocab] next-token logits of the last position
+};
+LatentTrace trace_latents(const Model& m, const std::vector<int>& ids, int steps, float init_scale = 0.f,
+                          uint64_t seed = 0);
+
+struct Trajectory {
+  std::vector<double> norm;           // ||s_k||, k = 1..steps
+  std::vector<double> dist_to_final;  // ||s_k - s_steps||
+  std::vector<double> rel_change;     // ||s_k - s_{k-1}|| / ||s_k|| (s_0 = the initial state)
+  // First iteration from which every relative change stays below the
+  // tolerance, or -1 when the state never settles.
+  int settle_iteration = -1;
+  int period = 0;          // > 0 for an orbit
+  std::string behaviour;   // "fixed point", "orbit", "slider" or "unsettled"
+  std::string summary;     // one readable line
+  std::vector<double> pc1, pc2;  // 2-D PCA projection of the states
+  double explained[2] = {0, 0};  // variance fractions of the two components
+};
+// states: `steps` rows of `d` floats, `stride` floats apart (one position of a
+// LatentTrace: stride = T * d); initial: the state before iteration 1 (may be null = zeros).
+Trajectory analyze_trajectory(const float* states, int steps, int d, size_t stride, const float* initial = nullptr,
+                              double settle_tol = 1e-3);
+
 }  // namespace huginn::tasks
