@@ -59,12 +59,12 @@ std::string solve_addition(const std::string& prompt, int n) {
 
 // Depth-first search over every right/down path (no memoisation).
 bool dfs(const std::vector<std::string>& g, int i, int j) {
-  const int n = (int)g.size();
-  if (i >= n || j >= n || g[i][j] != '.') return false;
-  if (i == n - 1 && j == n - 1) return true;
+  const int h = (int)g.size(), w = (int)g[0].size();
+  if (i >= h || j >= w || g[i][j] != '.') return false;
+  if (i == h - 1 && j == w - 1) return true;
   return dfs(g, i, j + 1) || dfs(g, i + 1, j);
 }
-std::string solve_reach(const std::string& prompt, int n) {
+std::string solve_reach(const std::string& prompt, int rows) {
   EXPECT_EQ(prompt.back(), '=');
   std::vector<std::string> g;
   std::string body = prompt.substr(0, prompt.size() - 1);
@@ -75,8 +75,8 @@ std::string solve_reach(const std::string& prompt, int n) {
     if (end == std::string::npos) break;
     start = end + 1;
   }
-  EXPECT_EQ((int)g.size(), n) << prompt;
-  for (auto& row : g) EXPECT_EQ((int)row.size(), n) << prompt;
+  EXPECT_EQ((int)g.size(), rows) << prompt;
+  for (auto& row : g) EXPECT_EQ((int)row.size(), 6) << prompt;
   return dfs(g, 0, 0) ? "y" : "n";
 }
 
@@ -119,7 +119,7 @@ TEST(Tasks, RegistryHasAtLeastThreeTasksAndRejectsUnknownNames) {
 TEST(Tasks, AnswersMatchIndependentBruteForceSolvers) {
   for (auto& name : task_names()) {
     const Task& t = get_task(name);
-    const int hi = std::min(t.max_difficulty(), name == "reach" ? 10 : 24);
+    const int hi = std::min(t.max_difficulty(), name == "reach" ? 14 : 24);
     for (int d = t.min_difficulty(); d <= hi; ++d)
       for (uint64_t seed = 0; seed < 60; ++seed) {
         Instance in = t.generate(d, seed * 7919 + d);
@@ -176,15 +176,16 @@ TEST(Tasks, AdditionCarryChainsGrowWithDifficulty) {
 
 TEST(Tasks, ReachIsBalancedAndItsNegativesAreNotTrivial) {
   const Task& t = get_task("reach");
-  for (int n : {4, 8}) {
+  for (int n : {4, 10}) {
     int yes = 0, local_no = 0;
     const int N = 400;
     for (uint64_t s = 0; s < N; ++s) {
       Instance in = t.generate(n, s);
       yes += in.answer == "y";
       // A "no" that the target's two neighbours alone decide.
-      const int target = (n - 1) * (n + 1) + (n - 1);
-      if (in.answer == "n" && in.prompt[target - 1] == '#' && in.prompt[target - n - 1] == '#') ++local_no;
+      const int target = (n - 1) * 7 + 5;
+      ASSERT_EQ(in.prompt[target + 1], '=');
+      if (in.answer == "n" && in.prompt[target - 1] == '#' && in.prompt[target - 7] == '#') ++local_no;
     }
     EXPECT_GT(yes, N * 35 / 100) << n;
     EXPECT_LT(yes, N * 65 / 100) << n;
@@ -210,7 +211,7 @@ TEST(Tasks, ScorerIsExactMatch) {
 }
 
 TEST(Tasks, TrainAndTestSplitsNeverOverlap) {
-  for (auto& [name, d] : std::vector<std::pair<std::string, int>>{{"digitsum", 3}, {"addition", 2}, {"reach", 3}}) {
+  for (auto& [name, d] : std::vector<std::pair<std::string, int>>{{"digitsum", 3}, {"addition", 2}, {"reach", 2}}) {
     const Task& t = get_task(name);
     std::set<std::string> train, test;
     for (uint64_t i = 0; i < 3000; ++i) {
@@ -281,7 +282,7 @@ TEST(Tasks, SequenceSourceLabelsOnlyTheAnswerAndEos) {
   EXPECT_NE(ids, ids2);
   // A T too small for the longest sequence is an error, not a truncation.
   EXPECT_THROW(src.get(0, 5, ids.data(), labels.data()), Error);
-  EXPECT_EQ(src.mix().max_sequence_length(), 5 * 3 + 6 + 2);
+  EXPECT_EQ(src.mix().max_sequence_length(), 4 * 7 + 1 + 2);
 }
 
 TEST(Tasks, SequenceSourceDifficultyRangeCurriculumAndPacking) {
@@ -375,4 +376,14 @@ TEST(Tasks, TokenizerJsonIsAHuggingFaceCharacterBpe) {
   EXPECT_EQ(back, text);
   EXPECT_THROW(char_id('\t'), Error);
   EXPECT_EQ(decode_ids({kBosId, char_id('1'), kEosId}), std::string(kBosText) + "1" + kEosText);
+  // The files a task model directory gets.
+  const std::string dir = (fs::temp_directory_path() / ("huginn_test_tok_" + std::to_string(getpid()))).string();
+  write_tokenizer_files(dir);
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(dir + "/tokenizer.json")), tokenizer_json());
+  auto cfg = nlohmann::json::parse(std::ifstream(dir + "/tokenizer_config.json"));
+  EXPECT_EQ(cfg["eos_token"], kEosText);
+  auto gen = nlohmann::json::parse(std::ifstream(dir + "/generation_config.json"));
+  EXPECT_EQ(gen["eos_token_id"], kEosId);
+  EXPECT_EQ(gen["bos_token_id"], kBosId);
+  fs::remove_all(dir);
 }

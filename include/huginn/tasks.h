@@ -54,8 +54,8 @@ std::string decode_answer_text(const std::vector<int>& ids);
 // vocabulary (byte-level alphabet) and no merges, ByteLevel pre-tokenizer and
 // decoder, BOS/EOS/PAD as special added tokens.
 nlohmann::json tokenizer_json();
-// Writes tokenizer.json (and special_tokens_map-like fields in
-// tokenizer_config.json) into a model directory, atomically.
+// Writes tokenizer.json, tokenizer_config.json (BOS/EOS/PAD names) and
+// generation_config.json (their ids, greedy) into a model directory, atomically.
 void write_tokenizer_files(const std::string& dir);
 
 // ---------------------------------------------------------------------------

@@ -114,78 +114,80 @@ class Addition : public Task {
 };
 
 // ---------------------------------------------------------------------------
-// reach: an n x n grid of '.' (open) and '#' (wall), rows separated by '/',
-// then '='. Is the bottom-right cell reachable from the top-left one moving
-// only right or down through open cells? Answer 'y' or 'n'. Reachability of a
-// cell is (open) and (left or upper neighbour reachable): both neighbours come
-// earlier in the prompt, so the fixed point propagates causally, one hop per
-// step, 2n-2 hops from corner to corner.
+// reach: a grid of h rows of W = 6 cells, '.' (open) or '#' (wall), rows
+// separated by '/', then '='. Is the bottom-right cell reachable from the
+// top-left one moving only right or down through open cells? Answer 'y' or
+// 'n'. Reachability of a cell is (open) and (left or upper neighbour
+// reachable): both neighbours come earlier in the prompt, at fixed offsets 1
+// and W+1 whatever the difficulty, so the fixed point propagates causally, one
+// hop per step, W-1+h-1 hops from corner to corner.
 class Reach : public Task {
  public:
+  static constexpr int W = 6;
   std::string name() const override { return "reach"; }
   std::string description() const override {
-    return "prompt: an n x n grid of '.' (open) and '#' (wall), rows separated by '/', then '=' "
-           "(\"..#/#../#..=\"); answer: 'y' if the bottom-right cell can be reached from the top-left cell by "
-           "moves right or down through open cells, else 'n' (half each; the 'n' grids are 'y' grids with "
-           "paths cut). Difficulty n = grid side; a path is 2n-2 hops.";
+    return "prompt: a grid of h rows of 6 cells, '.' open and '#' wall, rows separated by '/', then '=' "
+           "(\"..#...//#.....=\" style); answer: 'y' if the bottom-right cell can be reached from the top-left "
+           "cell by moves right or down through open cells, else 'n' (half each; the 'n' grids are 'y' grids with "
+           "their paths cut). Difficulty h = number of rows; a path is 5 + h-1 hops.";
   }
-  int min_difficulty() const override { return 3; }
-  int max_difficulty() const override { return 12; }
-  int prompt_length(int d) const override { return d * d + d; }
+  int min_difficulty() const override { return 2; }
+  int max_difficulty() const override { return 24; }
+  int prompt_length(int h) const override { return h * (W + 1); }
   int answer_length(int) const override { return 1; }
 
-  // Reachability of every cell (row-major), moving right/down from (0,0).
-  static std::vector<char> reachable(const std::vector<char>& open, int n) {
-    std::vector<char> r(n * n, 0);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j) {
-        if (!open[i * n + j]) continue;
+  // Reachability of every cell (row-major h x W), moving right/down from (0,0).
+  static std::vector<char> reachable(const std::vector<char>& open, int h) {
+    std::vector<char> r(h * W, 0);
+    for (int i = 0; i < h; ++i)
+      for (int j = 0; j < W; ++j) {
+        if (!open[i * W + j]) continue;
         if (i == 0 && j == 0) r[0] = 1;
-        else r[i * n + j] = (j > 0 && r[i * n + j - 1]) || (i > 0 && r[(i - 1) * n + j]);
+        else r[i * W + j] = (j > 0 && r[i * W + j - 1]) || (i > 0 && r[(i - 1) * W + j]);
       }
     return r;
   }
 
-  Instance generate(int n, uint64_t seed) const override {
-    check_difficulty(n);
+  Instance generate(int h, uint64_t seed) const override {
+    check_difficulty(h);
     Rng rng(seed);
     const bool want_yes = rng.bernoulli(0.5);
-    std::vector<char> open(n * n);
+    std::vector<char> open(h * W);
     for (auto& c : open) c = !rng.bernoulli(0.4);
     // Carve a random monotone path so that the grid starts reachable.
-    int i = 0, j = 0, downs = n - 1, rights = n - 1;
+    int i = 0, j = 0, downs = h - 1, rights = W - 1;
     open[0] = 1;
     while (downs + rights > 0) {
       const bool down = rng.below(downs + rights) < (uint64_t)downs;
       if (down) ++i, --downs;
       else ++j, --rights;
-      open[i * n + j] = 1;
+      open[i * W + j] = 1;
     }
     if (!want_yes) {
       // Cut: wall a random interior cell of some path until none is left.
       for (;;) {
-        auto r = reachable(open, n);
-        if (!r[n * n - 1]) break;
+        auto r = reachable(open, h);
+        if (!r[h * W - 1]) break;
         std::vector<int> path;
-        int ci = n - 1, cj = n - 1;
+        int ci = h - 1, cj = W - 1;
         while (ci + cj > 0) {
-          const bool up_ok = ci > 0 && r[(ci - 1) * n + cj];
-          const bool left_ok = cj > 0 && r[ci * n + cj - 1];
+          const bool up_ok = ci > 0 && r[(ci - 1) * W + cj];
+          const bool left_ok = cj > 0 && r[ci * W + cj - 1];
           if (up_ok && (!left_ok || rng.bernoulli(0.5))) --ci;
           else --cj;
-          if (ci + cj > 0) path.push_back(ci * n + cj);
+          if (ci + cj > 0) path.push_back(ci * W + cj);
         }
         open[path[rng.below(path.size())]] = 0;
       }
     }
     Instance in;
-    in.difficulty = n;
-    for (int a = 0; a < n; ++a) {
+    in.difficulty = h;
+    for (int a = 0; a < h; ++a) {
       if (a) in.prompt += '/';
-      for (int b = 0; b < n; ++b) in.prompt += open[a * n + b] ? '.' : '#';
+      for (int b = 0; b < W; ++b) in.prompt += open[a * W + b] ? '.' : '#';
     }
     in.prompt += '=';
-    in.answer = std::string(1, reachable(open, n)[n * n - 1] ? 'y' : 'n');
+    in.answer = std::string(1, reachable(open, h)[h * W - 1] ? 'y' : 'n');
     return in;
   }
 };

@@ -92,7 +92,6 @@ nlohmann::json tokenizer_json() {
                 {"end_of_word_suffix", nullptr},
                 {"fuse_unk", false},
                 {"byte_fallback", false},
-                {"ignore_merges", false},
                 {"vocab", vocab},
                 {"merges", json::array()}};
   json byte_level_opts = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
@@ -119,6 +118,10 @@ void write_tokenizer_files(const std::string& dir) {
                         {"model_max_length", 4096},
                         {"clean_up_tokenization_spaces", false}};
   write_file_atomic((fs::path(dir) / "tokenizer_config.json").string(), cfg.dump(1) + "\n");
+  // Greedy answers that stop at EOS, as eval decodes them.
+  nlohmann::json gen = {{"bos_token_id", kBosId}, {"eos_token_id", kEosId}, {"pad_token_id", kPadId},
+                        {"do_sample", false}};
+  write_file_atomic((fs::path(dir) / "generation_config.json").string(), gen.dump(1) + "\n");
 }
 
 }  // namespace huginn::tasks
