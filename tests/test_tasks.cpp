@@ -213,19 +213,32 @@ TEST(Tasks, ScorerIsExactMatch) {
 TEST(Tasks, TrainAndTestSplitsNeverOverlap) {
   for (auto& [name, d] : std::vector<std::pair<std::string, int>>{{"digitsum", 3}, {"addition", 2}, {"reach", 2}}) {
     const Task& t = get_task(name);
-    std::set<std::string> train, test;
+    std::set<std::string> train, test, val;
     for (uint64_t i = 0; i < 3000; ++i) {
       Instance in = sample(t, Split::Train, d, i, 11);
       EXPECT_EQ(split_of(t, in.prompt), Split::Train);
       train.insert(in.prompt);
     }
     for (uint64_t i = 0; i < 400; ++i) {
+      Instance in = sample(t, Split::Validation, d, i, 11);
+      EXPECT_EQ(split_of(t, in.prompt), Split::Validation);
+      val.insert(in.prompt);
+      EXPECT_EQ(train.count(in.prompt), 0u) << name << ": validation instance " << in.prompt << " is in training";
+    }
+    for (uint64_t i = 0; i < 400; ++i) {
       Instance in = sample(t, Split::Test, d, i, 11);
       EXPECT_EQ(split_of(t, in.prompt), Split::Test);
       test.insert(in.prompt);
       EXPECT_EQ(train.count(in.prompt), 0u) << name << ": test instance " << in.prompt << " is in training";
+      EXPECT_EQ(val.count(in.prompt), 0u) << name << ": test instance " << in.prompt << " is in validation";
     }
     EXPECT_GT(test.size(), 5u) << name;
+    EXPECT_GT(val.size(), 3u) << name;
+    // Roughly the intended share of the instance space (1/8 test).
+    int n_test = 0;
+    for (uint64_t seed = 0; seed < 4000; ++seed) n_test += split_of(t, t.generate(d + 4, seed).prompt) == Split::Test;
+    EXPECT_GT(n_test, 350);
+    EXPECT_LT(n_test, 650);
     // Deterministic: the same index gives the same instance.
     EXPECT_EQ(sample(t, Split::Test, d, 5, 11).prompt, sample(t, Split::Test, d, 5, 11).prompt);
   }
@@ -235,6 +248,9 @@ TEST(Tasks, TrainAndTestSplitsNeverOverlap) {
   for (uint64_t i = 0; i < 300; ++i) test.insert(sample(get_task("digitsum"), Split::Test, 3, i).prompt);
   for (uint64_t i = 0; i < 3000; ++i)
     for (auto& in : src.instances(i, 16)) EXPECT_EQ(test.count(in.prompt), 0u);
+  TaskSequenceSource vsrc(parse_task_mix("digitsum:3"), Split::Validation);
+  for (uint64_t i = 0; i < 100; ++i)
+    for (auto& in : vsrc.instances(i, 16)) EXPECT_EQ(split_of(get_task("digitsum"), in.prompt), Split::Validation);
 }
 
 TEST(Tasks, SequenceSourceLabelsOnlyTheAnswerAndEos) {

@@ -94,11 +94,12 @@ std::vector<std::string> task_names();
 
 // ---------------------------------------------------------------------------
 // Splits. Every possible instance belongs to exactly one split, decided by a
-// hash of its task name and prompt (about 1/8 of the instance space is test).
-// sample() draws instance `index` of a split and rejects candidates that
-// belong to the other split, so train and test never overlap, whatever the
-// seeds and indices.
-enum class Split { Train, Test };
+// hash of its task name and prompt (1/8 of the instance space is test, 1/16
+// validation, the rest training). sample() draws instance `index` of a split
+// and rejects candidates that belong to another split, so the splits never
+// overlap, whatever the seeds and indices.
+enum class Split { Train, Validation, Test };
+const char* split_name(Split s);
 Split split_of(const Task& task, const std::string& prompt);
 Instance sample(const Task& task, Split split, int difficulty, uint64_t index, uint64_t seed = 0);
 
@@ -137,10 +138,11 @@ bool has_task_manifest(const std::string& dir);
 
 // Training sequences over a mix: [BOS] prompt answer [EOS] then PAD up to T;
 // labels only on the positions whose next token is an answer token or the EOS
-// (labels[t] = ids[t+1] there, kIgnoreLabel elsewhere). Train split only.
+// (labels[t] = ids[t+1] there, kIgnoreLabel elsewhere). Instances come from
+// the training split (or the validation split, for validation losses).
 class TaskSequenceSource : public SequenceSource {
  public:
-  explicit TaskSequenceSource(TaskMix mix);
+  explicit TaskSequenceSource(TaskMix mix, Split split = Split::Train);
   void get(uint64_t index, int T, int* ids, int* labels) const override;
   std::string describe() const override;
   // The instance(s) that sequence `index` holds (for tests and logs).
@@ -150,6 +152,7 @@ class TaskSequenceSource : public SequenceSource {
  private:
   Instance draw(uint64_t index, uint64_t sub) const;
   TaskMix mix_;
+  Split split_;
   double total_weight_ = 0;
 };
 

@@ -148,13 +148,13 @@ TaskMix read_task_manifest(const std::string& dir) {
 }
 
 // ---------------------------------------------------------------------------
-TaskSequenceSource::TaskSequenceSource(TaskMix mix) : mix_(std::move(mix)) {
+TaskSequenceSource::TaskSequenceSource(TaskMix mix, Split split) : mix_(std::move(mix)), split_(split) {
   mix_.validate();
   for (auto& r : mix_.tasks) total_weight_ += r.weight;
 }
 
 std::string TaskSequenceSource::describe() const {
-  std::string s = "tasks ";
+  std::string s = str("tasks (", split_name(split_), " split) ");
   for (size_t i = 0; i < mix_.tasks.size(); ++i) {
     auto& r = mix_.tasks[i];
     s += str(i ? "," : "", r.task, ":", r.min_difficulty, "-", r.max_difficulty);
@@ -184,7 +184,7 @@ Instance TaskSequenceSource::draw(uint64_t index, uint64_t sub) const {
     hi = r->min_difficulty + (int)((r->max_difficulty - r->min_difficulty) * frac);
   }
   const int d = rng.range(r->min_difficulty, hi);
-  return sample(get_task(r->task), Split::Train, d, rng.next(), mix_.seed);
+  return sample(get_task(r->task), split_, d, rng.next(), mix_.seed);
 }
 
 std::vector<Instance> TaskSequenceSource::instances(uint64_t index, int T) const {

@@ -238,19 +238,24 @@ uint64_t hash64(const std::string& s, uint64_t salt) {
   return mix64(h);
 }
 
+const char* split_name(Split s) {
+  return s == Split::Test ? "test" : s == Split::Validation ? "validation" : "training";
+}
+
 Split split_of(const Task& task, const std::string& prompt) {
-  return (hash64(task.name() + '\x1f' + prompt, 0x5e11) & 7) == 0 ? Split::Test : Split::Train;
+  const uint64_t h = hash64(task.name() + '\x1f' + prompt, 0x5e11) & 15;
+  return h < 2 ? Split::Test : h == 2 ? Split::Validation : Split::Train;
 }
 
 Instance sample(const Task& task, Split split, int difficulty, uint64_t index, uint64_t seed) {
   task.check_difficulty(difficulty);
   const uint64_t base = mix64(hash64(task.name(), seed) ^ mix64(index) ^
-                              mix64(((uint64_t)difficulty << 1) | (split == Split::Test ? 1 : 0)));
+                              mix64(((uint64_t)difficulty << 2) | (uint64_t)split));
   for (uint64_t attempt = 0; attempt < 100000; ++attempt) {
     Instance in = task.generate(difficulty, mix64(base + attempt * 0x632BE59BD9B4E019ull));
     if (split_of(task, in.prompt) == split) return in;
   }
-  fail("task '", task.name(), "' at difficulty ", difficulty, " has no ", split == Split::Test ? "test" : "training",
+  fail("task '", task.name(), "' at difficulty ", difficulty, " has no ", split_name(split),
        " instances (its instance space is too small)");
 }
 
