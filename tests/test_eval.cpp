@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "huginn/checkpoint.h"
@@ -214,6 +215,15 @@ TEST(Eval, CliTableListTasksAndErrors) {
   r = run_cli("eval -m /nonexistent/model --task addition --difficulty 2");
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("error: "), std::string::npos);
+  // A model directory whose tokenizer is not the character tokenizer.
+  const std::string other = model_dir() + "_othertok";
+  fs::create_directories(other);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(model_dir() + "/" + f, other + "/" + f);
+  std::ofstream(other + "/tokenizer.json") << R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})";
+  r = run_cli("eval -q -m " + other + " --task addition --difficulty 2 --n 2 --steps 1");
+  fs::remove_all(other);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("not the task models' character tokenizer"), std::string::npos) << r.out;
   r = run_cli("eval -m /nonexistent/model --list-tasks");
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("error: "), std::string::npos);

@@ -54,6 +54,10 @@ std::string decode_answer_text(const std::vector<int>& ids);
 // vocabulary (byte-level alphabet) and no merges, ByteLevel pre-tokenizer and
 // decoder, BOS/EOS/PAD as special added tokens.
 nlohmann::json tokenizer_json();
+// Throws huginn::Error when a model directory holds a tokenizer.json whose
+// vocabulary is not this character vocabulary (a model directory without one
+// is accepted: test models made by `huginn init`).
+void check_char_tokenizer(const std::string& model_dir);
 // Writes tokenizer.json, tokenizer_config.json (BOS/EOS/PAD names) and
 // generation_config.json (their ids, greedy) into a model directory, atomically.
 void write_tokenizer_files(const std::string& dir);

@@ -1,5 +1,6 @@
 // The character tokenizer of the task models, and its tokenizer.json.
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "huginn/common.h"
@@ -105,6 +106,22 @@ nlohmann::json tokenizer_json() {
           {"post_processor", nullptr},
           {"decoder", byte_level_opts},
           {"model", model}};
+}
+
+void check_char_tokenizer(const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  const fs::path path = fs::path(model_dir) / "tokenizer.json";
+  if (!fs::exists(path)) return;
+  std::ifstream f(path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path.string(), ": invalid JSON: ", e.what());
+  }
+  const auto ours = tokenizer_json()["model"]["vocab"];
+  if (!j.contains("model") || !j["model"].contains("vocab") || j["model"]["vocab"] != ours)
+    fail(path.string(), ": not the task models' character tokenizer (this command decodes task answers with it)");
 }
 
 void write_tokenizer_files(const std::string& dir) {

@@ -162,6 +162,7 @@ int run(const Opts& o) {
   for (int d : diffs) task.check_difficulty(d);
 
   auto model = Model::load(o.model);
+  tasks::check_char_tokenizer(o.model);
   std::vector<tasks::EvalSetting> settings;
   for (int s : steps) settings.push_back({s, exit, threshold});
   tasks::DecodeOptions base;

@@ -55,6 +55,7 @@ int run(const Opts& o) {
     if (!char_vocab)
       fail("trace: -p uses the task models' character tokenizer, and this model's vocabulary (", c.vocab_size,
            ") is not one; give --ids");
+    tasks::check_char_tokenizer(o.model);
     ids.push_back(tasks::kBosId);
     for (int id : tasks::encode_chars(o.prompt)) ids.push_back(id);
   } else {
