@@ -1,0 +1,245 @@
+// Synthetic reasoning tasks where depth of computation matters, the character
+// tokenizer they use, seeded train/test splits that never overlap, a training
+// SequenceSource over a task mix, the task manifest of a model directory, and
+// the greedy answer decoder that evaluation uses.
+//
+// Every task's answer is the fixed point of a local propagation that flows in
+// the causal (left-to-right) direction of the prompt, so that one recurrence
+// can advance the propagation by a step at every position, and harder
+// instances (longer inputs) need more steps. Answers are either one token or
+// written in an order that needs the whole propagation before the first token,
+// so the model cannot replace depth by its own answer tokens.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "huginn/data.h"
+
+namespace huginn {
+class Model;
+}
+
+namespace huginn::tasks {
+
+// ---------------------------------------------------------------------------
+// Character tokenizer. THE one place that maps characters to ids (until the
+// lead switches tasks to huginn::Tokenizer reading the same tokenizer.json).
+// ids 0..93: printable ASCII '!'..'~' (id = c - 33); 94: ' '; 95: '\n';
+// 96: <|begin_text|> (BOS); 97: <|end_text|> (EOS); 98: <|pad|> (PAD).
+constexpr int kBosId = 96;
+constexpr int kEosId = 97;
+constexpr int kPadId = 98;
+constexpr int kCharVocabSize = 99;       // ids actually used
+constexpr int kCharModelVocabSize = 128;  // recommended (padded) vocab_size for task models
+extern const char* const kBosText;        // "<|begin_text|>"
+extern const char* const kEosText;        // "<|end_text|>"
+extern const char* const kPadText;        // "<|pad|>"
+
+// id of one character; throws huginn::Error naming it when it has none.
+int char_id(char c);
+// The character of an id, or 0 for special / out-of-range ids.
+char id_char(int id);
+std::vector<int> encode_chars(const std::string& text);
+// Characters of the ids; specials are written as their names (<|end_text|>).
+std::string decode_ids(const std::vector<int>& ids);
+// Same, but stops before the first EOS and skips BOS/PAD (an answer's text).
+std::string decode_answer_text(const std::vector<int>& ids);
+
+// The tokenizer as a Hugging Face tokenizer.json: BPE with the character
+// vocabulary (byte-level alphabet) and no merges, ByteLevel pre-tokenizer and
+// decoder, BOS/EOS/PAD as special added tokens.
+nlohmann::json tokenizer_json();
+// Throws huginn::Error when a model directory holds a tokenizer.json whose
+// vocabulary is not this character vocabulary (a model directory without one
+// is accepted: test models made by `huginn init`).
+void check_char_tokenizer(const std::string& model_dir);
+// Writes tokenizer.json, tokenizer_config.json (BOS/EOS/PAD names) and
+// generation_config.json (their ids, greedy) into a model directory, atomically.
+void write_tokenizer_files(const std::string& dir);
+
+// ---------------------------------------------------------------------------
+// Tasks.
+struct Instance {
+  std::string prompt;  // characters, without BOS
+  std::string answer;  // characters, without EOS
+  int difficulty = 0;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual std::string name() const = 0;
+  // One paragraph: prompt and answer format, what difficulty means.
+  virtual std::string description() const = 0;
+  // Difficulties the generator supports (inclusive).
+  virtual int min_difficulty() const = 0;
+  virtual int max_difficulty() const = 0;
+  // A pure function of (difficulty, seed); throws for a difficulty outside the range.
+  virtual Instance generate(int difficulty, uint64_t seed) const = 0;
+  // Prompt and answer lengths (characters) of every instance of a difficulty.
+  virtual int prompt_length(int difficulty) const = 0;
+  virtual int answer_length(int difficulty) const = 0;
+  // Exact match of the decoded answer text (before EOS).
+  virtual bool score(const Instance& inst, const std::string& output) const { return output == inst.answer; }
+  // Tokens of [BOS] prompt answer [EOS].
+  int sequence_length(int difficulty) const { return prompt_length(difficulty) + answer_length(difficulty) + 2; }
+  void check_difficulty(int difficulty) const;
+};
+
+// The built-in tasks by name ("digitsum", "parity", "addition", "reach");
+// throws huginn::Error listing the known names for an unknown one.
+const Task& get_task(const std::string& name);
+std::vector<std::string> task_names();
+
+// ---------------------------------------------------------------------------
+// Splits. Every possible instance belongs to exactly one split, decided by a
+// hash of its task name and prompt (1/8 of the instance space is test, 1/16
+// validation, the rest training). sample() draws instance `index` of a split
+// and rejects candidates that belong to another split, so the splits never
+// overlap, whatever the seeds and indices.
+enum class Split { Train, Validation, Test };
+const char* split_name(Split s);
+Split split_of(const Task& task, const std::string& prompt);
+Instance sample(const Task& task, Split split, int difficulty, uint64_t index, uint64_t seed = 0);
+
+// A stable 64-bit hash (FNV-1a then a splitmix finaliser), for seeds.
+uint64_t hash64(const std::string& s, uint64_t salt = 0);
+uint64_t mix64(uint64_t x);
+
+// ---------------------------------------------------------------------------
+// A task mix for training, recorded in the model's task manifest (tasks.json).
+struct TaskRange {
+  std::string task;
+  int min_difficulty = 0, max_difficulty = 0;
+  double weight = 1.0;
+};
+struct TaskMix {
+  std::vector<TaskRange> tasks;
+  uint64_t seed = 0;
+  // Curriculum: when > 0, the largest difficulty drawn for sequence i grows
+  // linearly from min to max over the first `curriculum_sequences` indices.
+  uint64_t curriculum_sequences = 0;
+  // Pack several instances into one sequence while they fit (default: one per sequence).
+  bool pack = false;
+
+  // Longest [BOS] prompt answer [EOS] over the mix: the smallest usable T.
+  int max_sequence_length() const;
+  void validate() const;  // known tasks, ranges inside the supported ones, weights > 0
+};
+// "addition:1-12,reach:3-8@2" (name:min-max[@weight]; "name:K" for one difficulty).
+TaskMix parse_task_mix(const std::string& spec);
+nlohmann::json task_mix_to_json(const TaskMix& mix);
+TaskMix task_mix_from_json(const nlohmann::json& j, const std::string& source);
+// tasks.json in a model directory.
+void write_task_manifest(const std::string& dir, const TaskMix& mix);
+TaskMix read_task_manifest(const std::string& dir);  // throws if absent or invalid
+bool has_task_manifest(const std::string& dir);
+
+// Training sequences over a mix: [BOS] prompt answer [EOS] then PAD up to T;
+// labels only on the positions whose next token is an answer token or the EOS
+// (labels[t] = ids[t+1] there, kIgnoreLabel elsewhere). Instances come from
+// the training split (or the validation split, for validation losses).
+class TaskSequenceSource : public SequenceSource {
+ public:
+  explicit TaskSequenceSource(TaskMix mix, Split split = Split::Train);
+  void get(uint64_t index, int T, int* ids, int* labels) const override;
+  std::string describe() const override;
+  // The instance(s) that sequence `index` holds (for tests and logs).
+  std::vector<Instance> instances(uint64_t index, int T) const;
+  const TaskMix& mix() const { return mix_; }
+
+ private:
+  Instance draw(uint64_t index, uint64_t sub) const;
+  TaskMix mix_;
+  Split split_;
+  double total_weight_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Greedy answer decoding through the Model API, the one function evaluation
+// uses: prefill the prompt with a KV cache, then one token at a time, at a
+// fixed depth or with a per-token exit.
+struct DecodeOptions {
+  int steps = 32;             // fixed depth, or the maximum with an exit criterion
+  int max_new_tokens = 8;     // stops earlier at EOS
+  // Exit criterion: "none" or "kl" (KL between successive next-token
+  // distributions below exit_threshold). TEMPORARY: the generation work
+  // (issue 4) builds the general adaptive decode loop; eval switches to it
+  // after merging.
+  std::string exit = "none";
+  double exit_threshold = 5e-4;
+  int min_steps = 1;
+  std::string cache = "";     // KV cache strategy; "" = full (fixed) / latest-m4 (exit)
+  float init_scale = 0.f;     // initial state: zeros by default
+  uint64_t seed = 0;
+};
+struct DecodeResult {
+  std::vector<int> tokens;      // generated ids (including a final EOS)
+  std::vector<int> steps_used;  // iterations for each generated token
+  int prompt_tokens = 0;
+};
+DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt_ids, const DecodeOptions& o);
+
+// [BOS] + the prompt's characters.
+std::vector<int> prompt_ids(const Instance& inst);
+
+// ---------------------------------------------------------------------------
+// Evaluation on fresh test-split instances: for each difficulty, instances
+// 0..n-1 of the test split (seeded), decoded by decode_answer under each
+// setting, scored by exact match. Instances run in parallel across threads.
+struct EvalSetting {
+  int steps = 32;            // fixed depth, or the maximum with an exit
+  std::string exit = "none";  // "none" or "kl"
+  double threshold = 0;
+};
+struct EvalResult {
+  std::string task;
+  int difficulty = 0;
+  EvalSetting setting;
+  int n = 0, correct = 0;
+  double mean_steps = 0;       // mean iterations per generated token
+  double wall_s = 0;
+  int64_t prompt_tokens = 0, generated_tokens = 0;
+  double accuracy() const { return n ? (double)correct / n : 0; }
+};
+using EvalProgress = std::function<void(int64_t done, int64_t total)>;
+std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::vector<int>& difficulties,
+                                 const std::vector<EvalSetting>& settings, int n, uint64_t seed,
+                                 const DecodeOptions& base, const EvalProgress& progress = {});
+
+// ---------------------------------------------------------------------------
+// Latent analysis: the state after every iteration of one forward pass, and
+// what its trajectory does (settles to a fixed point, orbits, slides).
+struct LatentTrace {
+  int T = 0, d = 0, steps = 0, vocab = 0;
+  std::vector<float> states;   // [steps, T, d] raw state after iteration k+1
+  std::vector<float> latents;  // [steps, T, d] ln_f of it (what the coda reads)
+  std::vector<float> logits;   // [steps, vocab] next-token logits of the last position
+};
+LatentTrace trace_latents(const Model& m, const std::vector<int>& ids, int steps, float init_scale = 0.f,
+                          uint64_t seed = 0);
+
+struct Trajectory {
+  std::vector<double> norm;           // ||s_k||, k = 1..steps
+  std::vector<double> dist_to_final;  // ||s_k - s_steps||
+  std::vector<double> rel_change;     // ||s_k - s_{k-1}|| / ||s_k|| (s_0 = the initial state)
+  // First iteration from which every relative change stays below the
+  // tolerance, or -1 when the state never settles.
+  int settle_iteration = -1;
+  int period = 0;          // > 0 for an orbit
+  std::string behaviour;   // "fixed point", "orbit", "slider" or "unsettled"
+  std::string summary;     // one readable line
+  std::vector<double> pc1, pc2;  // 2-D PCA projection of the states
+  double explained[2] = {0, 0};  // variance fractions of the two components
+};
+// states: `steps` rows of `d` floats, `stride` floats apart (one position of a
+// LatentTrace: stride = T * d); initial: the state before iteration 1 (may be null = zeros).
+Trajectory analyze_trajectory(const float* states, int steps, int d, size_t stride, const float* initial = nullptr,
+                              double settle_tol = 1e-3);
+
+}  // namespace huginn::tasks

@@ -1,0 +1,268 @@
+// The built-in reasoning tasks and the train/test split.
+#include <algorithm>
+#include <map>
+
+#include "huginn/common.h"
+#include "huginn/tasks.h"
+#include "tasks/rng.h"
+
+namespace huginn::tasks {
+
+void Task::check_difficulty(int difficulty) const {
+  if (difficulty < min_difficulty() || difficulty > max_difficulty())
+    fail("task '", name(), "': difficulty ", difficulty, " is outside its range ", min_difficulty(), "..",
+         max_difficulty());
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// digitsum / parity: a string of n symbols, answer the sum of all of them
+// modulo the base. The running sum at position i is (running sum at i-1 +
+// symbol i) mod base: a chain of n dependent steps along the prompt.
+class RunningSum : public Task {
+ public:
+  RunningSum(std::string name, int base, int min_d) : name_(std::move(name)), base_(base), min_d_(min_d) {}
+  std::string name() const override { return name_; }
+  std::string description() const override {
+    return str("prompt: ", base_ == 2 ? "n bits" : "n digits", " then '=' (e.g. ",
+               base_ == 2 ? "\"0110=\"" : "\"4719=\"", "); answer: one digit, the sum of all of them modulo ",
+               base_, " (", base_ == 2 ? "\"0\"" : "\"1\"",
+               "). Difficulty n = number of symbols; the running sum is a chain of n dependent steps.");
+  }
+  int min_difficulty() const override { return min_d_; }
+  int max_difficulty() const override { return 64; }
+  int prompt_length(int d) const override { return d + 1; }
+  int answer_length(int) const override { return 1; }
+  Instance generate(int d, uint64_t seed) const override {
+    check_difficulty(d);
+    Rng rng(seed);
+    Instance in;
+    in.difficulty = d;
+    int sum = 0;
+    for (int i = 0; i < d; ++i) {
+      const int v = (int)rng.below(base_);
+      sum = (sum + v) % base_;
+      in.prompt += (char)('0' + v);
+    }
+    in.prompt += '=';
+    in.answer = std::string(1, (char)('0' + sum));
+    return in;
+  }
+
+ private:
+  std::string name_;
+  int base_, min_d_;
+};
+
+// ---------------------------------------------------------------------------
+// addition: two n-digit numbers given as digit pairs per column, least
+// significant column first ("a0b0,a1b1,...="), answer the n+1-digit sum most
+// significant digit first. The carry flows left to right along the prompt
+// (one column per step); the first answer digit needs the whole carry chain.
+class Addition : public Task {
+ public:
+  std::string name() const override { return "addition"; }
+  std::string description() const override {
+    return "prompt: the column digit pairs of a+b, least significant column first, comma separated, then '=' "
+           "(473+829 -> \"39,72,48=\"); answer: the sum as n+1 digits, most significant first, with a leading "
+           "zero when there is no final carry (\"1302\"). Difficulty n = digits per operand; half of the "
+           "instances plant a carry chain of random length up to n-1.";
+  }
+  int min_difficulty() const override { return 1; }
+  int max_difficulty() const override { return 24; }
+  int prompt_length(int d) const override { return 3 * d; }
+  int answer_length(int d) const override { return d + 1; }
+  Instance generate(int n, uint64_t seed) const override {
+    check_difficulty(n);
+    Rng rng(seed);
+    std::vector<int> a(n), b(n);
+    for (int i = 0; i < n; ++i) {
+      a[i] = (int)rng.below(10);
+      b[i] = (int)rng.below(10);
+    }
+    if (n >= 2 && rng.bernoulli(0.5)) {
+      // A carry generated at column `start` and propagated through k columns summing to 9.
+      const int k = rng.range(1, n - 1);
+      const int start = rng.range(0, n - 1 - k);
+      a[start] = rng.range(1, 9);
+      b[start] = rng.range(10 - a[start], 9);
+      for (int i = start + 1; i <= start + k; ++i) {
+        a[i] = rng.range(0, 9);
+        b[i] = 9 - a[i];
+      }
+    }
+    Instance in;
+    in.difficulty = n;
+    for (int i = 0; i < n; ++i) {
+      if (i) in.prompt += ',';
+      in.prompt += (char)('0' + a[i]);
+      in.prompt += (char)('0' + b[i]);
+    }
+    in.prompt += '=';
+    std::string sum_lsb;
+    int carry = 0;
+    for (int i = 0; i < n; ++i) {
+      const int s = a[i] + b[i] + carry;
+      sum_lsb += (char)('0' + s % 10);
+      carry = s / 10;
+    }
+    sum_lsb += (char)('0' + carry);
+    in.answer.assign(sum_lsb.rbegin(), sum_lsb.rend());
+    return in;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// reach: a grid of h rows of W = 6 cells, '.' (open) or '#' (wall), rows
+// separated by '/', then '='. Is the bottom-right cell reachable from the
+// top-left one moving only right or down through open cells? Answer 'y' or
+// 'n'. Reachability of a cell is (open) and (left or upper neighbour
+// reachable): both neighbours come earlier in the prompt, at fixed offsets 1
+// and W+1 whatever the difficulty, so the fixed point propagates causally, one
+// hop per step, W-1+h-1 hops from corner to corner.
+class Reach : public Task {
+ public:
+  static constexpr int W = 6;
+  std::string name() const override { return "reach"; }
+  std::string description() const override {
+    return "prompt: a grid of h rows of 6 cells, '.' open and '#' wall, rows separated by '/', then '=' "
+           "(\"..#...//#.....=\" style); answer: 'y' if the bottom-right cell can be reached from the top-left "
+           "cell by moves right or down through open cells, else 'n' (half each; the 'n' grids are 'y' grids with "
+           "their paths cut). Difficulty h = number of rows; a path is 5 + h-1 hops.";
+  }
+  int min_difficulty() const override { return 2; }
+  int max_difficulty() const override { return 24; }
+  int prompt_length(int h) const override { return h * (W + 1); }
+  int answer_length(int) const override { return 1; }
+
+  // Reachability of every cell (row-major h x W), moving right/down from (0,0).
+  static std::vector<char> reachable(const std::vector<char>& open, int h) {
+    std::vector<char> r(h * W, 0);
+    for (int i = 0; i < h; ++i)
+      for (int j = 0; j < W; ++j) {
+        if (!open[i * W + j]) continue;
+        if (i == 0 && j == 0) r[0] = 1;
+        else r[i * W + j] = (j > 0 && r[i * W + j - 1]) || (i > 0 && r[(i - 1) * W + j]);
+      }
+    return r;
+  }
+
+  Instance generate(int h, uint64_t seed) const override {
+    check_difficulty(h);
+    Rng rng(seed);
+    const bool want_yes = rng.bernoulli(0.5);
+    std::vector<char> open(h * W);
+    for (auto& c : open) c = !rng.bernoulli(0.4);
+    // Carve a random monotone path so that the grid starts reachable.
+    int i = 0, j = 0, downs = h - 1, rights = W - 1;
+    open[0] = 1;
+    while (downs + rights > 0) {
+      const bool down = rng.below(downs + rights) < (uint64_t)downs;
+      if (down) ++i, --downs;
+      else ++j, --rights;
+      open[i * W + j] = 1;
+    }
+    if (!want_yes) {
+      // Cut: wall a random interior cell of some path until none is left.
+      for (;;) {
+        auto r = reachable(open, h);
+        if (!r[h * W - 1]) break;
+        std::vector<int> path;
+        int ci = h - 1, cj = W - 1;
+        while (ci + cj > 0) {
+          const bool up_ok = ci > 0 && r[(ci - 1) * W + cj];
+          const bool left_ok = cj > 0 && r[ci * W + cj - 1];
+          if (up_ok && (!left_ok || rng.bernoulli(0.5))) --ci;
+          else --cj;
+          if (ci + cj > 0) path.push_back(ci * W + cj);
+        }
+        open[path[rng.below(path.size())]] = 0;
+      }
+    }
+    Instance in;
+    in.difficulty = h;
+    for (int a = 0; a < h; ++a) {
+      if (a) in.prompt += '/';
+      for (int b = 0; b < W; ++b) in.prompt += open[a * W + b] ? '.' : '#';
+    }
+    in.prompt += '=';
+    in.answer = std::string(1, reachable(open, h)[h * W - 1] ? 'y' : 'n');
+    return in;
+  }
+};
+
+const std::map<std::string, std::unique_ptr<Task>>& registry() {
+  static const auto r = [] {
+    std::map<std::string, std::unique_ptr<Task>> m;
+    m["digitsum"] = std::make_unique<RunningSum>("digitsum", 10, 2);
+    m["parity"] = std::make_unique<RunningSum>("parity", 2, 6);
+    m["addition"] = std::make_unique<Addition>();
+    m["reach"] = std::make_unique<Reach>();
+    return m;
+  }();
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::string> task_names() {
+  std::vector<std::string> names;
+  for (auto& [k, v] : registry()) names.push_back(k);
+  return names;
+}
+
+const Task& get_task(const std::string& name) {
+  auto it = registry().find(name);
+  if (it == registry().end()) {
+    std::string known;
+    for (auto& n : task_names()) known += (known.empty() ? "" : ", ") + n;
+    fail("unknown task '", name, "' (known: ", known, ")");
+  }
+  return *it->second;
+}
+
+uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t hash64(const std::string& s, uint64_t salt) {
+  uint64_t h = 0xcbf29ce484222325ull ^ mix64(salt);
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return mix64(h);
+}
+
+const char* split_name(Split s) {
+  return s == Split::Test ? "test" : s == Split::Validation ? "validation" : "training";
+}
+
+Split split_of(const Task& task, const std::string& prompt) {
+  const uint64_t h = hash64(task.name() + '\x1f' + prompt, 0x5e11) & 15;
+  return h < 2 ? Split::Test : h == 2 ? Split::Validation : Split::Train;
+}
+
+Instance sample(const Task& task, Split split, int difficulty, uint64_t index, uint64_t seed) {
+  task.check_difficulty(difficulty);
+  const uint64_t base = mix64(hash64(task.name(), seed) ^ mix64(index) ^
+                              mix64(((uint64_t)difficulty << 2) | (uint64_t)split));
+  for (uint64_t attempt = 0; attempt < 100000; ++attempt) {
+    Instance in = task.generate(difficulty, mix64(base + attempt * 0x632BE59BD9B4E019ull));
+    if (split_of(task, in.prompt) == split) return in;
+  }
+  fail("task '", task.name(), "' at difficulty ", difficulty, " has no ", split_name(split),
+       " instances (its instance space is too small)");
+}
+
+std::vector<int> prompt_ids(const Instance& inst) {
+  std::vector<int> ids{kBosId};
+  for (char c : inst.prompt) ids.push_back(char_id(c));
+  return ids;
+}
+
+}  // namespace huginn::tasks

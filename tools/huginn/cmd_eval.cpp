@@ -1,0 +1,280 @@
+// huginn eval: accuracy of a task model on fresh test instances against the
+// number of iterations (test-time scaling), with optional per-token exit.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "commands.h"
+#include "huginn/common.h"
+#include "huginn/model.h"
+#include "huginn/plot.h"
+#include "huginn/tasks.h"
+
+namespace huginn::cli {
+namespace {
+
+struct Opts {
+  std::string model, task, difficulty, steps = "1,2,4,8,16,32,64", exit = "none", plot, cache;
+  int n = 100;
+  uint64_t seed = 0;
+  float init_scale = 0.f;
+  int min_steps = 1;
+  bool json = false, list_tasks = false, quiet = false;
+};
+
+int parse_int_strict(const std::string& s, const std::string& what) {
+  size_t used = 0;
+  long v = 0;
+  try {
+    v = std::stol(s, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (s.empty() || used != s.size() || v < INT32_MIN || v > INT32_MAX) fail("invalid ", what, " '", s, "'");
+  return (int)v;
+}
+
+std::vector<int> parse_steps(const std::string& s) {
+  std::vector<int> out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = s.find(',', start);
+    std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const int v = parse_int_strict(item, "--steps entry");
+    if (v < 1 || v > 4096) fail("--steps: iterations must be between 1 and 4096, got ", v);
+    out.push_back(v);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  if (std::set<int>(out.begin(), out.end()).size() != out.size()) fail("--steps '", s, "' repeats a value");
+  return out;
+}
+
+// "K", "A-B" or "A,B,C".
+std::vector<int> parse_difficulties(const std::string& s) {
+  std::vector<int> out;
+  if (auto dash = s.find('-', 1); dash != std::string::npos && s.find(',') == std::string::npos) {
+    const int a = parse_int_strict(s.substr(0, dash), "--difficulty"),
+              b = parse_int_strict(s.substr(dash + 1), "--difficulty");
+    if (a > b) fail("--difficulty range '", s, "' is empty");
+    for (int d = a; d <= b; ++d) out.push_back(d);
+    return out;
+  }
+  size_t start = 0;
+  for (;;) {
+    size_t end = s.find(',', start);
+    out.push_back(
+        parse_int_strict(s.substr(start, end == std::string::npos ? std::string::npos : end - start), "--difficulty"));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+struct Progress {
+  bool enabled;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now(), last{};
+  void operator()(int64_t done, int64_t total) {
+    if (!enabled) return;
+    auto now = std::chrono::steady_clock::now();
+    if (done < total && now - last < std::chrono::milliseconds(100)) return;
+    last = now;
+    const double el = std::chrono::duration<double>(now - t0).count();
+    const double frac = (double)done / (double)total;
+    const int w = 30, fill = (int)(frac * w);
+    std::string bar(fill, '#');
+    bar += std::string(w - fill, '-');
+    const double eta = frac > 0 ? el / frac - el : 0;
+    std::fprintf(stderr, "\r[%s] %3d%% %lld/%lld  %.0fs elapsed, eta %.0fs ", bar.c_str(), (int)(frac * 100),
+                 (long long)done, (long long)total, el, eta);
+    if (done == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+};
+
+nlohmann::ordered_json results_json(const std::vector<const tasks::EvalResult*>& rs) {
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (auto* r : rs) {
+    nlohmann::ordered_json j = {{"steps", r->setting.steps}, {"accuracy", r->accuracy()}, {"mean_steps", r->mean_steps}};
+    if (r->setting.exit != "none") j["exit"] = str(r->setting.exit, ":", r->setting.threshold);
+    j["correct"] = r->correct;
+    j["n"] = r->n;
+    j["tokens_per_s"] = r->wall_s > 0 ? (double)r->generated_tokens / r->wall_s : 0;
+    j["wall_s"] = r->wall_s;
+    a.push_back(j);
+  }
+  return a;
+}
+
+int run(const Opts& o) {
+  if (o.list_tasks) {
+    tasks::TaskMix mix = tasks::read_task_manifest(o.model);
+    for (auto& r : mix.tasks) std::cout << r.task << " " << r.min_difficulty << " " << r.max_difficulty << "\n";
+    return 0;
+  }
+  if (o.task.empty()) fail("eval: --task is required (or --list-tasks)");
+  if (!o.plot.empty()) {
+    const std::string ext = o.plot.size() >= 4 ? o.plot.substr(o.plot.size() - 4) : "";
+    if (ext != ".svg" && ext != ".png") fail("--plot: ", o.plot, ": plots are written as .svg or .png");
+  }
+  const tasks::Task& task = tasks::get_task(o.task);
+  const std::vector<int> steps = parse_steps(o.steps);
+  if (o.n < 1) fail("--n must be >= 1, got ", o.n);
+
+  std::string exit = "none";
+  double threshold = 0;
+  if (o.exit != "none") {
+    const auto colon = o.exit.find(':');
+    if (colon == std::string::npos || o.exit.substr(0, colon) != "kl")
+      fail("--exit must be 'none' or 'kl:THRESHOLD' (e.g. kl:5e-4), got '", o.exit, "'");
+    try {
+      size_t used = 0;
+      const std::string t = o.exit.substr(colon + 1);
+      threshold = std::stod(t, &used);
+      if (used != t.size()) throw 0;
+    } catch (...) {
+      fail("--exit: invalid threshold in '", o.exit, "'");
+    }
+    if (!(threshold > 0)) fail("--exit: the threshold must be > 0");
+    exit = "kl";
+  }
+
+  std::vector<int> diffs;
+  std::string diff_label;
+  if (!o.difficulty.empty()) {
+    diffs = parse_difficulties(o.difficulty);
+    diff_label = o.difficulty;
+  } else {
+    if (!tasks::has_task_manifest(o.model))
+      fail("eval: --difficulty is required (", o.model, " has no tasks.json with the training range)");
+    for (auto& r : tasks::read_task_manifest(o.model).tasks)
+      if (r.task == o.task) {
+        for (int d = r.min_difficulty; d <= r.max_difficulty; ++d) diffs.push_back(d);
+        diff_label = r.min_difficulty == r.max_difficulty ? std::to_string(r.min_difficulty)
+                                                          : str(r.min_difficulty, "-", r.max_difficulty);
+      }
+    if (diffs.empty()) fail("eval: the model was not trained on '", o.task, "'; give --difficulty");
+  }
+  for (int d : diffs) task.check_difficulty(d);
+
+  auto model = Model::load(o.model);
+  tasks::check_char_tokenizer(o.model);
+  std::vector<tasks::EvalSetting> settings;
+  for (int s : steps) settings.push_back({s, exit, threshold});
+  tasks::DecodeOptions base;
+  base.cache = o.cache;
+  base.init_scale = o.init_scale;
+  base.min_steps = o.min_steps;
+  Progress prog{!o.quiet && isatty(2)};
+  auto results = tasks::evaluate(*model, task, diffs, settings, o.n, o.seed, base,
+                                 [&](int64_t d, int64_t t) { prog(d, t); });
+
+  // Aggregates over difficulties, per setting.
+  std::vector<tasks::EvalResult> agg;
+  for (size_t si = 0; si < settings.size(); ++si) {
+    tasks::EvalResult a;
+    a.task = task.name();
+    a.setting = settings[si];
+    double steps_tok = 0;
+    for (auto& r : results)
+      if (r.setting.steps == settings[si].steps) {
+        a.n += r.n;
+        a.correct += r.correct;
+        a.wall_s += r.wall_s;
+        a.generated_tokens += r.generated_tokens;
+        a.prompt_tokens += r.prompt_tokens;
+        steps_tok += r.mean_steps * (double)r.generated_tokens;
+      }
+    a.mean_steps = a.generated_tokens ? steps_tok / (double)a.generated_tokens : 0;
+    agg.push_back(a);
+  }
+
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["task"] = task.name();
+    if (diffs.size() == 1) j["difficulty"] = diffs[0];
+    else j["difficulty"] = diff_label;
+    j["n"] = o.n * (int)diffs.size();
+    std::vector<const tasks::EvalResult*> ap;
+    for (auto& a : agg) ap.push_back(&a);
+    j["results"] = results_json(ap);
+    if (diffs.size() > 1) {
+      nlohmann::ordered_json by = nlohmann::ordered_json::array();
+      for (int d : diffs) {
+        std::vector<const tasks::EvalResult*> rs;
+        for (auto& r : results)
+          if (r.difficulty == d) rs.push_back(&r);
+        by.push_back({{"difficulty", d}, {"n", o.n}, {"results", results_json(rs)}});
+      }
+      j["by_difficulty"] = by;
+    }
+    j["exit"] = exit == "none" ? "none" : o.exit;
+    j["seed"] = o.seed;
+    std::cout << j.dump() << "\n";
+  } else {
+    std::printf("task %s, difficulty %s, %d test instances per difficulty, exit %s\n", task.name().c_str(),
+                diff_label.c_str(), o.n, exit == "none" ? "none (fixed depth)" : o.exit.c_str());
+    std::printf("%10s %6s %9s %10s %10s %12s %8s\n", "difficulty", "steps", "accuracy", "mean_steps", "gen_tok/s",
+                "all_tok/s", "wall_s");
+    auto row = [](const std::string& d, const tasks::EvalResult& r) {
+      const double w = r.wall_s > 0 ? r.wall_s : 1e-9;
+      std::printf("%10s %6d %9.3f %10.2f %10.1f %12.1f %8.2f\n", d.c_str(), r.setting.steps, r.accuracy(),
+                  r.mean_steps, r.generated_tokens / w, (r.generated_tokens + r.prompt_tokens) / w, r.wall_s);
+    };
+    if (diffs.size() > 1)
+      for (auto& r : results) row(std::to_string(r.difficulty), r);
+    for (auto& a : agg) row(diffs.size() > 1 ? "all" : diff_label, a);
+  }
+
+  if (!o.plot.empty()) {
+    plot::Chart c;
+    c.title = str(task.name(), ": accuracy vs iterations", exit == "none" ? "" : str(" (exit ", o.exit, ")"));
+    c.xlabel = exit == "none" ? "iterations (recurrence steps)" : "mean iterations used";
+    c.ylabel = "accuracy";
+    c.log_x = true;
+    c.y_min = 0;
+    c.y_max = 1;
+    for (int d : diffs) {
+      plot::Series s;
+      s.label = str("difficulty ", d);
+      for (auto& r : results)
+        if (r.difficulty == d) {
+          s.x.push_back(std::max(r.mean_steps, 1e-3));
+          s.y.push_back(r.accuracy());
+        }
+      c.series.push_back(s);
+    }
+    plot::write_chart(o.plot, c);
+    if (!o.json) std::printf("wrote %s\n", o.plot.c_str());
+  }
+  return 0;
+}
+}  // namespace
+
+static Register reg(
+    "eval", "accuracy of a task model against iterations on fresh test instances", [](CLI::App& app) {
+      auto o = std::make_shared<Opts>();
+      app.add_option("-m,--model", o->model, "model directory")->required();
+      app.add_option("--task", o->task, "task name (digitsum, parity, addition, reach)");
+      app.add_option("--difficulty", o->difficulty,
+                     "difficulty: K, a range A-B or a list A,B,C (default: the range the model was trained on)");
+      app.add_option("--steps", o->steps, "iterations to evaluate, comma separated (the maximum with --exit)")
+          ->capture_default_str();
+      app.add_option("--exit", o->exit, "per-token exit: none or kl:THRESHOLD (e.g. kl:5e-4)")->capture_default_str();
+      app.add_option("--min-steps", o->min_steps, "with --exit: iterations before the first exit check")
+          ->check(CLI::Range(1, 4096));
+      app.add_option("--n", o->n, "test instances per difficulty")->capture_default_str();
+      app.add_option("--seed", o->seed, "seed of the test instances")->capture_default_str();
+      app.add_option("--init-scale", o->init_scale, "initial state scale (0 = zeros)");
+      app.add_option("--cache", o->cache, "KV cache strategy (default: full, or latest-m4 with --exit)");
+      app.add_flag("--json", o->json, "print one JSON object");
+      app.add_option("--plot", o->plot, "write accuracy vs iterations, one line per difficulty (.svg or .png)");
+      app.add_flag("--list-tasks", o->list_tasks, "print the tasks the model was trained on: NAME MIN MAX");
+      app.add_flag("-q,--quiet", o->quiet, "no progress bar");
+      return [o] { return run(*o); };
+    });
+}  // namespace huginn::cli
