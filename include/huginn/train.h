@@ -15,6 +15,7 @@
 //   // or drive it yourself: StepStats s = tr.step(); tr.save(dir);
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -139,6 +140,9 @@ class GradEngine {
 // null) sources. vocab_size is checked against the ids the source can emit.
 struct DataSources {
   std::shared_ptr<const SequenceSource> train, val;
+  // Writes the files a model trained on this data needs beside its weights
+  // (tokenizer, task manifest) into a checkpoint directory; may be empty.
+  std::function<void(const std::string& dir)> write_model_files;
 };
 DataSources open_data(const std::string& spec, int vocab_size);
 
@@ -262,6 +266,8 @@ class Trainer {
   StepStats step();                       // one optimizer step
   double eval_loss(int depth, int batches);  // mean validation loss at a fixed depth
   void save(const std::string& dir) const;   // atomic HF checkpoint + optimizer + trainer state
+  // Files written into every checkpoint beside the weights (see DataSources).
+  void set_model_files(std::function<void(const std::string& dir)> write);
   void run();                              // the loop: steps, progress, validation, metrics, plot, saves
 
   int steps_done() const;

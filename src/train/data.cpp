@@ -10,6 +10,7 @@
 
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
+#include "huginn/tasks.h"
 #include "huginn/train.h"
 
 namespace huginn {
@@ -149,7 +150,7 @@ void write_token_file(const std::string& path, const std::vector<uint32_t>& ids,
 DataSources open_data(const std::string& spec, int vocab_size) {
   DataSources ds;
   const auto colon = spec.find(':');
-  if (colon == std::string::npos) fail("--data '", spec, "': expected synthetic:TASK[,k=v...] or tokens:PREFIX");
+  if (colon == std::string::npos) fail("--data '", spec, "': expected synthetic:TASK[,k=v...], tokens:PREFIX or tasks:MIX");
   const std::string kind = spec.substr(0, colon), rest = spec.substr(colon + 1);
   if (kind == "synthetic") {
     std::stringstream ss(rest);
@@ -204,7 +205,20 @@ DataSources open_data(const std::string& spec, int vocab_size) {
     if (fs::is_regular_file(rest + ".val.bin")) ds.val = open(rest + ".val.bin");
     return ds;
   }
-  fail("--data '", spec, "': unknown kind '", kind, "' (synthetic or tokens)");
+  if (kind == "tasks") {
+    tasks::TaskMix mix = tasks::parse_task_mix(rest);
+    mix.validate();
+    if (vocab_size < tasks::kCharVocabSize)
+      fail("--data '", spec, "': the task vocabulary has ", tasks::kCharVocabSize, " ids, the model has ", vocab_size);
+    ds.train = std::make_shared<tasks::TaskSequenceSource>(mix, tasks::Split::Train);
+    ds.val = std::make_shared<tasks::TaskSequenceSource>(mix, tasks::Split::Validation);
+    ds.write_model_files = [mix](const std::string& dir) {
+      tasks::write_tokenizer_files(dir);
+      tasks::write_task_manifest(dir, mix);
+    };
+    return ds;
+  }
+  fail("--data '", spec, "': unknown kind '", kind, "' (synthetic, tokens or tasks)");
 }
 
 // --------------------------------------------------------------- tokenize --

@@ -77,6 +77,7 @@ void train_options_from_json(const json& j, TrainOptions& o) {
 }
 
 struct Trainer::Impl {
+  std::function<void(const std::string&)> write_model_files;
   ModelConfig cfg;
   TrainOptions opt;
   std::shared_ptr<const SequenceSource> train, val;
@@ -339,6 +340,7 @@ void Trainer::save(const std::string& dir) const {
   std::vector<std::pair<std::string, std::vector<std::pair<int, double>>>> vs;
   for (auto& [dd, h] : P.val_hist) vs.push_back({str("val r=", dd), h});
   write_loss_svg((tmp / "loss.svg").string(), P.train_hist, vs);
+  if (P.write_model_files) P.write_model_files(tmp.string());
   // Swap the directory in: atomic exchange when the old one exists.
   if (fs::exists(target)) {
     if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0) {
@@ -454,6 +456,10 @@ void Trainer::run() {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("saved %s (step %d) in %s\n", o.out.c_str(), P.step, fmt_time(elapsed).c_str());
   }
+}
+
+void Trainer::set_model_files(std::function<void(const std::string&)> write) {
+  p_->write_model_files = std::move(write);
 }
 
 int Trainer::steps_done() const { return p_->step; }

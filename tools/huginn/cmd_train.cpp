@@ -95,6 +95,7 @@ int run(Opts& o) {
   t.out = o.out;
   DataSources ds = open_data(t.data, cfg.vocab_size);
   Trainer tr(cfg, t, ds.train, ds.val);
+  if (ds.write_model_files) tr.set_model_files(ds.write_model_files);
   if (!o.resume.empty()) tr.resume(o.resume);
   else if (!o.init_from.empty()) tr.load_params(o.init_from);
   else tr.init_params();
@@ -109,7 +110,7 @@ static Register reg("train", "train or fine-tune a recurrent-depth model (data p
   app.add_option("--model-config", o->model_config, "model config.json path (or its directory, or inline JSON)");
   app.add_option("--init-from", o->init_from, "start from this model directory's weights (fine-tune)");
   auto add = [&](CLI::Option* op) { o->explicit_opts.push_back(op); return op; };
-  add(app.add_option("--data", o->data, "synthetic:copy|reverse|modsum[,len=N,digits=N,seed=N] or tokens:PREFIX"));
+  add(app.add_option("--data", o->data, "synthetic:copy|reverse|modsum[,len=N,digits=N,seed=N], tokens:PREFIX, or tasks:MIX (e.g. tasks:addition:1-6,reach:2-6@2)"));
   app.add_option("--out", o->out, "checkpoint directory (HF layout + optimizer + trainer state, metrics, plot)");
   app.add_option("--resume", o->resume, "continue a run from its checkpoint directory, bit-exactly");
   add(app.add_option("--steps", t.steps, "optimizer steps")->capture_default_str());
