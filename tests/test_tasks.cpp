@@ -3,6 +3,7 @@
 // SequenceSource, the tokenizer.json and the task manifest.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -176,20 +177,27 @@ TEST(Tasks, AdditionCarryChainsGrowWithDifficulty) {
 
 TEST(Tasks, ReachIsBalancedAndItsNegativesAreNotTrivial) {
   const Task& t = get_task("reach");
-  for (int n : {4, 10}) {
-    int yes = 0, local_no = 0;
-    const int N = 400;
+  for (int n : {2, 4, 10}) {
+    int yes = 0, local_no = 0, walls_y = 0, walls_n = 0;
+    const int N = 600;
     for (uint64_t s = 0; s < N; ++s) {
       Instance in = t.generate(n, s);
-      yes += in.answer == "y";
-      // A "no" that the target's two neighbours alone decide.
+      const bool y = in.answer == "y";
+      yes += y;
+      const int walls = (int)std::count(in.prompt.begin(), in.prompt.end(), '#');
+      (y ? walls_y : walls_n) += walls;
+      // A "no" that the corners' two neighbours alone decide.
       const int target = (n - 1) * 7 + 5;
       ASSERT_EQ(in.prompt[target + 1], '=');
-      if (in.answer == "n" && in.prompt[target - 1] == '#' && in.prompt[target - 7] == '#') ++local_no;
+      const bool target_blocked = in.prompt[target - 1] == '#' && in.prompt[target - 7] == '#';
+      const bool start_blocked = in.prompt[1] == '#' && in.prompt[7] == '#';
+      if (!y && (target_blocked || start_blocked)) ++local_no;
     }
-    EXPECT_GT(yes, N * 35 / 100) << n;
-    EXPECT_LT(yes, N * 65 / 100) << n;
-    EXPECT_LT(local_no, (N - yes) / 2) << n;
+    EXPECT_GT(yes, N * 40 / 100) << n;
+    EXPECT_LT(yes, N * 60 / 100) << n;
+    EXPECT_EQ(local_no, 0) << n;
+    // The wall count says nothing about the answer.
+    EXPECT_NEAR((double)walls_y / yes, (double)walls_n / (N - yes), 0.5) << n;
   }
 }
 

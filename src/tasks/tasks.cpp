@@ -127,9 +127,11 @@ class Reach : public Task {
   std::string name() const override { return "reach"; }
   std::string description() const override {
     return "prompt: a grid of h rows of 6 cells, '.' open and '#' wall, rows separated by '/', then '=' "
-           "(\"..#...//#.....=\" style); answer: 'y' if the bottom-right cell can be reached from the top-left "
-           "cell by moves right or down through open cells, else 'n' (half each; the 'n' grids are 'y' grids with "
-           "their paths cut). Difficulty h = number of rows; a path is 5 + h-1 hops.";
+           "(\"..#.../#.....=\" for two rows); answer: 'y' if the bottom-right cell can be reached from the top-left "
+           "cell by moves right or down through open cells, else 'n' (half each; near misses: an 'n' grid is a 'y' "
+           "grid whose paths were cut, a 'y' grid is one wall short of such a cut, so both have as many walls, and "
+           "no 'n' is decided by the corners' neighbours alone). Difficulty h = number of rows; a path is 5 + h-1 "
+           "hops.";
   }
   int min_difficulty() const override { return 2; }
   int max_difficulty() const override { return 24; }
@@ -152,22 +154,26 @@ class Reach : public Task {
     check_difficulty(h);
     Rng rng(seed);
     const bool want_yes = rng.bernoulli(0.5);
+    const int target = h * W - 1;
     std::vector<char> open(h * W);
-    for (auto& c : open) c = !rng.bernoulli(0.4);
-    // Carve a random monotone path so that the grid starts reachable.
-    int i = 0, j = 0, downs = h - 1, rights = W - 1;
-    open[0] = 1;
-    while (downs + rights > 0) {
-      const bool down = rng.below(downs + rights) < (uint64_t)downs;
-      if (down) ++i, --downs;
-      else ++j, --rights;
-      open[i * W + j] = 1;
-    }
-    if (!want_yes) {
+    for (int attempt = 0;; ++attempt) {
+      for (auto& c : open) c = !rng.bernoulli(0.4);
+      // Carve a random monotone path so that the grid starts reachable.
+      int i = 0, j = 0, downs = h - 1, rights = W - 1;
+      open[0] = 1;
+      while (downs + rights > 0) {
+        const bool down = rng.below(downs + rights) < (uint64_t)downs;
+        if (down) ++i, --downs;
+        else ++j, --rights;
+        open[i * W + j] = 1;
+      }
       // Cut: wall a random interior cell of some path until none is left.
+      // `before` is the grid one wall short of the cut: still reachable.
+      std::vector<char> before = open;
       for (;;) {
         auto r = reachable(open, h);
-        if (!r[h * W - 1]) break;
+        if (!r[target]) break;
+        before = open;
         std::vector<int> path;
         int ci = h - 1, cj = W - 1;
         while (ci + cj > 0) {
@@ -179,6 +185,26 @@ class Reach : public Task {
         }
         open[path[rng.below(path.size())]] = 0;
       }
+      if (want_yes) {
+        // The near miss: the grid before the cut plus one wall that keeps a
+        // path, so that 'y' and 'n' grids have the same number of walls.
+        open = before;
+        std::vector<int> cells;
+        for (int c = 1; c < target; ++c)
+          if (open[c]) cells.push_back(c);
+        for (size_t k = cells.size(); k > 1; --k) std::swap(cells[k - 1], cells[rng.below(k)]);
+        for (int c : cells) {
+          open[c] = 0;
+          if (reachable(open, h)[target]) break;
+          open[c] = 1;
+        }
+        break;
+      }
+      // A 'n' that the start's or the target's two neighbours alone decide is
+      // too easy: draw again (rarely more than a few times).
+      const bool start_blocked = !open[1] && !open[W];
+      const bool target_blocked = !open[target - 1] && !open[target - W];
+      if ((!start_blocked && !target_blocked) || attempt >= 1000) break;
     }
     Instance in;
     in.difficulty = h;
