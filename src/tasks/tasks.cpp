@@ -124,14 +124,21 @@ class Addition : public Task {
 class Reach : public Task {
  public:
   static constexpr int W = 6;
-  std::string name() const override { return "reach"; }
+  // near_miss: the harder variant ("reach-hard"), whose answers no cheap
+  // feature predicts. The plain variant cuts a random path until none is
+  // left, so its 'n' grids have a few more walls and are sometimes decided by
+  // the corners' neighbours: cues that give a small model its first gradient.
+  explicit Reach(bool near_miss) : near_miss_(near_miss) {}
+  std::string name() const override { return near_miss_ ? "reach-hard" : "reach"; }
   std::string description() const override {
-    return "prompt: a grid of h rows of 6 cells, '.' open and '#' wall, rows separated by '/', then '=' "
-           "(\"..#.../#.....=\" for two rows); answer: 'y' if the bottom-right cell can be reached from the top-left "
-           "cell by moves right or down through open cells, else 'n' (half each; near misses: an 'n' grid is a 'y' "
-           "grid whose paths were cut, a 'y' grid is one wall short of such a cut, so both have as many walls, and "
-           "no 'n' is decided by the corners' neighbours alone). Difficulty h = number of rows; a path is 5 + h-1 "
-           "hops.";
+    return str("prompt: a grid of h rows of 6 cells, '.' open and '#' wall, rows separated by '/', then '=' "
+               "(\"..#.../#.....=\" for two rows); answer: 'y' if the bottom-right cell can be reached from the "
+               "top-left cell by moves right or down through open cells, else 'n' (half each). ",
+               near_miss_ ? "Near misses: an 'n' grid is a 'y' grid whose paths were cut, a 'y' grid is one wall short "
+                            "of such a cut, so both have as many walls, and no 'n' is decided by the corners' "
+                            "neighbours alone. "
+                          : "An 'n' grid is a random grid with a carved path, cut until no path is left. ",
+               "Difficulty h = number of rows; a path is 5 + h-1 hops.");
   }
   int min_difficulty() const override { return 2; }
   int max_difficulty() const override { return 24; }
@@ -169,6 +176,7 @@ class Reach : public Task {
       }
       // Cut: wall a random interior cell of some path until none is left.
       // `before` is the grid one wall short of the cut: still reachable.
+      const std::vector<char> path_grid = open;
       std::vector<char> before = open;
       for (;;) {
         auto r = reachable(open, h);
@@ -184,6 +192,10 @@ class Reach : public Task {
           if (ci + cj > 0) path.push_back(ci * W + cj);
         }
         open[path[rng.below(path.size())]] = 0;
+      }
+      if (!near_miss_) {
+        if (want_yes) open = path_grid;
+        break;
       }
       if (want_yes) {
         // The near miss: the grid before the cut plus one wall that keeps a
@@ -216,6 +228,9 @@ class Reach : public Task {
     in.answer = std::string(1, reachable(open, h)[h * W - 1] ? 'y' : 'n');
     return in;
   }
+
+ private:
+  bool near_miss_;
 };
 
 const std::map<std::string, std::unique_ptr<Task>>& registry() {
@@ -224,7 +239,8 @@ const std::map<std::string, std::unique_ptr<Task>>& registry() {
     m["digitsum"] = std::make_unique<RunningSum>("digitsum", 10, 2);
     m["parity"] = std::make_unique<RunningSum>("parity", 2, 6);
     m["addition"] = std::make_unique<Addition>();
-    m["reach"] = std::make_unique<Reach>();
+    m["reach"] = std::make_unique<Reach>(false);
+    m["reach-hard"] = std::make_unique<Reach>(true);
     return m;
   }();
   return r;
