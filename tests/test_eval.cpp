@@ -144,6 +144,12 @@ TEST(Eval, EvaluateCountsAndAgreesWithDecodeAnswer) {
     EXPECT_GE(r.mean_steps, 1.0);
     EXPECT_LE(r.mean_steps, r.setting.steps);
   }
+  for (auto& r : res) EXPECT_EQ(r.distinct, 6);
+  // Reach with 2 rows has few test grids: n beyond them repeats, and says so.
+  auto small = evaluate(*m, get_task("reach"), {2}, {{1, "none", 0}}, 400, 0, base);
+  EXPECT_LT(small[0].distinct, 400);
+  EXPECT_GT(small[0].distinct, 10);
+  EXPECT_EQ(small[0].n, 400);
   EXPECT_EQ(res[0].mean_steps, 1.0);
   EXPECT_EQ(res[1].mean_steps, 1.0);  // every check exits at once
   // The count of correct answers equals scoring decode_answer by hand.

@@ -3,6 +3,7 @@
 // SequenceSource, the tokenizer.json and the task manifest.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -84,7 +85,7 @@ std::string brute_force(const Instance& in, const std::string& task) {
   if (task == "digitsum") return solve_running_sum(in.prompt, 10);
   if (task == "parity") return solve_running_sum(in.prompt, 2);
   if (task == "addition") return solve_addition(in.prompt, in.difficulty);
-  if (task == "reach") return solve_reach(in.prompt, in.difficulty);
+  if (task == "reach" || task == "reach-hard") return solve_reach(in.prompt, in.difficulty);
   ADD_FAILURE() << "no solver for " << task;
   return "";
 }
@@ -119,7 +120,7 @@ TEST(Tasks, RegistryHasAtLeastThreeTasksAndRejectsUnknownNames) {
 TEST(Tasks, AnswersMatchIndependentBruteForceSolvers) {
   for (auto& name : task_names()) {
     const Task& t = get_task(name);
-    const int hi = std::min(t.max_difficulty(), name == "reach" ? 14 : 24);
+    const int hi = std::min(t.max_difficulty(), name.rfind("reach", 0) == 0 ? 14 : 24);
     for (int d = t.min_difficulty(); d <= hi; ++d)
       for (uint64_t seed = 0; seed < 60; ++seed) {
         Instance in = t.generate(d, seed * 7919 + d);
@@ -174,22 +175,37 @@ TEST(Tasks, AdditionCarryChainsGrowWithDifficulty) {
   EXPECT_GT(m12, 2 * m3);
 }
 
-TEST(Tasks, ReachIsBalancedAndItsNegativesAreNotTrivial) {
-  const Task& t = get_task("reach");
-  for (int n : {4, 10}) {
-    int yes = 0, local_no = 0;
-    const int N = 400;
+TEST(Tasks, ReachIsBalancedAndReachHardHasNoCheapCues) {
+  for (const std::string name : {"reach", "reach-hard"})
+    for (int n : {2, 4, 10}) {
+      const Task& t = get_task(name);
+      int yes = 0;
+      for (uint64_t s = 0; s < 600; ++s) yes += t.generate(n, s).answer == "y";
+      EXPECT_GT(yes, 600 * 40 / 100) << name << " " << n;
+      EXPECT_LT(yes, 600 * 60 / 100) << name << " " << n;
+    }
+  const Task& t = get_task("reach-hard");
+  for (int n : {2, 4, 10}) {
+    int yes = 0, local_no = 0, walls_y = 0, walls_n = 0;
+    const int N = 600;
     for (uint64_t s = 0; s < N; ++s) {
       Instance in = t.generate(n, s);
-      yes += in.answer == "y";
-      // A "no" that the target's two neighbours alone decide.
+      const bool y = in.answer == "y";
+      yes += y;
+      const int walls = (int)std::count(in.prompt.begin(), in.prompt.end(), '#');
+      (y ? walls_y : walls_n) += walls;
+      // A "no" that the corners' two neighbours alone decide.
       const int target = (n - 1) * 7 + 5;
       ASSERT_EQ(in.prompt[target + 1], '=');
-      if (in.answer == "n" && in.prompt[target - 1] == '#' && in.prompt[target - 7] == '#') ++local_no;
+      const bool target_blocked = in.prompt[target - 1] == '#' && in.prompt[target - 7] == '#';
+      const bool start_blocked = in.prompt[1] == '#' && in.prompt[7] == '#';
+      if (!y && (target_blocked || start_blocked)) ++local_no;
     }
-    EXPECT_GT(yes, N * 35 / 100) << n;
-    EXPECT_LT(yes, N * 65 / 100) << n;
-    EXPECT_LT(local_no, (N - yes) / 2) << n;
+    EXPECT_GT(yes, N * 40 / 100) << n;
+    EXPECT_LT(yes, N * 60 / 100) << n;
+    EXPECT_EQ(local_no, 0) << n;
+    // The wall count says nothing about the answer.
+    EXPECT_NEAR((double)walls_y / yes, (double)walls_n / (N - yes), 0.5) << n;
   }
 }
 

@@ -189,9 +189,10 @@ DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt_ids, c
 std::vector<int> prompt_ids(const Instance& inst);
 
 // ---------------------------------------------------------------------------
-// Evaluation on fresh test-split instances: for each difficulty, instances
-// 0..n-1 of the test split (seeded), decoded by decode_answer under each
-// setting, scored by exact match. Instances run in parallel across threads.
+// Evaluation on fresh test-split instances: for each difficulty, the first n
+// distinct instances of the test split's stream (seeded; repeated only when
+// the difficulty has fewer), decoded by decode_answer under each setting,
+// scored by exact match. Instances run in parallel across threads.
 struct EvalSetting {
   int steps = 32;            // fixed depth, or the maximum with an exit
   std::string exit = "none";  // "none" or "kl"
@@ -202,6 +203,7 @@ struct EvalResult {
   int difficulty = 0;
   EvalSetting setting;
   int n = 0, correct = 0;
+  int distinct = 0;            // distinct instances among the n (fewer only at tiny difficulties)
   double mean_steps = 0;       // mean iterations per generated token
   double wall_s = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;

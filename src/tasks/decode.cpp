@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
+#include <set>
 
 #include "huginn/common.h"
 #include "huginn/generate.h"
@@ -112,8 +113,19 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
   std::mutex progress_mu;
   std::vector<EvalResult> out;
   for (int d : difficulties) {
-    std::vector<Instance> inst(n);
-    for (int i = 0; i < n; ++i) inst[i] = sample(task, Split::Test, d, (uint64_t)i, seed);
+    // Distinct test instances where the instance space allows (small
+    // difficulties have few): draws stop after 20n tries, then repeat.
+    std::vector<Instance> inst;
+    std::set<std::string> seen;
+    for (uint64_t i = 0; (int)inst.size() < n && i < (uint64_t)n * 20; ++i) {
+      Instance in = sample(task, Split::Test, d, i, seed);
+      if (seen.insert(in.prompt).second) inst.push_back(std::move(in));
+    }
+    const int distinct = (int)inst.size();
+    for (int i = 0; (int)inst.size() < n; ++i) {
+      Instance copy = inst[i % distinct];
+      inst.push_back(std::move(copy));
+    }
     for (auto& st : settings) {
       DecodeOptions o = base;
       o.steps = st.steps;
@@ -148,6 +160,7 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
       r.difficulty = d;
       r.setting = st;
       r.n = n;
+      r.distinct = distinct;
       r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       int64_t ssum = 0;
       for (int i = 0; i < n; ++i) {

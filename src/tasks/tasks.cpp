@@ -124,12 +124,21 @@ class Addition : public Task {
 class Reach : public Task {
  public:
   static constexpr int W = 6;
-  std::string name() const override { return "reach"; }
+  // near_miss: the harder variant ("reach-hard"), whose answers no cheap
+  // feature predicts. The plain variant cuts a random path until none is
+  // left, so its 'n' grids have a few more walls and are sometimes decided by
+  // the corners' neighbours: cues that give a small model its first gradient.
+  explicit Reach(bool near_miss) : near_miss_(near_miss) {}
+  std::string name() const override { return near_miss_ ? "reach-hard" : "reach"; }
   std::string description() const override {
-    return "prompt: a grid of h rows of 6 cells, '.' open and '#' wall, rows separated by '/', then '=' "
-           "(\"..#...//#.....=\" style); answer: 'y' if the bottom-right cell can be reached from the top-left "
-           "cell by moves right or down through open cells, else 'n' (half each; the 'n' grids are 'y' grids with "
-           "their paths cut). Difficulty h = number of rows; a path is 5 + h-1 hops.";
+    return str("prompt: a grid of h rows of 6 cells, '.' open and '#' wall, rows separated by '/', then '=' "
+               "(\"..#.../#.....=\" for two rows); answer: 'y' if the bottom-right cell can be reached from the "
+               "top-left cell by moves right or down through open cells, else 'n' (half each). ",
+               near_miss_ ? "Near misses: an 'n' grid is a 'y' grid whose paths were cut, a 'y' grid is one wall short "
+                            "of such a cut, so both have as many walls, and no 'n' is decided by the corners' "
+                            "neighbours alone. "
+                          : "An 'n' grid is a random grid with a carved path, cut until no path is left. ",
+               "Difficulty h = number of rows; a path is 5 + h-1 hops.");
   }
   int min_difficulty() const override { return 2; }
   int max_difficulty() const override { return 24; }
@@ -152,22 +161,27 @@ class Reach : public Task {
     check_difficulty(h);
     Rng rng(seed);
     const bool want_yes = rng.bernoulli(0.5);
+    const int target = h * W - 1;
     std::vector<char> open(h * W);
-    for (auto& c : open) c = !rng.bernoulli(0.4);
-    // Carve a random monotone path so that the grid starts reachable.
-    int i = 0, j = 0, downs = h - 1, rights = W - 1;
-    open[0] = 1;
-    while (downs + rights > 0) {
-      const bool down = rng.below(downs + rights) < (uint64_t)downs;
-      if (down) ++i, --downs;
-      else ++j, --rights;
-      open[i * W + j] = 1;
-    }
-    if (!want_yes) {
+    for (int attempt = 0;; ++attempt) {
+      for (auto& c : open) c = !rng.bernoulli(0.4);
+      // Carve a random monotone path so that the grid starts reachable.
+      int i = 0, j = 0, downs = h - 1, rights = W - 1;
+      open[0] = 1;
+      while (downs + rights > 0) {
+        const bool down = rng.below(downs + rights) < (uint64_t)downs;
+        if (down) ++i, --downs;
+        else ++j, --rights;
+        open[i * W + j] = 1;
+      }
       // Cut: wall a random interior cell of some path until none is left.
+      // `before` is the grid one wall short of the cut: still reachable.
+      const std::vector<char> path_grid = open;
+      std::vector<char> before = open;
       for (;;) {
         auto r = reachable(open, h);
-        if (!r[h * W - 1]) break;
+        if (!r[target]) break;
+        before = open;
         std::vector<int> path;
         int ci = h - 1, cj = W - 1;
         while (ci + cj > 0) {
@@ -179,6 +193,30 @@ class Reach : public Task {
         }
         open[path[rng.below(path.size())]] = 0;
       }
+      if (!near_miss_) {
+        if (want_yes) open = path_grid;
+        break;
+      }
+      if (want_yes) {
+        // The near miss: the grid before the cut plus one wall that keeps a
+        // path, so that 'y' and 'n' grids have the same number of walls.
+        open = before;
+        std::vector<int> cells;
+        for (int c = 1; c < target; ++c)
+          if (open[c]) cells.push_back(c);
+        for (size_t k = cells.size(); k > 1; --k) std::swap(cells[k - 1], cells[rng.below(k)]);
+        for (int c : cells) {
+          open[c] = 0;
+          if (reachable(open, h)[target]) break;
+          open[c] = 1;
+        }
+        break;
+      }
+      // A 'n' that the start's or the target's two neighbours alone decide is
+      // too easy: draw again (rarely more than a few times).
+      const bool start_blocked = !open[1] && !open[W];
+      const bool target_blocked = !open[target - 1] && !open[target - W];
+      if ((!start_blocked && !target_blocked) || attempt >= 1000) break;
     }
     Instance in;
     in.difficulty = h;
@@ -190,6 +228,9 @@ class Reach : public Task {
     in.answer = std::string(1, reachable(open, h)[h * W - 1] ? 'y' : 'n');
     return in;
   }
+
+ private:
+  bool near_miss_;
 };
 
 const std::map<std::string, std::unique_ptr<Task>>& registry() {
@@ -198,7 +239,8 @@ const std::map<std::string, std::unique_ptr<Task>>& registry() {
     m["digitsum"] = std::make_unique<RunningSum>("digitsum", 10, 2);
     m["parity"] = std::make_unique<RunningSum>("parity", 2, 6);
     m["addition"] = std::make_unique<Addition>();
-    m["reach"] = std::make_unique<Reach>();
+    m["reach"] = std::make_unique<Reach>(false);
+    m["reach-hard"] = std::make_unique<Reach>(true);
     return m;
   }();
   return r;

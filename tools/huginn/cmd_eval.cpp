@@ -103,6 +103,7 @@ nlohmann::ordered_json results_json(const std::vector<const tasks::EvalResult*>&
     if (r->setting.exit != "none") j["exit"] = str(r->setting.exit, ":", r->setting.threshold);
     j["correct"] = r->correct;
     j["n"] = r->n;
+    if (r->distinct) j["distinct"] = r->distinct;
     j["tokens_per_s"] = r->wall_s > 0 ? (double)r->generated_tokens / r->wall_s : 0;
     j["wall_s"] = r->wall_s;
     a.push_back(j);
@@ -228,6 +229,10 @@ int run(const Opts& o) {
     if (diffs.size() > 1)
       for (auto& r : results) row(std::to_string(r.difficulty), r);
     for (auto& a : agg) row(diffs.size() > 1 ? "all" : diff_label, a);
+    for (auto& r : results)
+      if (r.setting.steps == settings[0].steps && r.distinct < r.n)
+        std::printf("note: difficulty %d has only %d distinct test instances; the %d evaluated repeat them\n",
+                    r.difficulty, r.distinct, r.n);
   }
 
   if (!o.plot.empty()) {
