@@ -1,0 +1,164 @@
+// huginn demo: the project's main job. Loads the shipped task model, measures
+// accuracy against the number of latent iterations on fresh problems (fixed
+// depths and per-token adaptive exit), shows one problem being thought
+// through iteration by iteration, and writes the plots.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "commands.h"
+#include "huginn/common.h"
+#include "huginn/model.h"
+#include "huginn/plot.h"
+#include "huginn/tasks.h"
+
+namespace huginn::cli {
+namespace {
+namespace fs = std::filesystem;
+using namespace huginn::tasks;
+
+struct Opts {
+  std::string model = "models/huginn-tasks", out = "demo-out";
+  int n = 40, max_steps = 32, extra = 4;
+  double kl = 1e-3;
+  uint64_t seed = 1;
+  bool quiet = false;
+};
+
+std::string pct(double a) { return str((int)std::lround(100 * a), "%"); }
+
+int run(const Opts& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = Model::load(o.model);
+  check_char_tokenizer(o.model);
+  const TaskMix mix = read_task_manifest(o.model);
+  const ModelConfig& c = model->config();
+  fs::create_directories(o.out);
+  std::vector<int> depths;
+  for (int r = 1; r <= o.max_steps; r *= 2) depths.push_back(r);
+  std::vector<EvalSetting> settings;
+  for (int r : depths) settings.push_back({r, "none", 0});
+  settings.push_back({o.max_steps, "kl", o.kl});
+
+  std::printf("huginn demo: %s (d=%d, %d/%d/%d layers, trained at mean depth %d)\n", o.model.c_str(), c.n_embd,
+              c.n_prelude, c.n_core, c.n_coda, c.mean_recurrence);
+  std::printf("Accuracy on fresh test problems (%d per row) against latent iterations r; the last column exits\n"
+              "each token adaptively (KL < %g between successive iterations) and shows the mean iterations used.\n"
+              "Difficulties marked * are harder than anything seen in training.\n\n",
+              o.n, o.kl);
+
+  plot::Chart acc_chart, iters_chart;
+  acc_chart.title = "accuracy vs latent iterations (fresh test problems)";
+  acc_chart.xlabel = "iterations r";
+  acc_chart.ylabel = "accuracy";
+  acc_chart.log_x = true;
+  acc_chart.y_min = 0, acc_chart.y_max = 1;
+  iters_chart.title = str("iterations used with adaptive exit (KL < ", o.kl, ") vs difficulty");
+  iters_chart.xlabel = "difficulty";
+  iters_chart.ylabel = "mean iterations per token";
+  DecodeOptions base;
+  for (const TaskRange& tr : mix.tasks) {
+    const Task& task = get_task(tr.task);
+    std::vector<int> diffs = {tr.min_difficulty, (tr.min_difficulty + tr.max_difficulty) / 2, tr.max_difficulty};
+    const int beyond = std::min(task.max_difficulty(), tr.max_difficulty + o.extra);
+    if (beyond > tr.max_difficulty && task.sequence_length(beyond) <= c.block_size) diffs.push_back(beyond);
+    diffs.erase(std::unique(diffs.begin(), diffs.end()), diffs.end());
+    auto res = evaluate(*model, task, diffs, settings, o.n, o.seed, base);
+    std::printf("%s (trained on difficulty %d-%d)\n  %-10s", task.name().c_str(), tr.min_difficulty,
+                tr.max_difficulty, "difficulty");
+    for (int r : depths) std::printf(" %6s", str("r=", r).c_str());
+    std::printf("   adaptive (mean r)\n");
+    std::vector<double> xd, yit;
+    for (int dv : diffs) {
+      std::printf("  %-10s", str(dv, dv > tr.max_difficulty ? "*" : "").c_str());
+      std::vector<double> xs, ys;
+      for (auto& e : res) {
+        if (e.difficulty != dv) continue;
+        if (e.setting.exit == "none") {
+          std::printf(" %6s", pct(e.accuracy()).c_str());
+          xs.push_back(e.setting.steps);
+          ys.push_back(e.accuracy());
+        } else {
+          std::printf("   %5s (%.1f)", pct(e.accuracy()).c_str(), e.mean_steps);
+          xd.push_back(dv);
+          yit.push_back(e.mean_steps);
+        }
+      }
+      std::printf("\n");
+      auto s = plot::make_series(str(task.name(), " d=", dv), xs, ys);
+      s.dashed = dv > tr.max_difficulty;
+      acc_chart.series.push_back(s);
+    }
+    iters_chart.series.push_back(plot::make_series(task.name(), xd, yit));
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  plot::write_chart((fs::path(o.out) / "accuracy_vs_iterations.svg").string(), acc_chart);
+  plot::write_chart((fs::path(o.out) / "iterations_vs_difficulty.svg").string(), iters_chart);
+
+  // One problem, thought through: the answer decoded through the coda after
+  // each iteration, and how far the latent state still moves.
+  const TaskRange& tr = mix.tasks.front();
+  const Task& task = get_task(tr.task);
+  const Instance inst = sample(task, Split::Test, tr.max_difficulty, 7, o.seed);
+  const auto ids = prompt_ids(inst);
+  const LatentTrace lt = trace_latents(*model, ids, o.max_steps);
+  const size_t last = (size_t)(lt.T - 1) * lt.d;
+  const Trajectory traj = analyze_trajectory(lt.states.data() + last, lt.steps, lt.d, (size_t)lt.T * lt.d);
+  std::printf("Thinking through one %s problem (difficulty %d): %s  (answer %s)\n", task.name().c_str(),
+              tr.max_difficulty, inst.prompt.c_str(), inst.answer.c_str());
+  std::printf("  iter  answer decoded at this depth   relative change of the latent state\n");
+  std::string prev;
+  for (int k = 1; k <= o.max_steps; ++k) {
+    DecodeOptions d;
+    d.steps = k;
+    d.max_new_tokens = task.answer_length(tr.max_difficulty) + 1;
+    const std::string ans = decode_answer_text(decode_answer(*model, ids, d).tokens);
+    const bool changed = ans != prev;
+    if (k <= 8 || changed || k == o.max_steps || (k & (k - 1)) == 0)
+      std::printf("  %4d  %-12s %-3s %-12s %.2e\n", k, ans.c_str(), ans == inst.answer ? "ok" : "", changed ? "(changed)" : "",
+                  traj.rel_change[k - 1]);
+    prev = ans;
+  }
+  std::printf("  trajectory: %s\n\n", traj.summary.c_str());
+  plot::Chart pca;
+  pca.title = str("latent trajectory (PCA of the state over iterations): ", task.name());
+  pca.xlabel = str("PC1 (", (int)std::lround(100 * traj.explained[0]), "%)");
+  pca.ylabel = str("PC2 (", (int)std::lround(100 * traj.explained[1]), "%)");
+  pca.equal_aspect = true;
+  auto s = plot::make_series("iterations", traj.pc1, traj.pc2);
+  for (int k = 1; k <= lt.steps; ++k) s.point_labels.push_back((k <= 4 || k == lt.steps) ? std::to_string(k) : "");
+  pca.series.push_back(s);
+  plot::write_chart((fs::path(o.out) / "latent_trajectory.svg").string(), pca);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("plots: %s/{accuracy_vs_iterations,iterations_vs_difficulty,latent_trajectory}.svg  (%.1f s)\n",
+              o.out.c_str(), secs);
+  return 0;
+}
+}  // namespace
+
+static Register reg("demo", "test-time scaling on the shipped reasoning model: accuracy vs iterations, adaptive exit, "
+                            "one problem thought through, plots",
+                    [](CLI::App& app) {
+                      auto o = std::make_shared<Opts>();
+                      app.add_option("-m,--model", o->model, "task model directory")->capture_default_str();
+                      app.add_option("--out", o->out, "directory for the plots")->capture_default_str();
+                      app.add_option("--n", o->n, "test problems per task and difficulty")
+                          ->check(CLI::Range(1, 100000))
+                          ->capture_default_str();
+                      app.add_option("--max-steps", o->max_steps, "largest depth (1, 2, 4, ... up to it)")
+                          ->check(CLI::Range(1, 4096))
+                          ->capture_default_str();
+                      app.add_option("--kl", o->kl, "adaptive exit threshold")
+                          ->check(CLI::PositiveNumber)
+                          ->capture_default_str();
+                      app.add_option("--beyond", o->extra, "extra difficulty beyond training to test")
+                          ->check(CLI::Range(0, 100))
+                          ->capture_default_str();
+                      app.add_option("--seed", o->seed, "seed of the test problems")->capture_default_str();
+                      return [o] { return run(*o); };
+                    });
+}  // namespace huginn::cli
