@@ -124,7 +124,8 @@ TEST(Generate, SpeculativeWithThresholdOneEqualsGreedyAtVerifierDepth) {
 
 TEST(Generate, BatchEqualsPerSequence) {
   const Model& m = fixture();
-  std::vector<std::vector<int>> prompts = {kLong, kShort, {5, 6, 7, 8, 9, 10, 11, 12, 13, 14}};
+  // five sequences: more than one weight-sharing group of rows, prompts of different lengths
+  std::vector<std::vector<int>> prompts = {kLong, kShort, {5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, {77, 3}, {400}};
   for (const char* crit : {"none", "kl:3e-3", "latent-diff:0.05", "argmax-stability:3"}) {
     GenerateOptions o = greedy(12, 9);
     o.exit = ExitCriterion::parse(crit);

@@ -74,7 +74,7 @@ DiffusionResult generate_diffusion(const Model& m, const std::vector<int>& promp
     in.T = P;
     infer::DepthPolicy p;
     p.max_steps = S;
-    p.checks = false;
+    in.checks = false;
     dec.run(in, p);
     res.core_forward_passes += 1;
     res.tokens_forward += P;

@@ -116,9 +116,10 @@ struct Sequence {
     res.kv_bytes = dec.cache().bytes_held();
   }
 
-  // One pass, then the choice of what comes next.
-  void step(const TokenCallback& cb) {
-    infer::PassInput in;
+  // The input of the next pass.
+  void prepare(infer::Lane& lane) {
+    infer::PassInput& in = lane.in;
+    in = infer::PassInput{};
     const bool first = passes == 0;
     if (first) {
       in.ids = prompt.data();
@@ -129,20 +130,19 @@ struct Sequence {
       in.ids = &last_token;
     }
     if (o.continuous && !first) in.start = cont.data();
-    infer::DepthPolicy p;
-    p.max_steps = o.steps;
-    p.exit = o.exit;
-    p.min_steps = o.min_steps;
-    p.check_every = o.check_every;
-    p.checks = !(first && o.no_exit_in_prefill);
-    std::vector<ExitCheck>* ck = nullptr;
-    if (o.record_checks) ck = &res.checks.emplace_back();
-    const infer::PassResult r = dec.run(in, p, ck);
+    in.checks = !(first && o.no_exit_in_prefill);
+    lane.dec = &dec;
+    lane.checks = o.record_checks ? &res.checks.emplace_back() : nullptr;
+    last_T = in.T;
+  }
+
+  // After the pass: the continuous state, then a thought or a token.
+  void consume(const infer::PassResult& r, const TokenCallback& cb) {
     ++passes;
     res.core_iterations += r.steps;
     const Model& m = dec.model();
     if (o.continuous) {
-      const float* last = dec.state(in.T - 1);
+      const float* last = dec.state(last_T - 1);
       if (o.continuous_from == ContinuousFrom::Raw) std::memcpy(cont.data(), last, sizeof(float) * d);
       else kern::rmsnorm(last, m.weights().ln_f, cont.data(), 1, d, m.config().norm_eps);
     }
@@ -190,7 +190,7 @@ struct Sequence {
   std::vector<int> context;
   std::vector<float> cont, soft_in;
   std::string text;
-  int passes = 0, thoughts = 0, last_token = 0;
+  int passes = 0, thoughts = 0, last_token = 0, last_T = 1;
   bool next_soft = false, done = false;
   SequenceResult res;
 };
@@ -201,16 +201,41 @@ std::vector<SequenceResult> generate(const Model& m, const std::vector<std::vect
                                      const GenerateOptions& o, const TokenCallback& cb) {
   o.validate(m.config());
   std::vector<std::unique_ptr<Sequence>> seqs;
-  for (size_t i = 0; i < prompts.size(); ++i) seqs.push_back(std::make_unique<Sequence>(m, prompts[i], o, (int)i));
-  // Round-robin: every unfinished sequence advances one position per round,
-  // each with its own depth (exit), stops and cache.
-  for (bool any = true; any;) {
-    any = false;
+  int max_prompt = 1, max_cap = 1;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    seqs.push_back(std::make_unique<Sequence>(m, prompts[i], o, (int)i));
+    max_prompt = std::max<int>(max_prompt, prompts[i].size());
+    max_cap = std::max(max_cap, seqs.back()->dec.cache().capacity());
+  }
+  const int n = (int)seqs.size();
+  infer::BatchRunner runner(m, std::max(max_prompt, n), n, max_cap, n);
+  infer::DepthPolicy p;
+  p.max_steps = o.steps;
+  p.exit = o.exit;
+  p.min_steps = o.min_steps;
+  p.check_every = o.check_every;
+  std::vector<infer::Lane> lanes(n);
+  std::vector<Sequence*> in_round;
+  in_round.reserve(n);
+  // The prompts one at a time (a long prompt is a matrix-matrix pass of its
+  // own anyway); then one position per unfinished sequence per round, all in
+  // one batched pass, each with its own exit, stops and cache.
+  for (auto& s : seqs)
+    if (!s->done) {
+      s->prepare(lanes[0]);
+      runner.run(lanes.data(), 1, p);
+      s->consume(lanes[0].result, cb);
+    }
+  while (true) {
+    in_round.clear();
     for (auto& s : seqs)
       if (!s->done) {
-        s->step(cb);
-        any = true;
+        s->prepare(lanes[in_round.size()]);
+        in_round.push_back(s.get());
       }
+    if (in_round.empty()) break;
+    runner.run(lanes.data(), (int)in_round.size(), p);
+    for (size_t i = 0; i < in_round.size(); ++i) in_round[i]->consume(lanes[i].result, cb);
   }
   std::vector<SequenceResult> out;
   for (auto& s : seqs) out.push_back(std::move(s->res));

@@ -31,13 +31,11 @@ SpeculativeResult generate_speculative(const Model& m, const std::vector<int>& p
   const int P = (int)prompt.size(), L = o.lookahead, V = c.vocab_size;
   const int cap = std::min(c.block_size, P + o.max_new_tokens + L + 1);
   infer::Decoder dec(m, std::max(cap, P), CacheStrategy::parse(o.cache), std::max(P, L), ExitCriterion{},
-                     o.init_scale, 0);
+                     o.init_scale, 0, L);
   Sampler sampler(V, o.sampling);
   infer::DepthPolicy verify, draft;
   verify.max_steps = o.steps;
-  verify.checks = false;
   draft.max_steps = o.draft_steps;
-  draft.checks = false;
   SpeculativeResult res;
   std::vector<int> seq;
   seq.reserve(cap + L + 1);
@@ -51,6 +49,7 @@ SpeculativeResult generate_speculative(const Model& m, const std::vector<int>& p
     in.ids = ids;
     in.T = T;
     in.logit_rows = rows;
+    in.checks = false;
     dec.run(in, p);
   };
   auto is_stop = [&](int t) { return std::find(o.stop_tokens.begin(), o.stop_tokens.end(), t) != o.stop_tokens.end(); };
