@@ -68,6 +68,10 @@ DiffusionResult generate_diffusion(const Model& m, const std::vector<int>& promp
       if (cb) cb({0, seq[emitted], rec[emitted], false});
   };
 
+  if (o.max_new_tokens == 0) {
+    res.sequence = prompt;
+    return res;
+  }
   if (o.full_prefill) {
     infer::PassInput in;
     in.ids = prompt.data();
