@@ -50,13 +50,8 @@ class SoftEmbedder {
       idx_[0] = top;
       p_[top] = 1.f;
     } else {
-      float mx = logits[top];
-      double sum = 0;
-      for (int i = 0; i < V_; ++i) {
-        p_[i] = std::exp((logits[i] - mx) / temp_);
-        sum += p_[i];
-      }
-      for (int i = 0; i < V_; ++i) p_[i] = (float)(p_[i] / sum);
+      for (int i = 0; i < V_; ++i) p_[i] = logits[i] / temp_;
+      kern::softmax(p_.data(), V_);
       std::iota(idx_.begin(), idx_.end(), 0);
       if (k_ < V_)
         std::partial_sort(idx_.begin(), idx_.begin() + k_, idx_.end(), [&](int a, int b) {

@@ -91,11 +91,9 @@ SpeculativeResult generate_speculative(const Model& m, const std::vector<int>& p
       if (o.threshold >= 1) {
         ok = argmax(row, V) == drafts[i];
       } else {
-        float mx = row[0];
-        for (int v = 1; v < V; ++v) mx = std::max(mx, row[v]);
-        double z = 0;
-        for (int v = 0; v < V; ++v) z += std::exp((double)row[v] - mx);
-        ok = std::exp((double)row[drafts[i]] - mx) / z >= o.threshold / z;
+        // p(draft) >= threshold * max p, i.e. exp(logit(draft) - max logit) >= threshold
+        const float mx = row[argmax(row, V)];
+        ok = std::exp((double)row[drafts[i]] - mx) >= o.threshold;
       }
       if (!ok) k = i;
     }
