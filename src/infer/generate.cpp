@@ -88,7 +88,7 @@ struct Sequence {
         prompt(prompt),
         cap(std::min<int>(m.config().block_size, (int)prompt.size() + o.soft_thoughts + o.max_new_tokens)),
         dec(m, std::max(cap, (int)prompt.size()), CacheStrategy::parse(o.cache), std::max<int>(1, prompt.size()),
-            o.exit, o.init_scale, o.seed + 1000003ull * index),
+            o.exit, o.init_scale, o.seed),
         sampler(m.config().vocab_size, o.sampling),
         soft(m, o.soft_top_k, o.soft_temperature),
         d(m.config().n_embd),
