@@ -126,9 +126,15 @@ TEST(Generate, BatchEqualsPerSequence) {
   const Model& m = fixture();
   // five sequences: more than one weight-sharing group of rows, prompts of different lengths
   std::vector<std::vector<int>> prompts = {kLong, kShort, {5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, {77, 3}, {400}};
-  for (const char* crit : {"none", "kl:3e-3", "latent-diff:0.05", "argmax-stability:3"}) {
+  for (const char* crit : {"none", "kl:3e-3", "latent-diff:0.05", "argmax-stability:3", "entropy-diff:1e-2"}) {
     GenerateOptions o = greedy(12, 9);
     o.exit = ExitCriterion::parse(crit);
+    if (std::string(crit) == "entropy-diff:1e-2") {  // random initial states and sampling, seeded
+      o.init_scale = 1.f;
+      o.seed = 5;
+      o.sampling.temperature = 1.f;
+      o.sampling.seed = 3;
+    }
     o.cache = "latest-m4";
     o.continuous = std::string(crit) == "kl:3e-3";
     o.record_checks = true;
