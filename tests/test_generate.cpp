@@ -406,3 +406,26 @@ TEST(Generate, BadOptionsAreClearErrors) {
   EXPECT_THROW(generate_diffusion(fixture(), kShort, d), Error);
   EXPECT_THROW(DiffusionOptions::parse_freeze("sometimes"), Error);
 }
+
+TEST(Generate, SessionReusesItsCacheAcrossTurns) {
+  for (const char* cache : {"full", "latest-m4-compress-s4"}) {
+    GenerateOptions o = greedy(8, 5);
+    o.cache = cache;
+    Session s(fixture(), o);
+    auto r1 = s.turn(kShort);
+    ASSERT_EQ(r1.tokens.size(), 5u);
+    EXPECT_EQ(s.length(), (int)kShort.size() + 4);  // the last token is fed with the next turn
+    const std::vector<int> user = {7, 8, 9, 10};
+    auto r2 = s.turn(user);
+    // the same as generating from the whole conversation at once
+    std::vector<int> all = kShort;
+    all.insert(all.end(), r1.tokens.begin(), r1.tokens.end());
+    all.insert(all.end(), user.begin(), user.end());
+    EXPECT_EQ(s.history().size(), all.size() + r2.tokens.size());
+    EXPECT_EQ(r2.tokens, generate(fixture(), all, o).tokens) << cache;
+    EXPECT_EQ(r1.tokens, generate(fixture(), kShort, o).tokens);
+    s.reset();
+    EXPECT_EQ(s.length(), 0);
+    EXPECT_EQ(s.turn(kShort).tokens, r1.tokens);
+  }
+}

@@ -25,6 +25,13 @@ Decoder::Decoder(const Model& m, int capacity, const CacheStrategy& cs, int max_
 
 Decoder::~Decoder() = default;
 
+void Decoder::ensure_rows(int rows) {
+  if (rows <= rows_) return;
+  rows_ = rows;
+  s_.resize((size_t)rows * d_);
+  solo_.reset();
+}
+
 Workspace& Decoder::workspace() {
   if (!solo_) solo_ = std::make_unique<BatchRunner>(m_, rows_, 1, cache_.capacity(), logit_rows_);
   return solo_->workspace();

@@ -63,6 +63,8 @@ class Decoder {
   const float* state(int t) const { return s_.data() + (size_t)t * d_; }
   const float* logits(int r = 0) const { return logits_.data() + (size_t)r * V_; }
   int max_rows() const { return rows_; }
+  // Room for passes of `rows` positions (allocates when it grows).
+  void ensure_rows(int rows);
 
  private:
   friend class BatchRunner;

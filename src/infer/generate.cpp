@@ -82,11 +82,14 @@ class SoftEmbedder {
 
 // One sequence of a batch: its decoder (cache, workspace), sampler and progress.
 struct Sequence {
-  Sequence(const Model& m, const std::vector<int>& prompt, const GenerateOptions& o, int index)
+  // capacity: positions the cache holds (-1: what this prompt and generation need).
+  Sequence(const Model& m, const std::vector<int>& prompt, const GenerateOptions& o, int index, int capacity = -1)
       : o(o),
         idx(index),
         prompt(prompt),
-        cap(std::min<int>(m.config().block_size, (int)prompt.size() + o.soft_thoughts + o.max_new_tokens)),
+        cap(capacity >= 0 ? capacity
+                          : std::min<int>(m.config().block_size,
+                                          (int)prompt.size() + o.soft_thoughts + o.max_new_tokens)),
         dec(m, std::max(cap, (int)prompt.size()), CacheStrategy::parse(o.cache), std::max<int>(1, prompt.size()),
             o.exit, o.init_scale, o.seed),
         sampler(m.config().vocab_size, o.sampling),
@@ -100,6 +103,25 @@ struct Sequence {
     cont.resize(d);
     soft_in.resize(d);
     if (o.record_logits) res.step_logits.reserve((size_t)o.max_new_tokens * V);
+    res.tokens.reserve(o.max_new_tokens);
+    res.steps.reserve(o.max_new_tokens);
+    if (o.max_new_tokens == 0) finish("max_tokens");
+  }
+
+  // A further turn on the same cache: the last generated token (not yet fed)
+  // and `input` form the next prompt pass.
+  void restart(const std::vector<int>& input) {
+    if (input.empty()) fail("generate: empty turn");
+    prompt.clear();
+    if (pending) prompt.push_back(last_token);
+    prompt.insert(prompt.end(), input.begin(), input.end());
+    dec.model().check_tokens(input.data(), (int)input.size(), 0);
+    context.insert(context.end(), input.begin(), input.end());
+    dec.ensure_rows((int)prompt.size());
+    passes = thoughts = 0;
+    next_soft = done = pending = false;
+    text.clear();
+    res = SequenceResult{};
     res.tokens.reserve(o.max_new_tokens);
     res.steps.reserve(o.max_new_tokens);
     if (o.max_new_tokens == 0) finish("max_tokens");
@@ -124,6 +146,7 @@ struct Sequence {
     } else {
       in.ids = &last_token;
     }
+    pending = false;
     if (o.continuous && !first) in.start = cont.data();
     in.checks = !(first && o.no_exit_in_prefill);
     lane.dec = &dec;
@@ -157,6 +180,7 @@ struct Sequence {
     if (o.record_logits) res.step_logits.insert(res.step_logits.end(), logits, logits + V);
     const int tok = sampler.sample(logits, context.data(), (int)context.size());
     last_token = tok;
+    pending = true;
     context.push_back(tok);
     res.tokens.push_back(tok);
     res.steps.push_back(r.steps);
@@ -186,9 +210,18 @@ struct Sequence {
   std::vector<float> cont, soft_in;
   std::string text;
   int passes = 0, thoughts = 0, last_token = 0, last_T = 1;
-  bool next_soft = false, done = false;
+  bool next_soft = false, done = false, pending = false;  // pending: last_token not fed yet
   SequenceResult res;
 };
+
+infer::DepthPolicy policy_of(const GenerateOptions& o) {
+  infer::DepthPolicy p;
+  p.max_steps = o.steps;
+  p.exit = o.exit;
+  p.min_steps = o.min_steps;
+  p.check_every = o.check_every;
+  return p;
+}
 
 }  // namespace
 
@@ -204,11 +237,7 @@ std::vector<SequenceResult> generate(const Model& m, const std::vector<std::vect
   }
   const int n = (int)seqs.size();
   infer::BatchRunner runner(m, std::max(max_prompt, n), n, max_cap, n);
-  infer::DepthPolicy p;
-  p.max_steps = o.steps;
-  p.exit = o.exit;
-  p.min_steps = o.min_steps;
-  p.check_every = o.check_every;
+  const infer::DepthPolicy p = policy_of(o);
   std::vector<infer::Lane> lanes(n);
   std::vector<Sequence*> in_round;
   in_round.reserve(n);
@@ -241,6 +270,44 @@ SequenceResult generate(const Model& m, const std::vector<int>& prompt, const Ge
                         const TokenCallback& cb) {
   return std::move(generate(m, std::vector<std::vector<int>>{prompt}, o, cb)[0]);
 }
+
+struct Session::Impl {
+  const Model& m;
+  GenerateOptions o;
+  std::unique_ptr<Sequence> seq;
+};
+
+Session::Session(const Model& m, const GenerateOptions& o) : impl_(new Impl{m, o, nullptr}) { o.validate(m.config()); }
+Session::~Session() = default;
+
+SequenceResult Session::turn(const std::vector<int>& tokens, const TokenCallback& cb) {
+  Impl& s = *impl_;
+  if (!s.seq) {
+    if (tokens.empty()) fail("generate: empty turn");
+    s.seq = std::make_unique<Sequence>(s.m, tokens, s.o, 0, s.m.config().block_size);
+  } else {
+    s.seq->restart(tokens);
+  }
+  Sequence& q = *s.seq;
+  infer::BatchRunner runner(s.m, (int)q.prompt.size(), 1, q.dec.cache().capacity(), 1);
+  const infer::DepthPolicy p = policy_of(s.o);
+  infer::Lane lane;
+  while (!q.done) {
+    q.prepare(lane);
+    runner.run(&lane, 1, p);
+    q.consume(lane.result, cb);
+  }
+  return std::move(q.res);
+}
+
+const std::vector<int>& Session::history() const {
+  static const std::vector<int> none;
+  return impl_->seq ? impl_->seq->context : none;
+}
+
+int Session::length() const { return impl_->seq ? impl_->seq->dec.cache().length() : 0; }
+
+void Session::reset() { impl_->seq.reset(); }
 
 std::vector<int> generate_fixed_greedy(const Model& m, const std::vector<int>& prompt, const FixedDepthOptions& f,
                                        std::vector<float>* step_logits) {
