@@ -73,6 +73,24 @@ int main() {
     o.soft_thoughts = 3;
     o.soft_top_k = 8;
   });
+  check("batch of 3, adaptive kl", [&](int n) {
+    GenerateOptions o;
+    o.steps = 6;
+    o.max_new_tokens = n;
+    o.exit = ExitCriterion::parse("kl:3e-3");
+    std::vector<std::vector<int>> ps = {prompt, {5, 6, 7}, {9, 10, 11, 12, 13}};
+    volatile size_t sink = generate(*m, ps, o).size();
+    (void)sink;
+  });
+  check("session turn", [&](int n) {
+    GenerateOptions o;
+    o.steps = 6;
+    o.max_new_tokens = n;
+    Session s(*m, o);
+    s.turn(prompt);
+    volatile size_t sink = s.turn({5, 6, 7}).tokens.size();
+    (void)sink;
+  });
   check("speculative", [&](int n) {
     SpeculativeOptions s;
     s.steps = 6;

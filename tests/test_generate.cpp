@@ -124,10 +124,17 @@ TEST(Generate, SpeculativeWithThresholdOneEqualsGreedyAtVerifierDepth) {
 
 TEST(Generate, BatchEqualsPerSequence) {
   const Model& m = fixture();
-  std::vector<std::vector<int>> prompts = {kLong, kShort, {5, 6, 7, 8, 9, 10, 11, 12, 13, 14}};
-  for (const char* crit : {"none", "kl:3e-3", "latent-diff:0.05", "argmax-stability:3"}) {
+  // five sequences: more than one weight-sharing group of rows, prompts of different lengths
+  std::vector<std::vector<int>> prompts = {kLong, kShort, {5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, {77, 3}, {400}};
+  for (const char* crit : {"none", "kl:3e-3", "latent-diff:0.05", "argmax-stability:3", "entropy-diff:1e-2"}) {
     GenerateOptions o = greedy(12, 9);
     o.exit = ExitCriterion::parse(crit);
+    if (std::string(crit) == "entropy-diff:1e-2") {  // random initial states and sampling, seeded
+      o.init_scale = 1.f;
+      o.seed = 5;
+      o.sampling.temperature = 1.f;
+      o.sampling.seed = 3;
+    }
     o.cache = "latest-m4";
     o.continuous = std::string(crit) == "kl:3e-3";
     o.record_checks = true;
@@ -398,4 +405,27 @@ TEST(Generate, BadOptionsAreClearErrors) {
   d.inner_recurrence = 0;
   EXPECT_THROW(generate_diffusion(fixture(), kShort, d), Error);
   EXPECT_THROW(DiffusionOptions::parse_freeze("sometimes"), Error);
+}
+
+TEST(Generate, SessionReusesItsCacheAcrossTurns) {
+  for (const char* cache : {"full", "latest-m4-compress-s4"}) {
+    GenerateOptions o = greedy(8, 5);
+    o.cache = cache;
+    Session s(fixture(), o);
+    auto r1 = s.turn(kShort);
+    ASSERT_EQ(r1.tokens.size(), 5u);
+    EXPECT_EQ(s.length(), (int)kShort.size() + 4);  // the last token is fed with the next turn
+    const std::vector<int> user = {7, 8, 9, 10};
+    auto r2 = s.turn(user);
+    // the same as generating from the whole conversation at once
+    std::vector<int> all = kShort;
+    all.insert(all.end(), r1.tokens.begin(), r1.tokens.end());
+    all.insert(all.end(), user.begin(), user.end());
+    EXPECT_EQ(s.history().size(), all.size() + r2.tokens.size());
+    EXPECT_EQ(r2.tokens, generate(fixture(), all, o).tokens) << cache;
+    EXPECT_EQ(r1.tokens, generate(fixture(), kShort, o).tokens);
+    s.reset();
+    EXPECT_EQ(s.length(), 0);
+    EXPECT_EQ(s.turn(kShort).tokens, r1.tokens);
+  }
 }

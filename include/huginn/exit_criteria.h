@@ -24,6 +24,9 @@ struct ExitCriterion {
   std::string str() const;
 };
 
+// ||cur - prev|| / ||cur|| of one d-vector (the latent-diff measure; NaN for a zero cur).
+double relative_change(const float* cur, const float* prev, int d);
+
 // One criterion check: iterations done, the value, whether it exited.
 struct ExitCheck {
   int steps = 0;

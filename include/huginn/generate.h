@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,24 @@ std::vector<SequenceResult> generate(const Model& m, const std::vector<std::vect
                                      const GenerateOptions& o, const TokenCallback& cb = {});
 SequenceResult generate(const Model& m, const std::vector<int>& prompt, const GenerateOptions& o,
                         const TokenCallback& cb = {});
+
+// A conversation that keeps its KV cache between turns: each turn feeds only
+// its new tokens (after the last generated token), then generates as
+// generate() does. The cache can hold the model's whole context.
+class Session {
+ public:
+  Session(const Model& m, const GenerateOptions& o);
+  ~Session();
+  SequenceResult turn(const std::vector<int>& tokens, const TokenCallback& cb = {});
+  // Every token so far: prompts, turns and generated tokens.
+  const std::vector<int>& history() const;
+  int length() const;  // positions in the cache
+  void reset();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Fixed-depth greedy decoding (the reference's generate_minimal).
 struct FixedDepthOptions {

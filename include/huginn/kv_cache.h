@@ -7,6 +7,7 @@
 // steps share storage, making memory independent of the depth).
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,8 @@ class KVCache {
  public:
   // width = n_embd (all heads of one position are one row). `capacity` is the
   // largest number of positions the cache will hold; storage for a slot is
-  // allocated on its first write and reused afterwards.
+  // reserved on its first write (memory is committed as positions are
+  // written) and reused afterwards.
   KVCache(int n_prelude, int n_core, int n_coda, int width, int capacity, CacheStrategy strategy);
 
   int length() const { return seen_; }
@@ -56,7 +58,7 @@ class KVCache {
 
  private:
   struct Slot {
-    std::vector<float> k, v;
+    std::unique_ptr<float[]> k, v;  // capacity x width each
     std::vector<unsigned char> present;
     int count = 0;
     bool used = false;

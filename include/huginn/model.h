@@ -50,6 +50,18 @@ struct Workspace {
   void ensure(const ModelConfig& c, int tokens, int keys);
 };
 
+// A batch of independent sequences in one call: segment i owns the next
+// `rows` rows of the activations, at positions pos0.., and attends over its own
+// cache (without one: causally over its own rows). Row-wise work (projections,
+// MLP, norms) runs on all rows together; each row's result is bitwise the same
+// as in a call for its segment alone.
+struct Segment {
+  int rows = 0;
+  int pos0 = 0;
+  KVCache* cache = nullptr;
+  int logit_rows = 1;  // head_segments: logits for the segment's last rows
+};
+
 // Called with intermediate tensors (rows x cols) when set; see the fixtures'
 // debug_intermediates names.
 using TraceFn = std::function<void(const std::string& name, const float* data, int rows, int cols)>;
@@ -76,6 +88,14 @@ class Model {
   void embed(const int* ids, int T, float* e) const;
   // One sandwich block in place on x[T, d]; writes/reads K/V under `step` when a cache is given.
   void block(const BlockWeights& b, float* x, int T, int pos0, KVCache* cache, int step, Workspace& ws) const;
+  // The same over several sequences (see Segment).
+  void block_segments(const BlockWeights& b, float* x, const Segment* seg, int nseg, int step, Workspace& ws) const;
+  void prelude_segments(float* e, const Segment* seg, int nseg, Workspace& ws) const;
+  void core_iteration_segments(float* s, const float* e, const Segment* seg, int nseg, int iter, Workspace& ws,
+                               const TraceFn* trace = nullptr) const;
+  // Logits: each segment's `logit_rows` last rows, concatenated in segment order.
+  void head_segments(const float* s, const Segment* seg, int nseg, float* latent, float* logits, Workspace& ws,
+                     const TraceFn* trace = nullptr) const;
   // Prelude blocks on e (in place), steps 0..P-1.
   void prelude(float* e, int T, int pos0, KVCache* cache, Workspace& ws, const TraceFn* trace = nullptr) const;
   // One recurrence, s <- core(adapter([s, e])), as iteration `iter` (0-based).
@@ -103,6 +123,9 @@ class Model {
  private:
   Model() = default;
   void build_rope(const TensorView* stored);
+  // y = x · Wᵀ over the rows of all segments, each row computed exactly as in
+  // a call for its segment alone.
+  void matmul_segments(const float* x, const float* W, float* y, const Segment* seg, int nseg, int K, int N) const;
 
   ModelConfig cfg_;
   ModelWeights w_;

@@ -1,5 +1,6 @@
 #include "infer/decoder.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "huginn/common.h"
@@ -7,72 +8,191 @@
 namespace huginn::infer {
 
 Decoder::Decoder(const Model& m, int capacity, const CacheStrategy& cs, int max_rows, const ExitCriterion& exit,
-                 float init_scale, uint64_t seed)
+                 float init_scale, uint64_t seed, int max_logit_rows)
     : m_(m),
       d_(m.config().n_embd),
       V_(m.config().vocab_size),
       rows_(max_rows),
+      logit_rows_(std::max(1, max_logit_rows)),
       cache_(m.config().n_prelude, m.config().n_core, m.config().n_coda, m.config().n_embd, capacity, cs),
       tracker_(exit, m.config().vocab_size, m.config().n_embd),
       init_scale_(init_scale),
       seed_(seed) {
   if (max_rows <= 0) fail("decoder: at least one row per pass is needed");
-  ws_.ensure(m.config(), max_rows, capacity);
-  e_.resize((size_t)max_rows * d_);
   s_.resize((size_t)max_rows * d_);
-  logits_.resize((size_t)max_rows * V_);
+  logits_.resize((size_t)logit_rows_ * V_);
+}
+
+Decoder::~Decoder() = default;
+
+void Decoder::ensure_rows(int rows) {
+  if (rows <= rows_) return;
+  rows_ = rows;
+  s_.resize((size_t)rows * d_);
+  solo_.reset();
+}
+
+Workspace& Decoder::workspace() {
+  if (!solo_) solo_ = std::make_unique<BatchRunner>(m_, rows_, 1, cache_.capacity(), logit_rows_);
+  return solo_->workspace();
 }
 
 PassResult Decoder::run(const PassInput& in, const DepthPolicy& p, std::vector<ExitCheck>* checks) {
-  const int T = in.T;
-  if (T <= 0 || T > rows_) fail("decoder: a pass of ", T, " positions (at most ", rows_, ")");
-  if (p.max_steps < 0) fail("number of iterations must be >= 0, got ", p.max_steps);
-  const int pos0 = cache_.length();
-  if (in.ids) {
-    m_.check_tokens(in.ids, T, pos0);
-    m_.embed(in.ids, T, e_.data());
-  } else {
-    if (pos0 + T > m_.config().block_size)
-      fail("sequence of ", pos0 + T, " positions exceeds the model's context of ", m_.config().block_size);
-    std::memcpy(e_.data(), in.embeds, sizeof(float) * (size_t)T * d_);
-  }
-  if (pos0 + T > cache_.capacity())
-    fail("KV cache full: ", pos0 + T, " positions exceed its capacity of ", cache_.capacity());
-  m_.prelude(e_.data(), T, pos0, &cache_, ws_);
-  float* s = s_.data();
-  if (in.start) std::memcpy(s, in.start, sizeof(float) * (size_t)T * d_);
-  else m_.init_state(s, T, init_scale_, seed_ + passes_);
-  ++passes_;
+  if (!solo_) solo_ = std::make_unique<BatchRunner>(m_, rows_, 1, cache_.capacity(), logit_rows_);
+  Lane lane;
+  lane.dec = this;
+  lane.in = in;
+  lane.checks = checks;
+  solo_->run(&lane, 1, p);
+  return lane.result;
+}
 
-  const bool check = p.checks;
-  const bool logit_crit = p.exit.needs_logits();
-  if (check) tracker_.reset(s, T);
-  PassResult r;
-  r.steps = p.max_steps;
-  bool have_logits = false;
-  const int every = p.check_every > 0 ? p.check_every : 1;
-  for (int it = 0; it < p.max_steps; ++it) {
-    if (check) tracker_.before_iteration(s, T);
-    m_.core_iteration(s, e_.data(), T, pos0, &cache_, it, ws_);
-    if (!check || it < p.min_steps || (it - p.min_steps) % every != 0) continue;
-    if (logit_crit) {
-      m_.head(s, T, pos0, &cache_, nullptr, logits_.data(), 1, ws_);
-      have_logits = true;
-    }
-    const double v = tracker_.value(logits_.data(), s, T);
-    const bool ex = tracker_.exits(v);
-    if (checks) checks->push_back({it + 1, v, ex});
-    if (ex) {
-      r.exited = true;
-      r.steps = it + 1;
-      break;
-    }
+BatchRunner::BatchRunner(const Model& m, int max_rows, int max_lanes, int capacity, int max_logit_rows)
+    : m_(m),
+      d_(m.config().n_embd),
+      V_(m.config().vocab_size),
+      max_rows_(max_rows),
+      max_lanes_(max_lanes),
+      max_logit_rows_(std::max(max_logit_rows, max_lanes)) {
+  ws_.ensure(m.config(), max_rows, capacity);
+  e_.resize((size_t)max_rows * d_);
+  s_.resize((size_t)max_rows * d_);
+  g_.resize((size_t)max_rows * d_);
+  lg_.resize((size_t)max_logit_rows_ * V_);
+  seg_.resize(max_lanes);
+  sub_seg_.resize(max_lanes);
+  for (auto* v : {&active_, &row0_, &sub_, &exited_, &have_logits_}) v->reserve(max_lanes);
+  row0_.resize(max_lanes);
+  have_logits_.resize(max_lanes);
+}
+
+void BatchRunner::head_for(const std::vector<int>& sub, Lane* lanes, bool final_rows) {
+  // sub: lane indices, in row order. Contiguous scratch copy unless sub is the
+  // whole active set.
+  const float* src = s_.data();
+  const bool all = sub.size() == active_.size();
+  int r = 0;
+  for (size_t j = 0; j < sub.size(); ++j) {
+    const Lane& l = lanes[sub[j]];
+    sub_seg_[j] = Segment{l.in.T, l.dec->cache().length() - l.in.T, &l.dec->cache(), final_rows ? l.in.logit_rows : 1};
+    if (!all) std::memcpy(g_.data() + (size_t)r * d_, s_.data() + (size_t)row0_[sub[j]] * d_,
+                          sizeof(float) * (size_t)l.in.T * d_);
+    r += l.in.T;
   }
-  // The logits: those of an exiting (or the last) logit check, else the coda
-  // on the final state.
-  if (!(logit_crit && have_logits && in.logit_rows <= 1))
-    m_.head(s, T, pos0, &cache_, nullptr, logits_.data(), in.logit_rows, ws_);
-  return r;
+  if (!all) src = g_.data();
+  m_.head_segments(src, sub_seg_.data(), (int)sub.size(), nullptr, lg_.data(), ws_);
+  // hand each lane its logit rows
+  size_t off = 0;
+  for (size_t j = 0; j < sub.size(); ++j) {
+    const int k = sub_seg_[j].logit_rows;
+    std::memcpy(lanes[sub[j]].dec->logits_.data(), lg_.data() + off * V_, sizeof(float) * (size_t)k * V_);
+    off += k;
+  }
+}
+
+void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
+  if (n <= 0) return;
+  if (n > max_lanes_) fail("batch of ", n, " sequences exceeds the ", max_lanes_, " it was sized for");
+  if (p.max_steps < 0) fail("number of iterations must be >= 0, got ", p.max_steps);
+  // Lay the lanes out as consecutive row ranges.
+  active_.clear();
+  int rows = 0, logit_rows = 0;
+  for (int i = 0; i < n; ++i) {
+    Lane& l = lanes[i];
+    Decoder& dc = *l.dec;
+    const int T = l.in.T, pos0 = dc.cache_.length();
+    if (T <= 0 || T > dc.rows_) fail("decoder: a pass of ", T, " positions (at most ", dc.rows_, ")");
+    if (l.in.logit_rows < 0 || l.in.logit_rows > std::min(T, dc.logit_rows_))
+      fail("decoder: ", l.in.logit_rows, " logit rows for a pass of ", T, " positions");
+    if (rows + T > max_rows_) fail("batch of ", rows + T, " positions exceeds the ", max_rows_, " it was sized for");
+    float* e = e_.data() + (size_t)rows * d_;
+    if (l.in.ids) {
+      m_.check_tokens(l.in.ids, T, pos0);
+      m_.embed(l.in.ids, T, e);
+    } else {
+      if (pos0 + T > m_.config().block_size)
+        fail("sequence of ", pos0 + T, " positions exceeds the model's context of ", m_.config().block_size);
+      std::memcpy(e, l.in.embeds, sizeof(float) * (size_t)T * d_);
+    }
+    if (pos0 + T > dc.cache_.capacity())
+      fail("KV cache full: ", pos0 + T, " positions exceed its capacity of ", dc.cache_.capacity());
+    float* s = s_.data() + (size_t)rows * d_;
+    if (l.in.start) std::memcpy(s, l.in.start, sizeof(float) * (size_t)T * d_);
+    else m_.init_state(s, T, dc.init_scale_, dc.seed_ + dc.passes_);
+    ++dc.passes_;
+    seg_[i] = Segment{T, pos0, &dc.cache_, 1};
+    row0_[i] = rows;
+    have_logits_[i] = 0;
+    l.result = PassResult{p.max_steps, false};
+    active_.push_back(i);
+    rows += T;
+    logit_rows += l.in.logit_rows;
+  }
+  if (logit_rows > max_logit_rows_) fail("batch of ", logit_rows, " logit rows exceeds ", max_logit_rows_);
+  m_.prelude_segments(e_.data(), seg_.data(), n, ws_);
+  for (int i = 0; i < n; ++i)
+    if (lanes[i].in.checks) lanes[i].dec->tracker_.reset(s_.data() + (size_t)row0_[i] * d_, lanes[i].in.T);
+
+  const bool logit_crit = p.exit.needs_logits();
+  const int every = p.check_every > 0 ? p.check_every : 1;
+  for (int it = 0; it < p.max_steps && !active_.empty(); ++it) {
+    const int na = (int)active_.size();
+    for (int j = 0; j < na; ++j) {
+      const int i = active_[j];
+      if (lanes[i].in.checks)
+        lanes[i].dec->tracker_.before_iteration(s_.data() + (size_t)row0_[i] * d_, lanes[i].in.T);
+    }
+    // active_ lanes occupy consecutive rows from 0 in this order: seg_[0..na)
+    m_.core_iteration_segments(s_.data(), e_.data(), seg_.data(), na, it, ws_);
+    if (it < p.min_steps || (it - p.min_steps) % every != 0) continue;
+    sub_.clear();
+    for (int i : active_)
+      if (lanes[i].in.checks) sub_.push_back(i);
+    if (sub_.empty()) continue;
+    if (logit_crit) head_for(sub_, lanes, false);
+    exited_.clear();
+    for (int i : sub_) {
+      Lane& l = lanes[i];
+      const float* s = s_.data() + (size_t)row0_[i] * d_;
+      const double v = l.dec->tracker_.value(l.dec->logits_.data(), s, l.in.T);
+      const bool ex = l.dec->tracker_.exits(v);
+      if (logit_crit) have_logits_[i] = 1;
+      if (l.checks) l.checks->push_back({it + 1, v, ex});
+      if (ex) {
+        l.result = PassResult{it + 1, true};
+        exited_.push_back(i);
+      }
+    }
+    if (exited_.empty()) continue;
+    // Exited lanes: their logits (the coda on the exit state for latent
+    // criteria), their state; then they leave the batch.
+    if (!logit_crit) head_for(exited_, lanes, false);
+    for (int i : exited_)
+      std::memcpy(lanes[i].dec->s_.data(), s_.data() + (size_t)row0_[i] * d_, sizeof(float) * lanes[i].in.T * d_);
+    int r = 0, k = 0;
+    for (int j = 0; j < na; ++j) {
+      const int i = active_[j];
+      if (std::find(exited_.begin(), exited_.end(), i) != exited_.end()) continue;
+      const int T = lanes[i].in.T;
+      if (row0_[i] != r) {
+        std::memmove(s_.data() + (size_t)r * d_, s_.data() + (size_t)row0_[i] * d_, sizeof(float) * T * d_);
+        std::memmove(e_.data() + (size_t)r * d_, e_.data() + (size_t)row0_[i] * d_, sizeof(float) * T * d_);
+      }
+      row0_[i] = r;
+      seg_[k] = seg_[j];
+      active_[k++] = i;
+      r += T;
+    }
+    active_.resize(k);
+  }
+  // Lanes that ran every iteration: the logits of their last logit check, else
+  // the coda on the final state.
+  sub_.clear();
+  for (int i : active_)
+    if (!(logit_crit && have_logits_[i] && lanes[i].in.logit_rows <= 1)) sub_.push_back(i);
+  if (!sub_.empty()) head_for(sub_, lanes, true);
+  for (int i : active_)
+    std::memcpy(lanes[i].dec->s_.data(), s_.data() + (size_t)row0_[i] * d_, sizeof(float) * lanes[i].in.T * d_);
 }
 
 }  // namespace huginn::infer

@@ -68,13 +68,17 @@ DiffusionResult generate_diffusion(const Model& m, const std::vector<int>& promp
       if (cb) cb({0, seq[emitted], rec[emitted], false});
   };
 
+  if (o.max_new_tokens == 0) {
+    res.sequence = prompt;
+    return res;
+  }
   if (o.full_prefill) {
     infer::PassInput in;
     in.ids = prompt.data();
     in.T = P;
     infer::DepthPolicy p;
     p.max_steps = S;
-    p.checks = false;
+    in.checks = false;
     dec.run(in, p);
     res.core_forward_passes += 1;
     res.tokens_forward += P;
@@ -185,15 +189,8 @@ DiffusionResult generate_diffusion(const Model& m, const std::vector<int>& promp
       const int n = std::min(rows, std::max(0, prev_rows - off));
       int istar = -1;
       for (int i = 0; i < n; ++i) {
-        const float* cu = states.data() + (size_t)i * d;
-        const float* pv = prev.data() + (size_t)(off + i) * d;
-        double dd = 0, nn = 0;
-        for (int j = 0; j < d; ++j) {
-          const double x = cu[j], y = pv[j];
-          dd += (x - y) * (x - y);
-          nn += x * x;
-        }
-        const double crit = std::sqrt(dd) / std::sqrt(nn);
+        const double crit =
+            relative_change(states.data() + (size_t)i * d, prev.data() + (size_t)(off + i) * d, d);
         if (crit < o.exit_t) istar = i;
       }
       if (istar >= 0) freeze_at(cpos + istar + 1);

@@ -33,6 +33,16 @@ void log_softmax(const float* x, float* out, int n) {
 }
 }  // namespace
 
+double relative_change(const float* cur, const float* prev, int d) {
+  double dd = 0, nn = 0;
+  for (int j = 0; j < d; ++j) {
+    const double x = cur[j], y = prev[j];
+    dd += (x - y) * (x - y);
+    nn += x * x;
+  }
+  return std::sqrt(dd) / std::sqrt(nn);
+}
+
 const char* ExitCriterion::name(ExitKind k) {
   for (auto& n : kNames)
     if (n.k == k) return n.name;
@@ -171,16 +181,17 @@ double ExitTracker::value(const float* logits, const float* s, int T) {
       for (int t = 0; t < T; ++t) {
         const float* a = s + (size_t)t * d_;
         const float* b = prev_state_.data() + (size_t)t * d_;
-        double dd = 0, na = 0, nb = 0, ab = 0;
-        for (int i = 0; i < d_; ++i) {
-          const double x = a[i], y = b[i];
-          dd += (x - y) * (x - y);
-          na += x * x;
-          nb += y * y;
-          ab += x * y;
+        if (c_.kind == ExitKind::LatentDiff) {
+          acc += relative_change(a, b, d_);
+        } else {
+          double na = 0, nb = 0, ab = 0;
+          for (int i = 0; i < d_; ++i) {
+            na += (double)a[i] * a[i];
+            nb += (double)b[i] * b[i];
+            ab += (double)a[i] * b[i];
+          }
+          acc += ab / (std::sqrt(na) * std::sqrt(nb));  // NaN from a zero state: never exits
         }
-        if (c_.kind == ExitKind::LatentDiff) acc += std::sqrt(dd) / std::sqrt(na);
-        else acc += ab / (std::sqrt(na) * std::sqrt(nb));
       }
       acc /= T;
       return c_.kind == ExitKind::LatentDiff ? acc : 1.0 - acc;

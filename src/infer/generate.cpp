@@ -50,13 +50,8 @@ class SoftEmbedder {
       idx_[0] = top;
       p_[top] = 1.f;
     } else {
-      float mx = logits[top];
-      double sum = 0;
-      for (int i = 0; i < V_; ++i) {
-        p_[i] = std::exp((logits[i] - mx) / temp_);
-        sum += p_[i];
-      }
-      for (int i = 0; i < V_; ++i) p_[i] = (float)(p_[i] / sum);
+      for (int i = 0; i < V_; ++i) p_[i] = logits[i] / temp_;
+      kern::softmax(p_.data(), V_);
       std::iota(idx_.begin(), idx_.end(), 0);
       if (k_ < V_)
         std::partial_sort(idx_.begin(), idx_.begin() + k_, idx_.end(), [&](int a, int b) {
@@ -87,13 +82,16 @@ class SoftEmbedder {
 
 // One sequence of a batch: its decoder (cache, workspace), sampler and progress.
 struct Sequence {
-  Sequence(const Model& m, const std::vector<int>& prompt, const GenerateOptions& o, int index)
+  // capacity: positions the cache holds (-1: what this prompt and generation need).
+  Sequence(const Model& m, const std::vector<int>& prompt, const GenerateOptions& o, int index, int capacity = -1)
       : o(o),
         idx(index),
         prompt(prompt),
-        cap(std::min<int>(m.config().block_size, (int)prompt.size() + o.soft_thoughts + o.max_new_tokens)),
+        cap(capacity >= 0 ? capacity
+                          : std::min<int>(m.config().block_size,
+                                          (int)prompt.size() + o.soft_thoughts + o.max_new_tokens)),
         dec(m, std::max(cap, (int)prompt.size()), CacheStrategy::parse(o.cache), std::max<int>(1, prompt.size()),
-            o.exit, o.init_scale, o.seed + 1000003ull * index),
+            o.exit, o.init_scale, o.seed),
         sampler(m.config().vocab_size, o.sampling),
         soft(m, o.soft_top_k, o.soft_temperature),
         d(m.config().n_embd),
@@ -110,15 +108,35 @@ struct Sequence {
     if (o.max_new_tokens == 0) finish("max_tokens");
   }
 
+  // A further turn on the same cache: the last generated token (not yet fed)
+  // and `input` form the next prompt pass.
+  void restart(const std::vector<int>& input) {
+    if (input.empty()) fail("generate: empty turn");
+    prompt.clear();
+    if (pending) prompt.push_back(last_token);
+    prompt.insert(prompt.end(), input.begin(), input.end());
+    dec.model().check_tokens(input.data(), (int)input.size(), 0);
+    context.insert(context.end(), input.begin(), input.end());
+    dec.ensure_rows((int)prompt.size());
+    passes = thoughts = 0;
+    next_soft = done = pending = false;
+    text.clear();
+    res = SequenceResult{};
+    res.tokens.reserve(o.max_new_tokens);
+    res.steps.reserve(o.max_new_tokens);
+    if (o.max_new_tokens == 0) finish("max_tokens");
+  }
+
   void finish(const char* why) {
     done = true;
     res.stop_reason = why;
     res.kv_bytes = dec.cache().bytes_held();
   }
 
-  // One pass, then the choice of what comes next.
-  void step(const TokenCallback& cb) {
-    infer::PassInput in;
+  // The input of the next pass.
+  void prepare(infer::Lane& lane) {
+    infer::PassInput& in = lane.in;
+    in = infer::PassInput{};
     const bool first = passes == 0;
     if (first) {
       in.ids = prompt.data();
@@ -128,21 +146,21 @@ struct Sequence {
     } else {
       in.ids = &last_token;
     }
+    pending = false;
     if (o.continuous && !first) in.start = cont.data();
-    infer::DepthPolicy p;
-    p.max_steps = o.steps;
-    p.exit = o.exit;
-    p.min_steps = o.min_steps;
-    p.check_every = o.check_every;
-    p.checks = !(first && o.no_exit_in_prefill);
-    std::vector<ExitCheck>* ck = nullptr;
-    if (o.record_checks) ck = &res.checks.emplace_back();
-    const infer::PassResult r = dec.run(in, p, ck);
+    in.checks = !(first && o.no_exit_in_prefill);
+    lane.dec = &dec;
+    lane.checks = o.record_checks ? &res.checks.emplace_back() : nullptr;
+    last_T = in.T;
+  }
+
+  // After the pass: the continuous state, then a thought or a token.
+  void consume(const infer::PassResult& r, const TokenCallback& cb) {
     ++passes;
     res.core_iterations += r.steps;
     const Model& m = dec.model();
     if (o.continuous) {
-      const float* last = dec.state(in.T - 1);
+      const float* last = dec.state(last_T - 1);
       if (o.continuous_from == ContinuousFrom::Raw) std::memcpy(cont.data(), last, sizeof(float) * d);
       else kern::rmsnorm(last, m.weights().ln_f, cont.data(), 1, d, m.config().norm_eps);
     }
@@ -162,6 +180,7 @@ struct Sequence {
     if (o.record_logits) res.step_logits.insert(res.step_logits.end(), logits, logits + V);
     const int tok = sampler.sample(logits, context.data(), (int)context.size());
     last_token = tok;
+    pending = true;
     context.push_back(tok);
     res.tokens.push_back(tok);
     res.steps.push_back(r.steps);
@@ -190,10 +209,19 @@ struct Sequence {
   std::vector<int> context;
   std::vector<float> cont, soft_in;
   std::string text;
-  int passes = 0, thoughts = 0, last_token = 0;
-  bool next_soft = false, done = false;
+  int passes = 0, thoughts = 0, last_token = 0, last_T = 1;
+  bool next_soft = false, done = false, pending = false;  // pending: last_token not fed yet
   SequenceResult res;
 };
+
+infer::DepthPolicy policy_of(const GenerateOptions& o) {
+  infer::DepthPolicy p;
+  p.max_steps = o.steps;
+  p.exit = o.exit;
+  p.min_steps = o.min_steps;
+  p.check_every = o.check_every;
+  return p;
+}
 
 }  // namespace
 
@@ -201,16 +229,37 @@ std::vector<SequenceResult> generate(const Model& m, const std::vector<std::vect
                                      const GenerateOptions& o, const TokenCallback& cb) {
   o.validate(m.config());
   std::vector<std::unique_ptr<Sequence>> seqs;
-  for (size_t i = 0; i < prompts.size(); ++i) seqs.push_back(std::make_unique<Sequence>(m, prompts[i], o, (int)i));
-  // Round-robin: every unfinished sequence advances one position per round,
-  // each with its own depth (exit), stops and cache.
-  for (bool any = true; any;) {
-    any = false;
+  int max_prompt = 1, max_cap = 1;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    seqs.push_back(std::make_unique<Sequence>(m, prompts[i], o, (int)i));
+    max_prompt = std::max<int>(max_prompt, prompts[i].size());
+    max_cap = std::max(max_cap, seqs.back()->dec.cache().capacity());
+  }
+  const int n = (int)seqs.size();
+  infer::BatchRunner runner(m, std::max(max_prompt, n), n, max_cap, n);
+  const infer::DepthPolicy p = policy_of(o);
+  std::vector<infer::Lane> lanes(n);
+  std::vector<Sequence*> in_round;
+  in_round.reserve(n);
+  // The prompts one at a time (a long prompt is a matrix-matrix pass of its
+  // own anyway); then one position per unfinished sequence per round, all in
+  // one batched pass, each with its own exit, stops and cache.
+  for (auto& s : seqs)
+    if (!s->done) {
+      s->prepare(lanes[0]);
+      runner.run(lanes.data(), 1, p);
+      s->consume(lanes[0].result, cb);
+    }
+  while (true) {
+    in_round.clear();
     for (auto& s : seqs)
       if (!s->done) {
-        s->step(cb);
-        any = true;
+        s->prepare(lanes[in_round.size()]);
+        in_round.push_back(s.get());
       }
+    if (in_round.empty()) break;
+    runner.run(lanes.data(), (int)in_round.size(), p);
+    for (size_t i = 0; i < in_round.size(); ++i) in_round[i]->consume(lanes[i].result, cb);
   }
   std::vector<SequenceResult> out;
   for (auto& s : seqs) out.push_back(std::move(s->res));
@@ -221,6 +270,44 @@ SequenceResult generate(const Model& m, const std::vector<int>& prompt, const Ge
                         const TokenCallback& cb) {
   return std::move(generate(m, std::vector<std::vector<int>>{prompt}, o, cb)[0]);
 }
+
+struct Session::Impl {
+  const Model& m;
+  GenerateOptions o;
+  std::unique_ptr<Sequence> seq;
+};
+
+Session::Session(const Model& m, const GenerateOptions& o) : impl_(new Impl{m, o, nullptr}) { o.validate(m.config()); }
+Session::~Session() = default;
+
+SequenceResult Session::turn(const std::vector<int>& tokens, const TokenCallback& cb) {
+  Impl& s = *impl_;
+  if (!s.seq) {
+    if (tokens.empty()) fail("generate: empty turn");
+    s.seq = std::make_unique<Sequence>(s.m, tokens, s.o, 0, s.m.config().block_size);
+  } else {
+    s.seq->restart(tokens);
+  }
+  Sequence& q = *s.seq;
+  infer::BatchRunner runner(s.m, (int)q.prompt.size(), 1, q.dec.cache().capacity(), 1);
+  const infer::DepthPolicy p = policy_of(s.o);
+  infer::Lane lane;
+  while (!q.done) {
+    q.prepare(lane);
+    runner.run(&lane, 1, p);
+    q.consume(lane.result, cb);
+  }
+  return std::move(q.res);
+}
+
+const std::vector<int>& Session::history() const {
+  static const std::vector<int> none;
+  return impl_->seq ? impl_->seq->context : none;
+}
+
+int Session::length() const { return impl_->seq ? impl_->seq->dec.cache().length() : 0; }
+
+void Session::reset() { impl_->seq.reset(); }
 
 std::vector<int> generate_fixed_greedy(const Model& m, const std::vector<int>& prompt, const FixedDepthOptions& f,
                                        std::vector<float>* step_logits) {

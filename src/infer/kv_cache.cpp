@@ -68,8 +68,10 @@ KVCache::Slot* KVCache::slot(int stored) {
   Slot& s = slots_[i];
   if (!s.used) {
     s.used = true;
-    s.k.assign((size_t)capacity_ * width_, 0.f);
-    s.v.assign((size_t)capacity_ * width_, 0.f);
+    // Uninitialised: the pages of a large slot are committed only as
+    // positions are written (entries are never read before they are written).
+    s.k.reset(new float[(size_t)capacity_ * width_]);
+    s.v.reset(new float[(size_t)capacity_ * width_]);
     s.present.assign(capacity_, 0);
   }
   return &s;
@@ -179,7 +181,7 @@ size_t KVCache::bytes_held() const {
 size_t KVCache::bytes_allocated() const {
   size_t n = 0;
   for (auto& s : slots_)
-    if (s.used) n += (s.k.size() + s.v.size()) * sizeof(float);
+    if (s.used) n += (size_t)capacity_ * width_ * 2 * sizeof(float);
   return n;
 }
 

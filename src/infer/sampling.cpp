@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "huginn/common.h"
+#include "tensor/kernels.h"
 
 namespace huginn {
 
@@ -46,17 +47,8 @@ int Sampler::sample(const float* logits, const int* context, int n_context) {
   if (o_.greedy()) return argmax(p, V_);
   // temperature, softmax
   const float inv_t = 1.f / o_.temperature;
-  float mx = -INFINITY;
-  for (int i = 0; i < V_; ++i) {
-    p[i] *= inv_t;
-    mx = std::max(mx, p[i]);
-  }
-  double sum = 0;
-  for (int i = 0; i < V_; ++i) {
-    p[i] = std::exp(p[i] - mx);
-    sum += p[i];
-  }
-  for (int i = 0; i < V_; ++i) p[i] = (float)(p[i] / sum);
+  for (int i = 0; i < V_; ++i) p[i] *= inv_t;
+  kern::softmax(p, V_);
   // top-k: drop probabilities below the k-th largest (ties kept, as the reference)
   if (o_.top_k > 0 && o_.top_k < V_) {
     std::iota(idx_.begin(), idx_.end(), 0);
@@ -83,7 +75,7 @@ int Sampler::sample(const float* logits, const int* context, int n_context) {
     for (int i = 0; i < V_; ++i)
       if (p[i] < thr) p[i] = 0.f;
   }
-  sum = 0;
+  double sum = 0;
   for (int i = 0; i < V_; ++i) sum += p[i];
   if (!(sum > 0)) return argmax(logits, V_);
   std::uniform_real_distribution<double> u(0.0, sum);

@@ -31,13 +31,11 @@ SpeculativeResult generate_speculative(const Model& m, const std::vector<int>& p
   const int P = (int)prompt.size(), L = o.lookahead, V = c.vocab_size;
   const int cap = std::min(c.block_size, P + o.max_new_tokens + L + 1);
   infer::Decoder dec(m, std::max(cap, P), CacheStrategy::parse(o.cache), std::max(P, L), ExitCriterion{},
-                     o.init_scale, 0);
+                     o.init_scale, 0, L);
   Sampler sampler(V, o.sampling);
   infer::DepthPolicy verify, draft;
   verify.max_steps = o.steps;
-  verify.checks = false;
   draft.max_steps = o.draft_steps;
-  draft.checks = false;
   SpeculativeResult res;
   std::vector<int> seq;
   seq.reserve(cap + L + 1);
@@ -51,6 +49,7 @@ SpeculativeResult generate_speculative(const Model& m, const std::vector<int>& p
     in.ids = ids;
     in.T = T;
     in.logit_rows = rows;
+    in.checks = false;
     dec.run(in, p);
   };
   auto is_stop = [&](int t) { return std::find(o.stop_tokens.begin(), o.stop_tokens.end(), t) != o.stop_tokens.end(); };
@@ -92,11 +91,9 @@ SpeculativeResult generate_speculative(const Model& m, const std::vector<int>& p
       if (o.threshold >= 1) {
         ok = argmax(row, V) == drafts[i];
       } else {
-        float mx = row[0];
-        for (int v = 1; v < V; ++v) mx = std::max(mx, row[v]);
-        double z = 0;
-        for (int v = 0; v < V; ++v) z += std::exp((double)row[v] - mx);
-        ok = std::exp((double)row[drafts[i]] - mx) / z >= o.threshold / z;
+        // p(draft) >= threshold * max p, i.e. exp(logit(draft) - max logit) >= threshold
+        const float mx = row[argmax(row, V)];
+        ok = std::exp((double)row[drafts[i]] - mx) >= o.threshold;
       }
       if (!ok) k = i;
     }

@@ -193,15 +193,56 @@ void Model::embed(const int* ids, int T, float* e) const {
   }
 }
 
+void Model::matmul_segments(const float* x, const float* W, float* y, const Segment* seg, int nseg, int K,
+                            int N) const {
+  // kern::matmul computes each row independently (GEMV) below 4 rows and
+  // with sgemm from 4 rows on; a segment alone would take the path of its own
+  // row count. Segments of fewer than 4 rows therefore share GEMV calls of up
+  // to 3 rows (one weight read for all of them); larger ones run by themselves.
+  constexpr int kGemvRows = 3;
+  int r0 = 0, run0 = 0, run = 0;
+  auto flush = [&]() {
+    for (int i = 0; i < run; i += kGemvRows) {
+      const int n = std::min(kGemvRows, run - i);
+      kern::matmul(x + (size_t)(run0 + i) * K, W, y + (size_t)(run0 + i) * N, n, K, N);
+    }
+    run = 0;
+  };
+  for (int i = 0; i < nseg; ++i) {
+    const int rows = seg[i].rows;
+    if (rows <= kGemvRows) {
+      if (run == 0) run0 = r0;
+      run += rows;
+    } else {
+      flush();
+      kern::matmul(x + (size_t)r0 * K, W, y + (size_t)r0 * N, rows, K, N);
+    }
+    r0 += rows;
+  }
+  flush();
+}
+
 void Model::block(const BlockWeights& b, float* x, int T, int pos0, KVCache* cache, int step, Workspace& ws) const {
+  const Segment seg{T, pos0, cache};
+  block_segments(b, x, &seg, 1, step, ws);
+}
+
+void Model::block_segments(const BlockWeights& b, float* x, const Segment* seg, int nseg, int step,
+                           Workspace& ws) const {
   const int d = cfg_.n_embd, H = cfg_.n_heads, hd = cfg_.head_dim, I = cfg_.intermediate_size;
-  // Size the key buffers for the whole cache once, not for its current length.
-  ws.ensure(cfg_, T, cache ? cache->capacity() : T);
-  for (int t = 0; t < T; ++t) ws.pos[t] = pos0 + t;
+  int T = 0, keys_max = 0;
+  for (int i = 0; i < nseg; ++i) {
+    T += seg[i].rows;
+    // Size the key buffers for the whole cache once, not for its current length.
+    keys_max = std::max(keys_max, seg[i].cache ? seg[i].cache->capacity() : seg[i].rows);
+  }
+  ws.ensure(cfg_, T, keys_max);
+  for (int i = 0, r = 0; i < nseg; ++i)
+    for (int t = 0; t < seg[i].rows; ++t) ws.pos[r++] = seg[i].pos0 + t;
 
   // attention
   kern::rmsnorm(x, b.norm_1, ws.xn.data(), T, d, cfg_.norm_eps);
-  kern::matmul(ws.xn.data(), b.wqkv, ws.qkv.data(), T, d, 3 * d);
+  matmul_segments(ws.xn.data(), b.wqkv, ws.qkv.data(), seg, nseg, d, 3 * d);
   float* q = ws.qkv.data();
   float* k = q + d;
   float* v = q + 2 * d;
@@ -213,31 +254,36 @@ void Model::block(const BlockWeights& b, float* x, int T, int pos0, KVCache* cac
       }
   kern::rope(q, T, H, hd, 3 * d, ws.pos.data(), rope_cos_.data(), rope_sin_.data());
   kern::rope(k, T, H, hd, 3 * d, ws.pos.data(), rope_cos_.data(), rope_sin_.data());
-  int Lk, offset;
-  if (cache) {
-    cache->write(step, T, k, v, 3 * d);
-    Lk = cache->lookup(step, ws.keys.data(), ws.vals.data());
-    // The reference's masks: one new token sees everything; fewer queries than
-    // keys is lower-right causal; equal lengths is plain causal.
-    offset = T == 1 ? -1 : Lk - T;
-  } else {
-    Lk = T;
-    for (int j = 0; j < T; ++j) {
-      ws.keys[j] = k + (size_t)j * 3 * d;
-      ws.vals[j] = v + (size_t)j * 3 * d;
+  for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
+    const int Ts = seg[i].rows;
+    const size_t off = (size_t)r0 * 3 * d;
+    int Lk, offset;
+    if (KVCache* cache = seg[i].cache) {
+      cache->write(step, Ts, k + off, v + off, 3 * d);
+      Lk = cache->lookup(step, ws.keys.data(), ws.vals.data());
+      // The reference's masks: one new token sees everything; fewer queries than
+      // keys is lower-right causal; equal lengths is plain causal.
+      offset = Ts == 1 ? -1 : Lk - Ts;
+    } else {
+      Lk = Ts;
+      for (int j = 0; j < Ts; ++j) {
+        ws.keys[j] = k + off + (size_t)j * 3 * d;
+        ws.vals[j] = v + off + (size_t)j * 3 * d;
+      }
+      offset = 0;
     }
-    offset = 0;
+    kern::attention(q + off, 3 * d, ws.keys.data(), ws.vals.data(), Ts, Lk, H, hd, offset,
+                    ws.att.data() + (size_t)r0 * d, ws.scores.data());
   }
-  kern::attention(q, 3 * d, ws.keys.data(), ws.vals.data(), T, Lk, H, hd, offset, ws.att.data(), ws.scores.data());
-  kern::matmul(ws.att.data(), b.attn_proj, ws.tmp.data(), T, d, d);
+  matmul_segments(ws.att.data(), b.attn_proj, ws.tmp.data(), seg, nseg, d, d);
   for (size_t i = 0; i < (size_t)T * d; ++i) ws.tmp[i] += x[i];
   kern::rmsnorm(ws.tmp.data(), b.norm_2, x, T, d, cfg_.norm_eps);
 
   // MLP
   kern::rmsnorm(x, b.norm_3, ws.xn.data(), T, d, cfg_.norm_eps);
-  kern::matmul(ws.xn.data(), b.fc, ws.hid.data(), T, d, 2 * I);
+  matmul_segments(ws.xn.data(), b.fc, ws.hid.data(), seg, nseg, d, 2 * I);
   kern::swiglu(ws.hid.data(), ws.act.data(), T, I);
-  kern::matmul(ws.act.data(), b.mlp_proj, ws.tmp.data(), T, I, d);
+  matmul_segments(ws.act.data(), b.mlp_proj, ws.tmp.data(), seg, nseg, I, d);
   for (size_t i = 0; i < (size_t)T * d; ++i) ws.tmp[i] += x[i];
   kern::rmsnorm(ws.tmp.data(), b.norm_4, x, T, d, cfg_.norm_eps);
 }
@@ -249,19 +295,31 @@ void Model::prelude(float* e, int T, int pos0, KVCache* cache, Workspace& ws, co
   }
 }
 
+void Model::prelude_segments(float* e, const Segment* seg, int nseg, Workspace& ws) const {
+  for (int j = 0; j < cfg_.n_prelude; ++j) block_segments(w_.prelude[j], e, seg, nseg, j, ws);
+}
+
 void Model::core_iteration(float* s, const float* e, int T, int pos0, KVCache* cache, int iter, Workspace& ws,
                            const TraceFn* trace) const {
+  const Segment seg{T, pos0, cache};
+  core_iteration_segments(s, e, &seg, 1, iter, ws, trace);
+}
+
+void Model::core_iteration_segments(float* s, const float* e, const Segment* seg, int nseg, int iter, Workspace& ws,
+                                    const TraceFn* trace) const {
   const int d = cfg_.n_embd;
+  int T = 0;
+  for (int i = 0; i < nseg; ++i) T += seg[i].rows;
   ws.ensure(cfg_, T, 0);
   for (int t = 0; t < T; ++t) {
     std::memcpy(&ws.cat[(size_t)t * 2 * d], s + (size_t)t * d, sizeof(float) * d);
     std::memcpy(&ws.cat[(size_t)t * 2 * d + d], e + (size_t)t * d, sizeof(float) * d);
   }
-  kern::matmul(ws.cat.data(), w_.adapter, s, T, 2 * d, d);
+  matmul_segments(ws.cat.data(), w_.adapter, s, seg, nseg, 2 * d, d);
   const bool first = trace && iter == 0;
   if (first) (*trace)("step1_adapter_out", s, T, d);
   for (int l = 0; l < cfg_.n_core; ++l) {
-    block(w_.core[l], s, T, pos0, cache, cfg_.n_prelude + iter * cfg_.n_core + l, ws);
+    block_segments(w_.core[l], s, seg, nseg, cfg_.n_prelude + iter * cfg_.n_core + l, ws);
     if (first) (*trace)(str("step1_core", l, "_out"), s, T, d);
   }
   if (trace) (*trace)(str("latent_raw_step", iter + 1), s, T, d);
@@ -269,7 +327,16 @@ void Model::core_iteration(float* s, const float* e, int T, int pos0, KVCache* c
 
 void Model::head(const float* s, int T, int pos0, KVCache* cache, float* latent, float* logits, int logit_rows,
                  Workspace& ws, const TraceFn* trace) const {
+  if (logit_rows < 0 || logit_rows > T) logit_rows = T;
+  const Segment seg{T, pos0, cache, logits ? logit_rows : 0};
+  head_segments(s, &seg, 1, latent, logits, ws, trace);
+}
+
+void Model::head_segments(const float* s, const Segment* seg, int nseg, float* latent, float* logits, Workspace& ws,
+                          const TraceFn* trace) const {
   const int d = cfg_.n_embd;
+  int T = 0;
+  for (int i = 0; i < nseg; ++i) T += seg[i].rows;
   ws.ensure(cfg_, T, 0);
   // ws.x is free here: block() uses the other buffers.
   float* x = ws.x.data();
@@ -277,16 +344,29 @@ void Model::head(const float* s, int T, int pos0, KVCache* cache, float* latent,
   if (latent) std::memcpy(latent, x, sizeof(float) * T * d);
   if (trace) (*trace)("latent_states", x, T, d);
   for (int j = 0; j < cfg_.n_coda; ++j) {
-    block(w_.coda[j], x, T, pos0, cache, -1 - j, ws);
+    block_segments(w_.coda[j], x, seg, nseg, -1 - j, ws);
     x = ws.x.data();  // block may have grown the workspace
     if (trace) (*trace)(str("coda", j, "_out"), x, T, d);
   }
-  if (logit_rows < 0 || logit_rows > T) logit_rows = T;
-  if (logit_rows == 0 || !logits) return;
-  float* rows = x + (size_t)(T - logit_rows) * d;
-  kern::rmsnorm(rows, w_.ln_f, rows, logit_rows, d, cfg_.norm_eps);
-  kern::matmul(rows, w_.lm_head, logits, logit_rows, d, cfg_.vocab_size);
-  if (trace) (*trace)("logits", logits, logit_rows, cfg_.vocab_size);
+  if (!logits) return;
+  // The logit rows of each segment (its last ones), gathered in place at the
+  // front of x: ln_f, then lm_head.
+  int n = 0, r0 = 0;
+  Segment rows[64];
+  std::vector<Segment> more;
+  Segment* lr = nseg <= 64 ? rows : (more.resize(nseg), more.data());
+  for (int i = 0; i < nseg; ++i) {
+    const int k = std::clamp(seg[i].logit_rows, 0, seg[i].rows);
+    const float* src = x + (size_t)(r0 + seg[i].rows - k) * d;
+    if (x + (size_t)n * d != src) std::memmove(x + (size_t)n * d, src, sizeof(float) * (size_t)k * d);
+    lr[i] = Segment{k, 0, nullptr, k};
+    n += k;
+    r0 += seg[i].rows;
+  }
+  if (n == 0) return;
+  kern::rmsnorm(x, w_.ln_f, x, n, d, cfg_.norm_eps);
+  matmul_segments(x, w_.lm_head, logits, lr, nseg, d, cfg_.vocab_size);
+  if (trace) (*trace)("logits", logits, n, cfg_.vocab_size);
 }
 
 void Model::init_state(float* s, int T, float init_scale, uint64_t seed) const {

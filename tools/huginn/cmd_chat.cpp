@@ -35,7 +35,9 @@ int run(ChatOpts& co) {
   const bool tty = isatty(0);
   std::vector<ChatMessage> messages;
   if (!co.system.empty()) messages.push_back({"system", co.system});
-  std::vector<int> history;  // raw-ids mode: the whole conversation so far
+  // The session keeps the KV cache between turns; each turn feeds only what
+  // the conversation adds to what the cache already holds.
+  Session session(m, g);
   std::string line;
   while (true) {
     if (tty) {
@@ -46,37 +48,43 @@ int run(ChatOpts& co) {
     if (line == "/quit" || line == "/exit") break;
     if (line == "/reset") {
       messages.resize(co.system.empty() ? 0 : 1);
-      history.clear();
+      session.reset();
       std::printf("(conversation reset)\n");
       continue;
     }
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::vector<int> prompt;
-    if (co.raw_ids) {
-      std::vector<int> ids;
-      try {
-        ids = parse_ids(line);
+    std::vector<int> full;  // the whole conversation as the model should see it
+    try {
+      if (co.raw_ids) {
+        std::vector<int> ids = parse_ids(line);
         m.check_tokens(ids.data(), (int)ids.size(), 0);
-      } catch (const Error& e) {
-        std::printf("error: %s\n", e.what());
-        continue;
+        full = session.history();
+        full.insert(full.end(), ids.begin(), ids.end());
+      } else {
+        messages.push_back({"user", line});
+        full = render_chat(messages, true, o.model);
       }
-      history.insert(history.end(), ids.begin(), ids.end());
-      prompt = history;
-    } else {
-      messages.push_back({"user", line});
-      prompt = render_chat(messages, true, o.model);
-    }
-    if ((int)prompt.size() >= m.config().block_size) {
-      std::printf("error: the conversation (%zu tokens) fills the context of %d; /reset to start over\n",
-                  prompt.size(), m.config().block_size);
-      if (co.raw_ids) history.resize(history.size() - parse_ids(line).size());
-      else messages.pop_back();
+    } catch (const Error& e) {
+      std::printf("error: %s\n", e.what());
       continue;
+    }
+    if ((int)full.size() >= m.config().block_size) {
+      std::printf("error: the conversation (%zu tokens) fills the context of %d; /reset to start over\n",
+                  full.size(), m.config().block_size);
+      if (!co.raw_ids) messages.pop_back();
+      continue;
+    }
+    const std::vector<int>& h = session.history();
+    std::vector<int> turn;
+    if (h.size() < full.size() && std::equal(h.begin(), h.end(), full.begin())) {
+      turn.assign(full.begin() + h.size(), full.end());
+    } else {  // the rendering changed what came before: start the cache over
+      session.reset();
+      turn = full;
     }
     const auto t0 = std::chrono::steady_clock::now();
     TokenPrinter out(o.model);
-    auto r = generate(m, prompt, g, [&](const TokenEvent& ev) {
+    auto r = session.turn(turn, [&](const TokenEvent& ev) {
       if (ev.thought) return;
       if (ev.token >= 65504 && !out.text()) return;  // stop tokens are not part of the reply
       const std::string s = out.push(ev.token, o.show_steps ? ev.steps : -1);
@@ -90,11 +98,9 @@ int run(ChatOpts& co) {
     double mean = 0;
     for (int s : r.steps) mean += s;
     if (!r.steps.empty()) mean /= r.steps.size();
-    std::fprintf(stderr, "(%zu tokens, %.2f tokens/s, mean %.2f iterations per token, stop: %s)\n", r.tokens.size(),
-                 secs > 0 ? r.tokens.size() / secs : 0.0, mean, r.stop_reason.c_str());
-    if (co.raw_ids) {
-      history.insert(history.end(), r.tokens.begin(), r.tokens.end());
-    } else {
+    std::fprintf(stderr, "(%zu tokens, %.2f tokens/s, mean %.2f iterations per token, %zu turn tokens fed, stop: %s)\n",
+                 r.tokens.size(), secs > 0 ? r.tokens.size() / secs : 0.0, mean, turn.size(), r.stop_reason.c_str());
+    if (!co.raw_ids) {
       std::vector<int> reply = r.tokens;
       if (!reply.empty() && r.stop_reason == "stop_token") reply.pop_back();
       messages.push_back({"Huginn", printer.render(reply)});

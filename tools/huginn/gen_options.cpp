@@ -88,7 +88,7 @@ void GenCliOptions::add_to(CLI::App& app, bool prompt_options) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--repetition-penalty", sampling.repetition_penalty, "penalise tokens already in the context (1 = off)")
       ->check(CLI::Range(0.01, 100.0));
-  app.add_option("--seed", sampling.seed, "sampling seed (runs are reproducible)");
+  app.add_option("--seed", sampling.seed, "seed of the sampler and of the random initial state (runs are reproducible)");
   app.add_option("--max-tokens,-n", max_tokens, "tokens to generate at most")->check(CLI::Range(0, 1 << 24));
   app.add_option("--stop-token", stop_ids, "stop after this token id (repeatable)");
   app.add_option("--stop", stop_strings, "stop once the output contains this string (needs the tokenizer)");
