@@ -245,6 +245,7 @@ struct Dist {
   static Dist& get();
   void init_if_launched();  // MPI_Init when OMPI/PMI environment variables say so
   void finalize();
+  void abort(int code);  // MPI_Abort: a failing rank must not leave the others waiting
   void allreduce_sum(float* x, size_t n) const;
   void allreduce_sum(double* x, size_t n) const;
 };
