@@ -41,15 +41,16 @@ void linear_input_grad(const float* dy, int ldy, const float* W, int ldw, float*
 
 void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int T, int d, float eps,
                       bool accumulate_dx) {
-  const int nt = (int64_t)T * d > 32768 ? kern::threads() : 1;
-  double* part = scratch_doubles((size_t)nt * d);
-  std::fill(part, part + (size_t)nt * d, 0.0);
-#pragma omp parallel num_threads(nt)
-  {
-    const int tid = omp_get_thread_num();
-    double* pw = part + (size_t)tid * d;
-#pragma omp for schedule(static)
-    for (int t = 0; t < T; ++t) {
+  // dw partial sums per fixed chunk of rows, added in chunk order: the result
+  // does not depend on the number of threads.
+  constexpr int kChunk = 32;
+  const int nchunks = (T + kChunk - 1) / kChunk;
+  double* part = scratch_doubles((size_t)nchunks * d);
+  std::fill(part, part + (size_t)nchunks * d, 0.0);
+#pragma omp parallel for schedule(static) if ((int64_t)T * d > 32768)
+  for (int c = 0; c < nchunks; ++c) {
+    double* pw = part + (size_t)c * d;
+    for (int t = c * kChunk; t < std::min(T, (c + 1) * kChunk); ++t) {
       const float* xt = x + (size_t)t * d;
       const float* gt = dy + (size_t)t * d;
       float* ot = dx + (size_t)t * d;
@@ -62,16 +63,16 @@ void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx
         dot += (double)gt[i] * w[i] * xt[i];
         pw[i] += (double)gt[i] * xt[i] * r;
       }
-      const float c = (float)(dot * (double)r * r * r / d);
+      const float cc = (float)(dot * (double)r * r * r / d);
       if (accumulate_dx)
-        for (int i = 0; i < d; ++i) ot[i] += gt[i] * w[i] * r - xt[i] * c;
+        for (int i = 0; i < d; ++i) ot[i] += gt[i] * w[i] * r - xt[i] * cc;
       else
-        for (int i = 0; i < d; ++i) ot[i] = gt[i] * w[i] * r - xt[i] * c;
+        for (int i = 0; i < d; ++i) ot[i] = gt[i] * w[i] * r - xt[i] * cc;
     }
   }
   for (int i = 0; i < d; ++i) {
     double s = 0;
-    for (int p = 0; p < nt; ++p) s += part[(size_t)p * d + i];
+    for (int c = 0; c < nchunks; ++c) s += part[(size_t)c * d + i];
     dw[i] += (float)s;
   }
 }

@@ -398,6 +398,7 @@ void Trainer::run() {
     std::fflush(stdout);
   }
   auto evaluate = [&]() {
+    if (o.eval_batches <= 0 || o.eval_depths.empty()) return;
     json j;
     j["step"] = P.step;
     json vl;
@@ -448,7 +449,7 @@ void Trainer::run() {
       open_live();
     }
   }
-  if (!evaluated_last && o.eval_batches > 0) evaluate();
+  if (!evaluated_last) evaluate();
   save(o.out);
   if (talk) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
