@@ -148,13 +148,14 @@ def main():
             return loss.item()
 
         step()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(a.steps):
             loss = step()
         sec = (time.perf_counter() - t0) / a.steps
+        cpu = (time.process_time() - c0) / a.steps
         nparam = sum(p.numel() for p in m.parameters())
         print(f"d={d} params={nparam / 1e6:.1f}M batch={B}x{T} split={n}+{k}: {sec:.3f} s/step, "
-              f"{B * T / sec:.0f} tokens/s, loss {loss:.3f}", flush=True)
+              f"{B * T / sec:.0f} tokens/s, {cpu:.3f} CPU s/step, loss {loss:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -287,6 +287,12 @@ TEST(Trainer, BadOptionsAreClearErrors) {
   Trainer tr(tiny(), small_opts(dir), reverse_src());
   EXPECT_THROW(tr.step(), Error);  // no parameters yet
   EXPECT_THROW(tr.resume((dir / "nothing").string()), Error);
+  // Never replaces a directory holding anything but a checkpoint.
+  tr.init_params();
+  fs::create_directories(dir / "precious");
+  std::ofstream(dir / "precious" / "notes.txt") << "keep me";
+  EXPECT_THROW(tr.save((dir / "precious").string()), Error);
+  EXPECT_TRUE(fs::exists(dir / "precious" / "notes.txt"));
   EXPECT_THROW(open_data("synthetic:sort", 32), Error);
   EXPECT_THROW(open_data("synthetic:copy,digits=100", 32), Error);  // vocab too small
   EXPECT_THROW(open_data("tokens:/nonexistent/x", 32), Error);

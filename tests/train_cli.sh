@@ -1,7 +1,8 @@
 #!/bin/bash
 # CLI-level training checks, registered by tests/mpi.cmake.
 #   train_cli.sh mpi    HUGINN WORKDIR: mpirun -np 2 matches one process on the same global batch
-#   train_cli.sh resume HUGINN WORKDIR: N steps straight == N/2, --resume, N/2 (identical losses and weights)
+#   train_cli.sh resume HUGINN WORKDIR: N steps straight == N/2, --resume, N/2 (identical losses and weights,
+#                                       also when the resumed half runs on another thread count)
 set -euo pipefail
 mode=$1 bin=$2 work=$3
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
@@ -46,7 +47,7 @@ PY
 resume)
   "$bin" -t 1 train "${common[@]}" --out straight
   "$bin" -t 1 train "${common[@]}" --out split --stop-at 3
-  "$bin" -t 1 train --resume split
+  "$bin" -t 2 train --resume split   # another thread count: still bit-exact
   diff <(losses straight/metrics.jsonl) <(losses split/metrics.jsonl)
   cmp straight/model.safetensors split/model.safetensors
   cmp straight/optimizer.safetensors split/optimizer.safetensors

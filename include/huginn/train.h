@@ -13,6 +13,13 @@
 //   tr.init_params();                  // or tr.load_params(dir) / tr.resume(dir)
 //   tr.run();                          // logs, validation, checkpoints
 //   // or drive it yourself: StepStats s = tr.step(); tr.save(dir);
+//
+// Determinism: step s trains on global sequences s*batch .. s*batch+batch-1 of
+// the source, its depth split is a function of (seed, s) and each sequence's
+// initial-state noise of (seed, sequence index). Results are bitwise
+// identical across runs, resumes and thread counts; across MPI world sizes
+// they agree to float rounding (the gradient sum order changes).
+// Validation runs from the zero initial state (init_scale 0, as inference).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -249,6 +256,7 @@ struct Dist {
   static Dist& get();
   void init_if_launched();  // MPI_Init when OMPI/PMI environment variables say so
   void finalize();
+  void abort(int code);  // MPI_Abort: a failing rank must not leave the others waiting
   void allreduce_sum(float* x, size_t n) const;
   void allreduce_sum(double* x, size_t n) const;
 };
@@ -264,7 +272,9 @@ class Trainer {
   void resume(const std::string& dir);    // params + optimizer + trainer state: continues bit-exactly
 
   StepStats step();                       // one optimizer step
-  double eval_loss(int depth, int batches);  // mean validation loss at a fixed depth
+  // Mean validation loss at a fixed depth over `batches` x batch sequences (the
+  // validation source, or training indices from 2^62 when there is none).
+  double eval_loss(int depth, int batches);
   void save(const std::string& dir) const;   // atomic HF checkpoint + optimizer + trainer state
   // Files written into every checkpoint beside the weights (see DataSources).
   void set_model_files(std::function<void(const std::string& dir)> write);

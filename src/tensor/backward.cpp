@@ -12,6 +12,21 @@
 
 namespace huginn::bwd {
 
+namespace {
+// Scratch reused across calls (large per-call allocations would be mmap'ed and
+// page-faulted in again every time). Owned by the calling thread.
+float* scratch_floats(size_t n) {
+  static thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+double* scratch_doubles(size_t n) {
+  static thread_local std::vector<double> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+}  // namespace
+
 void linear_weight_grad(const float* dy, int ldy, const float* x, int ldx, float* dW, int lddw, int T, int K, int N) {
   if (T <= 0 || N <= 0 || K <= 0) return;
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, T, 1.0f, dy, ldy, x, ldx, 1.0f, dW, lddw);
@@ -26,14 +41,16 @@ void linear_input_grad(const float* dy, int ldy, const float* W, int ldw, float*
 
 void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int T, int d, float eps,
                       bool accumulate_dx) {
-  const int nt = (int64_t)T * d > 32768 ? kern::threads() : 1;
-  std::vector<double> part((size_t)nt * d, 0.0);
-#pragma omp parallel num_threads(nt)
-  {
-    const int tid = omp_get_thread_num();
-    double* pw = part.data() + (size_t)tid * d;
-#pragma omp for schedule(static)
-    for (int t = 0; t < T; ++t) {
+  // dw partial sums per fixed chunk of rows, added in chunk order: the result
+  // does not depend on the number of threads.
+  constexpr int kChunk = 32;
+  const int nchunks = (T + kChunk - 1) / kChunk;
+  double* part = scratch_doubles((size_t)nchunks * d);
+  std::fill(part, part + (size_t)nchunks * d, 0.0);
+#pragma omp parallel for schedule(static) if ((int64_t)T * d > 32768)
+  for (int c = 0; c < nchunks; ++c) {
+    double* pw = part + (size_t)c * d;
+    for (int t = c * kChunk; t < std::min(T, (c + 1) * kChunk); ++t) {
       const float* xt = x + (size_t)t * d;
       const float* gt = dy + (size_t)t * d;
       float* ot = dx + (size_t)t * d;
@@ -46,16 +63,16 @@ void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx
         dot += (double)gt[i] * w[i] * xt[i];
         pw[i] += (double)gt[i] * xt[i] * r;
       }
-      const float c = (float)(dot * (double)r * r * r / d);
+      const float cc = (float)(dot * (double)r * r * r / d);
       if (accumulate_dx)
-        for (int i = 0; i < d; ++i) ot[i] += gt[i] * w[i] * r - xt[i] * c;
+        for (int i = 0; i < d; ++i) ot[i] += gt[i] * w[i] * r - xt[i] * cc;
       else
-        for (int i = 0; i < d; ++i) ot[i] = gt[i] * w[i] * r - xt[i] * c;
+        for (int i = 0; i < d; ++i) ot[i] = gt[i] * w[i] * r - xt[i] * cc;
     }
   }
   for (int i = 0; i < d; ++i) {
     double s = 0;
-    for (int p = 0; p < nt; ++p) s += part[(size_t)p * d + i];
+    for (int c = 0; c < nchunks; ++c) s += part[(size_t)c * d + i];
     dw[i] += (float)s;
   }
 }
@@ -83,12 +100,12 @@ void attention_forward(const float* q, const float* k, const float* v, int ld, f
   const float scale = 1.0f / std::sqrt((float)head_dim);
   const int nt = kern::threads();
   const size_t TT = (size_t)T * T;
-  std::vector<float> scratch((size_t)nt * TT);
+  float* scratch = scratch_floats((size_t)nt * TT);
   const int work = B * n_heads;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > 1 && (int64_t)T * T * d > 16384)
   for (int w = 0; w < work; ++w) {
     const int b = w / n_heads, h = w % n_heads;
-    float* P = scratch.data() + (size_t)omp_get_thread_num() * TT;
+    float* P = scratch + (size_t)omp_get_thread_num() * TT;
     const size_t r0 = (size_t)b * T;
     const int c0 = h * head_dim;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, q + r0 * ld + c0, ld, k + r0 * ld + c0,
@@ -109,14 +126,14 @@ void attention_backward(const float* q, const float* k, const float* v, int ld, 
   const float scale = 1.0f / std::sqrt((float)head_dim);
   const int nt = kern::threads();
   const size_t TT = (size_t)T * T;
-  std::vector<float> scratch((size_t)nt * 2 * TT);
+  float* scratch = scratch_floats((size_t)nt * 2 * TT);
   const int work = B * n_heads;
   // One (sequence, head) per task; the products are small sgemm calls (BLAS
   // runs single-threaded inside the parallel region).
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > 1 && (int64_t)T * T * d > 16384)
   for (int w = 0; w < work; ++w) {
     const int b = w / n_heads, h = w % n_heads;
-    float* P = scratch.data() + (size_t)omp_get_thread_num() * 2 * TT;
+    float* P = scratch + (size_t)omp_get_thread_num() * 2 * TT;
     float* dP = P + TT;
     const size_t r0 = (size_t)b * T;
     const int c0 = h * head_dim;

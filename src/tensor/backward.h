@@ -17,7 +17,7 @@ void linear_input_grad(const float* dy, int ldy, const float* W, int ldw, float*
                        bool accumulate);
 
 // y = x * rsqrt(mean(x^2) + eps) * w. Given dy: dx (+)= ..., dw += ....
-// dw accumulates per-thread partials in double and adds them in a fixed order.
+// dw accumulates partials in double per fixed chunk of rows, in a fixed order.
 void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int T, int d, float eps,
                       bool accumulate_dx);
 

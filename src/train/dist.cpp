@@ -39,6 +39,10 @@ void Dist::finalize() {
   active = false;
 }
 
+void Dist::abort(int code) {
+  if (active) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
 void Dist::allreduce_sum(float* x, size_t n) const {
   if (!active || size == 1) return;
   // In chunks: MPI counts are int.

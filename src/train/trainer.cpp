@@ -306,6 +306,16 @@ void Trainer::save(const std::string& dir) const {
   const fs::path target(dir);
   const fs::path tmp = target.string() + ".tmp." + std::to_string(getpid());
   std::error_code ec;
+  // The directory is replaced as a whole: never swap away anything but our own files.
+  if (fs::exists(target)) {
+    if (!fs::is_directory(target)) fail(dir, ": exists and is not a directory");
+    static const std::set<std::string> ours = {"config.json",        "model.safetensors", "optimizer.safetensors",
+                                               "trainer_state.json", "metrics.jsonl",     "loss.svg"};
+    for (auto& e : fs::directory_iterator(target))
+      if (!ours.count(e.path().filename().string()))
+        fail(dir, ": holds ", e.path().filename().string(),
+             ", which is not part of a training checkpoint; choose an empty or new --out directory");
+  }
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) fail(tmp.string(), ": cannot create directory: ", ec.message());
@@ -387,6 +397,13 @@ void Trainer::run() {
       live.flush();
     }
   };
+  if (rank0 && fs::exists(out) && fs::is_directory(out))
+    for (auto& e : fs::directory_iterator(out)) {
+      const std::string n = e.path().filename().string();
+      if (n != "config.json" && n != "model.safetensors" && n != "optimizer.safetensors" &&
+          n != "trainer_state.json" && n != "metrics.jsonl" && n != "loss.svg")
+        fail(o.out, ": holds ", n, ", which is not part of a training checkpoint; choose an empty or new --out directory");
+    }
   open_live();
   const int stop = o.stop_at >= 0 ? std::min(o.stop_at, o.steps) : o.steps;
   if (talk) {
@@ -400,6 +417,7 @@ void Trainer::run() {
     std::fflush(stdout);
   }
   auto evaluate = [&]() {
+    if (o.eval_batches <= 0 || o.eval_depths.empty()) return;
     json j;
     j["step"] = P.step;
     json vl;
@@ -450,7 +468,7 @@ void Trainer::run() {
       open_live();
     }
   }
-  if (!evaluated_last && o.eval_batches > 0) evaluate();
+  if (!evaluated_last) evaluate();
   save(o.out);
   if (talk) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

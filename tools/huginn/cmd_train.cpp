@@ -34,12 +34,33 @@ ModelConfig config_from(const std::string& s) {
   return load_config(s);
 }
 
+int run_train(Opts& o);
+bool g_training_started = false;
+
 int run(Opts& o) {
   Dist& dist = Dist::get();
   dist.init_if_launched();
-  struct Fin {
-    ~Fin() { Dist::get().finalize(); }
-  } fin;
+  int rc = 0;
+  try {
+    rc = run_train(o);
+  } catch (const std::exception& e) {
+    // Setup errors (options, files) happen identically on every rank: rank 0
+    // reports. A failure mid-training may hit one rank only: abort the world
+    // so that the others do not wait in an all-reduce forever.
+    if (dist.active && dist.size > 1 && g_training_started) {
+      std::cerr << "error (rank " << dist.rank << "): " << e.what() << "\n";
+      dist.abort(1);
+    }
+    const bool quiet_rank = dist.active && dist.rank != 0;
+    dist.finalize();
+    if (quiet_rank) return 1;
+    throw;
+  }
+  dist.finalize();
+  return rc;
+}
+
+int run_train(Opts& o) {
   TrainOptions t = o.t;
   ModelConfig cfg;
   if (!o.resume.empty()) {
@@ -99,6 +120,7 @@ int run(Opts& o) {
   if (!o.resume.empty()) tr.resume(o.resume);
   else if (!o.init_from.empty()) tr.load_params(o.init_from);
   else tr.init_params();
+  g_training_started = true;
   tr.run();
   return 0;
 }

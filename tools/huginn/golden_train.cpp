@@ -29,6 +29,15 @@ std::vector<float> select_rows(const float* g, const ParamSpec& p, const json& c
   return out;
 }
 
+// Largest |actual - expected| / (atol + rtol |expected|) (<= 1 passes).
+double worst_ratio(const float* a, size_t n, const TensorView& exp, Tol t) {
+  std::vector<float> e = exp.to_f32();
+  double w = 0;
+  for (size_t i = 0; i < n && i < e.size(); ++i)
+    w = std::max(w, std::fabs((double)a[i] - e[i]) / (t.atol + t.rtol * std::fabs((double)e[i])));
+  return w;
+}
+
 void append(std::string& err, const std::string& e) {
   if (!e.empty()) err += (err.empty() ? "" : "; ") + e;
 }
@@ -56,14 +65,18 @@ std::string run_train_grad(const Ctx& cx, const json& cs) {
   Tol lt = tol_of(cs, "loss", Tol{1e-5, 1e-5});
   if (!(std::fabs(loss - want) <= lt.atol + lt.rtol * std::fabs(want))) append(err, str("loss ", loss, " vs ", want));
   int checked = 0;
+  double worst = 0;
+  std::string worst_name;
   for (auto& p : param_layout(c)) {
     if (!ex["grads"].contains(p.name)) {
       append(err, str("no expected gradient for ", p.name));
       continue;
     }
     auto g = select_rows(grads.data() + p.offset, p, cs, "grad_rows");
-    append(err, compare("grad " + p.name, g.data(), g.size(), cx.expected.get(ex["grads"][p.name].get<std::string>()),
-                        tol_of(cs, p.name, Tol{})));
+    const TensorView& ev = cx.expected.get(ex["grads"][p.name].get<std::string>());
+    append(err, compare("grad " + p.name, g.data(), g.size(), ev, tol_of(cs, p.name, Tol{})));
+    const double w = worst_ratio(g.data(), g.size(), ev, tol_of(cs, p.name, Tol{}));
+    if (w > worst) worst = w, worst_name = p.name;
     ++checked;
   }
   if (checked != (int)ex["grads"].size()) append(err, "the case lists gradients of parameters this model lacks");
@@ -95,8 +108,9 @@ std::string run_train_grad(const Ctx& cx, const json& cs) {
                         cx.expected.get(ex["wte_grad_embedding_part_rows"].get<std::string>()),
                         tol_of(cs, "wte_grad_embedding_part_rows", Tol{})));
   }
-  if (cx.verbose) std::printf("  %s: loss %.8f (expected %.8f), %d gradients\n", cs["name"].get<std::string>().c_str(),
-                              loss, want, checked);
+  if (cx.verbose)
+    std::printf("  %s: loss %.8f (expected %.8f), %d gradients, worst error %.3f of tolerance (%s)\n",
+                cs["name"].get<std::string>().c_str(), loss, want, checked, worst, worst_name.c_str());
   return err;
 }
 
