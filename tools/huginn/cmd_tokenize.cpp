@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands.h"
+#include "huginn/chat.h"
 #include "huginn/common.h"
 #include "huginn/tokenizer.h"
 
@@ -14,8 +15,8 @@ namespace huginn::cli {
 namespace {
 
 struct Opts {
-  std::string tokenizer, model, text;
-  bool jsonl = false, add_special = false, skip_special = false;
+  std::string tokenizer, model, text, system;
+  bool jsonl = false, add_special = false, skip_special = false, chat = false;
 };
 
 void add_source(CLI::App& app, Opts& o) {
@@ -50,10 +51,20 @@ void print_ids(const std::vector<int>& ids, bool json_array) {
   std::cout << out;
 }
 
+// The ids of one input: plain text, or with --chat one user turn in Huginn's
+// chat format (after an optional system turn) ending in the generation prompt.
+std::vector<int> encode_input(const Tokenizer& tok, const Opts& o, const std::string& text) {
+  if (!o.chat) return tok.encode(text, o.add_special);
+  std::vector<ChatMessage> msgs;
+  if (!o.system.empty()) msgs.push_back({"system", o.system});
+  msgs.push_back({"user", text});
+  return encode_chat(tok, msgs, true);
+}
+
 int run_tokenize(const Opts& o, bool text_given) {
   Tokenizer tok = load(o);
   if (!o.jsonl) {
-    print_ids(tok.encode(text_given ? o.text : read_stdin(), o.add_special), false);
+    print_ids(encode_input(tok, o, text_given ? o.text : read_stdin()), false);
     return 0;
   }
   std::string line;
@@ -68,7 +79,7 @@ int run_tokenize(const Opts& o, bool text_given) {
     }
     if (!j.is_string()) fail("stdin line ", n, ": expected a JSON string, got ", j.type_name());
     try {
-      print_ids(tok.encode(j.get_ref<const std::string&>(), o.add_special), true);
+      print_ids(encode_input(tok, o, j.get_ref<const std::string&>()), true);
     } catch (const Error& e) {
       fail("stdin line ", n, ": ", e.what());
     }
@@ -115,6 +126,8 @@ Register tokenize_cmd("tokenize", "text (stdin, or -p) to token ids", [](CLI::Ap
   add_source(app, *o);
   auto* p = app.add_option("-p,--text", o->text, "the text (instead of stdin)");
   app.add_flag("--add-special", o->add_special, "add the model's special tokens (post-processor, e.g. BOS)");
+  app.add_flag("--chat", o->chat, "the text is a user message: Huginn's chat format with the generation prompt");
+  app.add_option("--system", o->system, "with --chat: a system message first");
   return [o, p]() { return run_tokenize(*o, p->count() > 0); };
 });
 
