@@ -181,7 +181,26 @@ TEST(Tokenizer, StreamingHoldsBackPartialCharacters) {
   EXPECT_EQ(ts.push(10 + 0xC3), "");
   EXPECT_EQ(ts.push(10 + 0xA9), "\xC3\xA9");
   EXPECT_EQ(ts.push(4), " ");
-  EXPECT_EQ(ts.flush(), "");
+  EXPECT_EQ(ts.push(10 + 0xE2), "");
+  EXPECT_EQ(ts.flush(), "\xEF\xBF\xBD");  // an unfinished character at the end
+}
+
+TEST(Tokenizer, StreamingEqualsDecodingAll) {
+  // A Metaspace decoder strips the first token's leading space: the stream
+  // must still produce exactly decode(all ids).
+  json j = byte_fallback_json(true, true);
+  j["decoder"] = {{"type", "Sequence"},
+                  {"decoders", {{{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", "always"}},
+                                {{"type", "ByteFallback"}},
+                                {{"type", "Fuse"}}}}};
+  Tokenizer t = load(j);
+  const std::vector<int> ids = {4, 3, 4, 1, 10 + 0xF0, 10 + 0x9F, 10 + 0x98, 10 + 0x80, 4, 2, 4, 4, 3};
+  TextStream ts(t);
+  std::string streamed;
+  for (int id : ids) streamed += ts.push(id);
+  streamed += ts.flush();
+  EXPECT_EQ(streamed, t.decode(ids));
+  EXPECT_EQ(streamed, "ab a\xF0\x9F\x98\x80 b  ab");
 }
 
 TEST(Unicode, LossyDecodingLikeRust) {

@@ -41,6 +41,8 @@ Tokenizer load_model_tokenizer(const std::string& model_dir);
 
 // Incremental detokenization for streaming generation: push ids as they come,
 // get back the text that became final (never a partial UTF-8 character).
+// Only a short window of ids is re-decoded per step (the last emitted piece
+// as context, so decoders that strip a leading space see the same input).
 class TextStream {
  public:
   explicit TextStream(const Tokenizer& tok, bool skip_special = false) : tok_(tok), skip_(skip_special) {}
@@ -50,8 +52,9 @@ class TextStream {
  private:
   const Tokenizer& tok_;
   bool skip_;
-  std::vector<int> ids_;
-  size_t emitted_ = 0;  // bytes of decode(ids_) already returned
+  std::vector<int> window_;  // context ids (already emitted) + pending ids
+  size_t context_ = 0;       // how many ids of window_ are context
+  std::string prefix_;       // decode(context ids)
 };
 
 }  // namespace huginn

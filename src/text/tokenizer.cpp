@@ -333,21 +333,27 @@ Tokenizer load_model_tokenizer(const std::string& model_dir) {
 // ---- streaming ---------------------------------------------------------------
 
 std::string TextStream::push(int id) {
-  ids_.push_back(id);
-  const std::string text = tok_.decode(ids_, skip_);
+  window_.push_back(id);
+  const std::string text = tok_.decode(window_, skip_);
   // Hold back a trailing replacement character: it may be a partial UTF-8
   // sequence that the next token completes.
-  if (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0) return {};
-  if (text.size() < emitted_ || text.compare(0, emitted_, text, 0, emitted_) != 0) return {};
-  std::string out = text.substr(emitted_);
-  emitted_ = text.size();
+  if (text.size() <= prefix_.size() || text.compare(0, prefix_.size(), prefix_) != 0) return {};
+  std::string out = text.substr(prefix_.size());
+  if (out.size() >= 3 && out.compare(out.size() - 3, 3, "\xEF\xBF\xBD") == 0) return {};
+  // The ids just emitted become the context of the next step.
+  window_.erase(window_.begin(), window_.begin() + (long)context_);
+  context_ = window_.size();
+  prefix_ = tok_.decode(window_, skip_);
   return out;
 }
 
 std::string TextStream::flush() {
-  const std::string text = tok_.decode(ids_, skip_);
-  std::string out = text.size() > emitted_ ? text.substr(emitted_) : std::string();
-  emitted_ = text.size();
+  const std::string text = tok_.decode(window_, skip_);
+  std::string out;
+  if (text.size() > prefix_.size() && text.compare(0, prefix_.size(), prefix_) == 0) out = text.substr(prefix_.size());
+  window_.clear();
+  context_ = 0;
+  prefix_.clear();
   return out;
 }
 
