@@ -2,7 +2,6 @@
 // word cache, byte fallback and unknown-token handling as in HF tokenizers.
 #include <algorithm>
 #include <cstdio>
-#include <queue>
 
 #include "huginn/common.h"
 #include "text/components.h"
@@ -12,18 +11,16 @@ namespace huginn::text {
 
 void MergeMap::reserve(size_t n) {
   size_t cap = 16;
-  while (cap < n * 2) cap <<= 1;
-  keys_.assign(cap, kEmpty);
-  vals_.assign(cap, {0, 0});
+  while (cap < n + n / 2) cap <<= 1;
+  slots_.assign(cap, {kEmpty, 0, 0});
   mask_ = cap - 1;
 }
 
 void MergeMap::put(int a, int b, int rank, int id) {
   const uint64_t k = key(a, b);
   size_t i = hash(k) & mask_;
-  while (keys_[i] != kEmpty && keys_[i] != k) i = (i + 1) & mask_;
-  keys_[i] = k;
-  vals_[i] = {rank, id};  // a repeated pair keeps its last rank, as HF does
+  while (slots_[i].key != kEmpty && slots_[i].key != k) i = (i + 1) & mask_;
+  slots_[i] = {k, rank, id};  // a repeated pair keeps its last rank, as HF does
 }
 
 BPE::BPE(const json& m, const std::string& where) {
@@ -116,11 +113,14 @@ namespace {
 struct Sym {
   int id, prev, next, len;
 };
+// A candidate merge of the symbol at `pos` with its right neighbour, as the
+// pair (left, right) was when it was queued.
 struct Cand {
-  int rank, pos, id;
-  bool operator<(const Cand& o) const {  // priority_queue pops the lowest rank, then leftmost
-    return rank != o.rank ? rank > o.rank : pos > o.pos;
-  }
+  int rank, pos, id, left, right;
+};
+// Heap order: the lowest rank first, then the leftmost position.
+struct CandAfter {
+  bool operator()(const Cand& a, const Cand& b) const { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; }
 };
 }  // namespace
 
@@ -184,28 +184,37 @@ void BPE::merge_word(std::string_view w, std::vector<int>& out) const {
   if (syms.empty()) return;
   syms.back().next = -1;
 
-  thread_local std::vector<Cand> heap_store;
-  heap_store.clear();
-  std::priority_queue<Cand> q(std::less<Cand>(), std::move(heap_store));
+  thread_local std::vector<Cand> heap;
+  heap.clear();
   int rank, nid;
   for (int k = 0; k + 1 < (int)syms.size(); ++k)
-    if (merges_.get(syms[k].id, syms[k + 1].id, rank, nid)) q.push({rank, k, nid});
-  while (!q.empty()) {
-    const Cand top = q.top();
-    q.pop();
+    if (merges_.get(syms[k].id, syms[k + 1].id, rank, nid)) heap.push_back({rank, k, nid, syms[k].id, syms[k + 1].id});
+  std::make_heap(heap.begin(), heap.end(), CandAfter());
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), CandAfter());
+    const Cand top = heap.back();
+    heap.pop_back();
     Sym& cur = syms[top.pos];
     if (cur.len == 0 || cur.next == -1) continue;
     const int next_pos = cur.next;
     const Sym right = syms[next_pos];
-    if (!merges_.get(cur.id, right.id, rank, nid) || nid != top.id) continue;  // stale entry
+    // A stale entry: the pair changed since it was queued. HF's exact test is
+    // "the current pair merges into the same id"; an unchanged pair passes it.
+    if ((cur.id != top.left || right.id != top.right) && (!merges_.get(cur.id, right.id, rank, nid) || nid != top.id))
+      continue;
     cur.id = top.id;
     cur.len += right.len;
     cur.next = right.next;
     syms[next_pos].len = 0;
     if (right.next > -1 && right.next < (int)syms.size()) syms[right.next].prev = top.pos;
-    if (cur.prev >= 0 && merges_.get(syms[cur.prev].id, cur.id, rank, nid)) q.push({rank, cur.prev, nid});
-    if (cur.next >= 0 && cur.next < (int)syms.size() && merges_.get(cur.id, syms[cur.next].id, rank, nid))
-      q.push({rank, top.pos, nid});
+    if (cur.prev >= 0 && merges_.get(syms[cur.prev].id, cur.id, rank, nid)) {
+      heap.push_back({rank, cur.prev, nid, syms[cur.prev].id, cur.id});
+      std::push_heap(heap.begin(), heap.end(), CandAfter());
+    }
+    if (cur.next >= 0 && cur.next < (int)syms.size() && merges_.get(cur.id, syms[cur.next].id, rank, nid)) {
+      heap.push_back({rank, top.pos, nid, cur.id, syms[cur.next].id});
+      std::push_heap(heap.begin(), heap.end(), CandAfter());
+    }
   }
   for (auto& sy : syms)
     if (sy.len != 0) out.push_back(sy.id);

@@ -278,7 +278,7 @@ struct ByteLevelPre : PreTokenizer {
     out.reserve(pieces.size());
     for (auto& p : pieces) {
       Piece q = std::move(p);
-      if (add_prefix_space && (q.s.empty() || q.s[0] != ' ')) q.s.insert(0, " ");
+      if (add_prefix_space && (q.s.empty() || q.s[0] != ' ')) q.s.insert(q.s.begin(), ' ');
       if (use_regex) {
         split_piece(q, spans_from_matches(q.s, gpt2_regex().find_all(q.s)), false, Behavior::Isolated, out);
       } else if (!q.s.empty()) {

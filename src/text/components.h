@@ -53,30 +53,32 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j, const std::strin
 std::unique_ptr<PostProcessor> make_post_processor(const json& j, const std::string& where);
 std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where);
 
-// Open-addressing map (left id, right id) -> (rank, merged id).
+// Open-addressing map (left id, right id) -> (rank, merged id), one 16-byte
+// slot per entry so that a lookup touches one cache line.
 class MergeMap {
  public:
   void reserve(size_t n);
   void put(int a, int b, int rank, int id);
   // Returns false if the pair has no merge.
   bool get(int a, int b, int& rank, int& id) const {
-    if (keys_.empty()) return false;
+    if (slots_.empty()) return false;
     const uint64_t k = key(a, b);
     size_t i = hash(k) & mask_;
     while (true) {
-      const uint64_t kk = keys_[i];
-      if (kk == k) {
-        rank = vals_[i].rank;
-        id = vals_[i].id;
+      const Slot& s = slots_[i];
+      if (s.key == k) {
+        rank = s.rank;
+        id = s.id;
         return true;
       }
-      if (kk == kEmpty) return false;
+      if (s.key == kEmpty) return false;
       i = (i + 1) & mask_;
     }
   }
 
  private:
-  struct Val {
+  struct Slot {
+    uint64_t key;
     int32_t rank, id;
   };
   static constexpr uint64_t kEmpty = ~0ull;
@@ -87,8 +89,7 @@ class MergeMap {
     k ^= k >> 33;
     return (size_t)k;
   }
-  std::vector<uint64_t> keys_;
-  std::vector<Val> vals_;
+  std::vector<Slot> slots_;
   size_t mask_ = 0;
 };
 

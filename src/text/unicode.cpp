@@ -137,6 +137,18 @@ std::string to_lower(std::string_view s) {
   return out;
 }
 
+namespace {
+std::string utf8proc_normalize(std::string_view s, int opts) {
+  utf8proc_uint8_t* dst = nullptr;
+  const auto n = utf8proc_map((const utf8proc_uint8_t*)s.data(), (utf8proc_ssize_t)s.size(), &dst,
+                              (utf8proc_option_t)opts);
+  if (n < 0) fail("unicode normalization failed: ", utf8proc_errmsg(n));
+  std::string out((const char*)dst, (size_t)n);
+  std::free(dst);
+  return out;
+}
+}  // namespace
+
 std::string normalize(std::string_view s, NormForm form) {
   int opts = UTF8PROC_STABLE;
   switch (form) {
@@ -145,20 +157,44 @@ std::string normalize(std::string_view s, NormForm form) {
     case NormForm::NFKC: opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
     case NormForm::NFKD: opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
   }
-  // Fast path: ASCII is invariant under every normalization form.
-  bool ascii = true;
-  for (char ch : s)
-    if ((unsigned char)ch >= 0x80) {
-      ascii = false;
+  // Fast paths: ASCII is invariant under every normalization form, and text
+  // below U+0300 (no combining marks, no jamo) is already in NFC.
+  bool ascii = true, below_300 = true;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x80) continue;
+    ascii = false;
+    if (ch >= 0xCC) {  // lead bytes of U+0300 and above
+      below_300 = false;
       break;
     }
-  if (ascii) return std::string(s);
-  utf8proc_uint8_t* dst = nullptr;
-  const auto n = utf8proc_map((const utf8proc_uint8_t*)s.data(), (utf8proc_ssize_t)s.size(), &dst,
-                              (utf8proc_option_t)opts);
-  if (n < 0) fail("unicode normalization failed: ", utf8proc_errmsg(n));
-  std::string out((const char*)dst, (size_t)n);
-  std::free(dst);
+  }
+  if (ascii || (form == NormForm::NFC && below_300)) return std::string(s);
+  if (form != NormForm::NFC) return utf8proc_normalize(s, opts);
+  // NFC piecewise: a code point below U+0300 never decomposes under NFC and
+  // never composes with what precedes it, so only the runs of code points at
+  // or above U+0300, together with the one character before each run (the
+  // starter they may compose with), need normalizing.
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = i, prev = i;
+    while (j < s.size() && (unsigned char)s[j] < 0xCC) {
+      prev = j;
+      j += utf8_len((unsigned char)s[j]);
+    }
+    if (j >= s.size()) {
+      out.append(s.substr(i));
+      break;
+    }
+    const size_t start = j > i ? prev : j;  // include the starter before the run
+    out.append(s.substr(i, start - i));
+    size_t k = j;
+    while (k < s.size() && (unsigned char)s[k] >= 0xCC) k += utf8_len((unsigned char)s[k]);
+    out += utf8proc_normalize(s.substr(start, k - start), opts);
+    i = k;
+  }
   return out;
 }
 

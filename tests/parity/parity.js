@@ -94,6 +94,16 @@ const VARIANTS = {
       {type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false}]};
     j.model.ignore_merges = false;
   }],
+  "qwen3+o200k-lookaround": ["qwen3", (j) => {
+    // A GPT-4o style regex (case classes, (?i:), look-ahead), then empty
+    // look-behind/look-ahead matches and possessive and lazy quantifiers.
+    j.pre_tokenizer = {type: "Sequence", pretokenizers: [
+      {type: "Split", pattern: {Regex: "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+       behavior: "Isolated", invert: false},
+      {type: "Split", pattern: {Regex: "(?<=\\d)(?=(?:\\d{3})+(?!\\d))|(?<=\\p{Ll})(?=\\p{Lu})"}, behavior: "Isolated", invert: false},
+      {type: "Split", pattern: {Regex: "[aeiou]++|x+?|\\b"}, behavior: "MergedWithNext", invert: false},
+      {type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false}]};
+  }],
   "qwen3+whitespace-nfkd": ["qwen3", (j) => {
     j.normalizer = {type: "NFKD"};
     j.pre_tokenizer = {type: "Sequence", pretokenizers: [
