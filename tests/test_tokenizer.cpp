@@ -261,6 +261,11 @@ TEST(TokenizerErrors, BadModelContents) {
   EXPECT_NE(error_of([&] { load(j); }).find("merged token 'ca'"), std::string::npos);
   j = bpe_json(kAbcVocab, {"a b c"});
   EXPECT_NE(error_of([&] { load(j); }).find("merge 0"), std::string::npos);
+  j = bpe_json({{"a", 0}, {"b", 2000000000}}, json::array());
+  EXPECT_NE(error_of([&] { load(j); }).find("implausibly large"), std::string::npos);
+  j = letters_json();
+  j["added_tokens"] = {added(-3, "<x>", true)};
+  EXPECT_NE(error_of([&] { load(j); }).find("invalid id -3"), std::string::npos);
   j = bpe_json(kAbcVocab, json::array());
   j["model"]["dropout"] = 0.1;
   EXPECT_NE(error_of([&] { load(j); }).find("dropout"), std::string::npos);

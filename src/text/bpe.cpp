@@ -34,6 +34,7 @@ BPE::BPE(const json& m, const std::string& where) {
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     const int id = it.value().get<int>();
     if (id < 0) fail(where, ": negative id for token '", it.key(), "'");
+    if (id >= kMaxId) fail(where, ": id ", id, " of token '", it.key(), "' is implausibly large");
     vocab_[it.key()] = id;
     max_id = std::max(max_id, id);
   }

@@ -93,6 +93,9 @@ class MergeMap {
   size_t mask_ = 0;
 };
 
+// Ids at or above this are rejected when loading (they would size tables).
+constexpr int kMaxId = 1 << 26;
+
 class BPE {
  public:
   BPE(const json& model, const std::string& where);

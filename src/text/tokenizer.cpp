@@ -202,7 +202,7 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin)
         AddedToken t{a.at("id").get<int>(), a.at("content").get<std::string>(),
                      a.value("single_word", false), a.value("lstrip", false), a.value("rstrip", false),
                      a.value("normalized", !a.value("special", false)), a.value("special", false)};
-        if (t.id < 0) fail(origin, ": added token '", t.content, "' has a negative id");
+        if (t.id < 0 || t.id >= kMaxId) fail(origin, ": added token '", t.content, "' has an invalid id ", t.id);
         if (t.content.empty()) continue;
         auto it = impl->added_by_content.find(t.content);
         if (it != impl->added_by_content.end()) {  // a repeated content updates the entry

@@ -113,7 +113,9 @@ int run_detokenize(const Opts& o) {
       ids.push_back((int)x);
     }
     try {
-      std::cout << nlohmann::json(tok.decode(ids, o.skip_special)).dump() << '\n';
+      std::cout << nlohmann::json(tok.decode(ids, o.skip_special))
+                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                << '\n';
     } catch (const Error& e) {
       fail("stdin line ", n, ": ", e.what());
     }
