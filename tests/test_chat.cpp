@@ -65,6 +65,38 @@ TEST(Chat, RejectsTokenizersWithoutChatTokens) {
   EXPECT_THROW(chat_stop_ids(t), Error);
 }
 
+TEST(Chat, PromptIdsFromIdsTextFileOrChat) {
+  TempDir d;
+  json vocab;
+  int id = 0;
+  for (char c : std::string(" abcdefghijklmnopqrstuvwxyzHEU\n+=?.")) vocab[std::string(1, c)] = id++;
+  json j = bpe_json(vocab, json::array());
+  j["added_tokens"] = {added(65504, "<|begin_text|>", true), added(65505, "<|end_text|>", true),
+                       added(65506, "<|begin_header|>", true), added(65507, "<|end_header|>", true),
+                       added(65508, "<|end_turn|>", true)};
+  d.write("tokenizer.json", j.dump());
+  const std::string dir = d.path.string();
+  auto src = [](std::string ids, std::string text, std::string file, bool chat = false) {
+    PromptSource p;
+    p.ids = std::move(ids);
+    p.text = std::move(text);
+    p.file = std::move(file);
+    p.chat = chat;
+    return p;
+  };
+  EXPECT_EQ(prompt_ids(dir, src("[1, 2,3]", "", "")), std::vector<int>({1, 2, 3}));
+  const Tokenizer t = load_model_tokenizer(dir);
+  EXPECT_EQ(prompt_ids(dir, src("", "ab", "")), t.encode("ab"));
+  d.write("prompt.txt", "ab\n");
+  EXPECT_EQ(prompt_ids(dir, src("", "", (d.path / "prompt.txt").string())), t.encode("ab\n"));
+  EXPECT_EQ(prompt_ids(dir, src("", "hi", "", true)), encode_chat(t, {{"user", "hi"}}));
+  EXPECT_THROW(prompt_ids(dir, src("", "", "")), Error);
+  EXPECT_THROW(prompt_ids(dir, src("1", "a", "")), Error);
+  EXPECT_THROW(prompt_ids(dir, src("1 x", "", "")), Error);
+  EXPECT_THROW(prompt_ids(dir, src("1", "", "", true)), Error);
+  EXPECT_THROW(prompt_ids(dir, src("", "", "/nonexistent")), Error);
+}
+
 TEST(GenerationConfig, ReadsHuginnStyleFile) {
   TempDir d;
   d.write("generation_config.json",

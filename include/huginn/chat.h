@@ -59,4 +59,17 @@ GenerationConfig read_generation_config(const std::string& model_dir);
 // Stop ids for a model: chat_stop_ids plus the config's eos ids, without duplicates.
 std::vector<int> stop_ids(const Tokenizer& tok, const GenerationConfig& gc);
 
+// A command's prompt: token ids as given, or text encoded with the model's
+// tokenizer (its tokenizer.json), plainly or as one user turn in the chat format.
+struct PromptSource {
+  std::string ids;          // "1,2,3" or "[1, 2, 3]"
+  std::string text;         // -p TEXT
+  std::string file;         // --prompt-file FILE (read byte for byte)
+  bool chat = false;        // text as a user message, with the generation prompt
+  std::string system;       // with chat: a system message first
+  bool add_special = true;  // plain text: run the post-processor (e.g. BOS), as transformers does
+};
+// Exactly one of ids/text/file must be set; clear errors otherwise.
+std::vector<int> prompt_ids(const std::string& model_dir, const PromptSource& p);
+
 }  // namespace huginn

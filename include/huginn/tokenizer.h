@@ -8,6 +8,8 @@
 
 namespace huginn {
 
+// Copies share one loaded tokenizer; all methods are safe to call from
+// several threads at once.
 class Tokenizer {
  public:
   // Loads a tokenizer.json; throws huginn::Error naming the file and, for an
@@ -45,12 +47,12 @@ Tokenizer load_model_tokenizer(const std::string& model_dir);
 // as context, so decoders that strip a leading space see the same input).
 class TextStream {
  public:
-  explicit TextStream(const Tokenizer& tok, bool skip_special = false) : tok_(tok), skip_(skip_special) {}
+  explicit TextStream(Tokenizer tok, bool skip_special = false) : tok_(std::move(tok)), skip_(skip_special) {}
   std::string push(int id);
   std::string flush();  // whatever is left, at the end of generation
 
  private:
-  const Tokenizer& tok_;
+  Tokenizer tok_;  // shares the loaded tokenizer (cheap to copy)
   bool skip_;
   std::vector<int> window_;  // context ids (already emitted) + pending ids
   size_t context_ = 0;       // how many ids of window_ are context

@@ -113,4 +113,50 @@ std::vector<int> stop_ids(const Tokenizer& tok, const GenerationConfig& gc) {
   return ids;
 }
 
+std::vector<int> prompt_ids(const std::string& model_dir, const PromptSource& p) {
+  const int given = !p.ids.empty() + !p.text.empty() + !p.file.empty();
+  if (given != 1) fail("give exactly one prompt: token ids, a text (-p) or a prompt file (--prompt-file)");
+  if (!p.ids.empty()) {
+    if (p.chat) fail("--chat needs a text prompt, not token ids");
+    std::vector<int> ids;
+    std::string cur;
+    auto flush = [&] {
+      if (cur.empty()) return;
+      size_t used = 0;
+      long v = -1;
+      try {
+        v = std::stol(cur, &used);
+      } catch (...) {
+        used = 0;
+      }
+      if (used != cur.size() || v < 0 || v > INT32_MAX) fail("invalid token id '", cur, "' in the prompt");
+      ids.push_back((int)v);
+      cur.clear();
+    };
+    for (char ch : p.ids) {
+      if (ch == ',' || ch == ' ' || ch == '[' || ch == ']' || ch == '\n' || ch == '\t') flush();
+      else cur.push_back(ch);
+    }
+    flush();
+    if (ids.empty()) fail("the prompt has no token ids");
+    return ids;
+  }
+  std::string text = p.text;
+  if (!p.file.empty()) {
+    std::ifstream f(p.file, std::ios::binary);
+    if (!f) fail("cannot open prompt file '", p.file, "'");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
+  }
+  const Tokenizer tok = load_model_tokenizer(model_dir);
+  if (p.chat) {
+    std::vector<ChatMessage> msgs;
+    if (!p.system.empty()) msgs.push_back({"system", p.system});
+    msgs.push_back({"user", text});
+    return encode_chat(tok, msgs, true);
+  }
+  return tok.encode(text, p.add_special);
+}
+
 }  // namespace huginn
