@@ -1,0 +1,162 @@
+#include "huginn/chat.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "huginn/common.h"
+
+namespace huginn {
+
+std::string format_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  using namespace chat_tokens;
+  std::string out = kBeginText;
+  for (const ChatMessage& m : messages) {
+    if (m.role.empty()) fail("chat message without a role");
+    const std::string& role = m.role == "assistant" ? std::string(kAssistantRole) : m.role;
+    out += kBeginHeader;
+    out += role;
+    out += kEndHeader;
+    out += "\n\n";
+    out += m.content;
+    out += kEndTurn;
+  }
+  if (add_generation_prompt) {
+    out += kBeginHeader;
+    out += kAssistantRole;
+    out += kEndHeader;
+    out += "\n\n";
+  }
+  return out;
+}
+
+std::vector<int> encode_chat(const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                             bool add_generation_prompt) {
+  for (const char* t : {chat_tokens::kBeginText, chat_tokens::kBeginHeader, chat_tokens::kEndHeader,
+                        chat_tokens::kEndTurn})
+    if (tok.token_to_id(t) < 0) fail("this tokenizer has no ", t, " token: it is not Huginn's chat tokenizer");
+  return tok.encode(format_chat(messages, add_generation_prompt), false);
+}
+
+std::vector<int> chat_stop_ids(const Tokenizer& tok) {
+  std::vector<int> ids;
+  for (const char* t : {chat_tokens::kBeginText, chat_tokens::kEndText, chat_tokens::kEndTurn}) {
+    const int id = tok.token_to_id(t);
+    if (id >= 0) ids.push_back(id);
+  }
+  if (ids.empty()) fail("the tokenizer has none of Huginn's stop tokens (<|begin_text|>, <|end_text|>, <|end_turn|>)");
+  return ids;
+}
+
+GenerationConfig parse_generation_config(std::string_view text, const std::string& origin) {
+  GenerationConfig g;
+  g.from_file = true;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(origin, ": not valid JSON: ", e.what());
+  }
+  if (!j.is_object()) fail(origin, ": expected a JSON object");
+  auto num = [&](const char* key, auto& dst) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return;
+    if (!it->is_number()) fail(origin, ": \"", key, "\" must be a number");
+    dst = it->get<std::remove_reference_t<decltype(dst)>>();
+  };
+  try {
+    num("bos_token_id", g.bos_token_id);
+    num("pad_token_id", g.pad_token_id);
+    num("temperature", g.temperature);
+    num("top_p", g.top_p);
+    num("top_k", g.top_k);
+    num("min_p", g.min_p);
+    num("max_new_tokens", g.max_new_tokens);
+    if (auto it = j.find("do_sample"); it != j.end() && !it->is_null()) {
+      if (!it->is_boolean()) fail(origin, ": \"do_sample\" must be true or false");
+      g.do_sample = it->get<bool>();
+    }
+    if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
+      if (it->is_number_integer()) g.eos_token_ids.push_back(it->get<int>());
+      else if (it->is_array())
+        for (auto& v : *it) {
+          if (!v.is_number_integer()) fail(origin, ": \"eos_token_id\" must be an id or a list of ids");
+          g.eos_token_ids.push_back(v.get<int>());
+        }
+      else fail(origin, ": \"eos_token_id\" must be an id or a list of ids");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(origin, ": ", e.what());
+  }
+  if (g.temperature < 0) fail(origin, ": temperature must be >= 0");
+  if (g.top_p <= 0 || g.top_p > 1) fail(origin, ": top_p must be in (0, 1]");
+  if (g.min_p < 0 || g.min_p > 1) fail(origin, ": min_p must be in [0, 1]");
+  return g;
+}
+
+GenerationConfig read_generation_config(const std::string& model_dir) {
+  const auto p = std::filesystem::path(model_dir) / "generation_config.json";
+  std::ifstream f(p, std::ios::binary);
+  if (!f) return GenerationConfig{};
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return parse_generation_config(ss.str(), p.string());
+}
+
+std::vector<int> stop_ids(const Tokenizer& tok, const GenerationConfig& gc) {
+  std::vector<int> ids = chat_stop_ids(tok);
+  for (int id : gc.eos_token_ids)
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  return ids;
+}
+
+std::vector<int> prompt_ids(const std::string& model_dir, const PromptSource& p) {
+  const int given = !p.ids.empty() + !p.text.empty() + !p.file.empty();
+  if (given != 1) fail("give exactly one prompt: token ids, a text (-p) or a prompt file (--prompt-file)");
+  if (!p.ids.empty()) {
+    if (p.chat) fail("--chat needs a text prompt, not token ids");
+    std::vector<int> ids;
+    std::string cur;
+    auto flush = [&] {
+      if (cur.empty()) return;
+      size_t used = 0;
+      long v = -1;
+      try {
+        v = std::stol(cur, &used);
+      } catch (...) {
+        used = 0;
+      }
+      if (used != cur.size() || v < 0 || v > INT32_MAX) fail("invalid token id '", cur, "' in the prompt");
+      ids.push_back((int)v);
+      cur.clear();
+    };
+    for (char ch : p.ids) {
+      if (ch == ',' || ch == ' ' || ch == '[' || ch == ']' || ch == '\n' || ch == '\t') flush();
+      else cur.push_back(ch);
+    }
+    flush();
+    if (ids.empty()) fail("the prompt has no token ids");
+    return ids;
+  }
+  std::string text = p.text;
+  if (!p.file.empty()) {
+    std::ifstream f(p.file, std::ios::binary);
+    if (!f) fail("cannot open prompt file '", p.file, "'");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
+  }
+  const Tokenizer tok = load_model_tokenizer(model_dir);
+  if (p.chat) {
+    std::vector<ChatMessage> msgs;
+    if (!p.system.empty()) msgs.push_back({"system", p.system});
+    msgs.push_back({"user", text});
+    return encode_chat(tok, msgs, true);
+  }
+  return tok.encode(text, p.add_special);
+}
+
+}  // namespace huginn
