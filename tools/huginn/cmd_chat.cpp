@@ -30,6 +30,7 @@ int run(ChatOpts& co) {
   if (o.mode() != "sequential") fail("chat decodes sequentially; --speculative and --parallel are for generate");
   if (!co.raw_ids && !have_tokenizer(o.model))
     render_chat({{"user", "hi"}}, true, o.model);  // throws the clear "needs tokenizer" error
+  o.model_stops = model_stop_ids(o.model);
   TokenPrinter printer(o.model);
   GenerateOptions g = o.generate_options(m.config(), printer.token_text());
   const bool tty = isatty(0);

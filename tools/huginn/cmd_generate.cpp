@@ -61,6 +61,7 @@ void print_summary(const Summary& s) {
 int run(GenCliOptions& o) {
   auto model = Model::load(o.model);
   const Model& m = *model;
+  o.model_stops = model_stop_ids(o.model);
   auto prompts = read_prompts(o.prompt, o.model);
   const std::string mode = o.mode();
   if (mode != "sequential" && prompts.size() > 1)

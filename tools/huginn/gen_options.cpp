@@ -114,7 +114,7 @@ std::string GenCliOptions::mode() const {
 }
 
 std::vector<int> GenCliOptions::stop_tokens() const {
-  std::vector<int> s = no_default_stops ? std::vector<int>{} : default_stop_tokens();
+  std::vector<int> s = no_default_stops ? std::vector<int>{} : !model_stops.empty() ? model_stops : default_stop_tokens();
   s.insert(s.end(), stop_ids.begin(), stop_ids.end());
   return s;
 }

@@ -35,6 +35,7 @@ struct GenCliOptions {
   std::vector<int> stop_ids;
   std::vector<std::string> stop_strings;
   bool no_default_stops = false;
+  std::vector<int> model_stops;  // the model's own stop ids (from its tokenizer); empty: Huginn-0125's
   float init_scale = 0.f;
   uint64_t init_seed = 0;
   bool show_steps = false, compare = false, quiet = false;

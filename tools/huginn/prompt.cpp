@@ -2,28 +2,43 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "commands.h"
+#include "huginn/chat.h"
 #include "huginn/common.h"
+#include "huginn/tokenizer.h"
 
 namespace huginn::cli {
 namespace fs = std::filesystem;
 
-bool have_tokenizer(const std::string& model_dir) {
-  // The tokenizer is being written on another branch; until it is connected
-  // here, text is unavailable whatever the directory holds.
-  (void)model_dir;
-  return false;
-}
+bool have_tokenizer(const std::string& model_dir) { return fs::is_regular_file(fs::path(model_dir) / "tokenizer.json"); }
 
-[[noreturn]] static void need_tokenizer(const std::string& model_dir, const char* what) {
-  const fs::path tj = fs::path(model_dir) / "tokenizer.json";
-  if (!fs::exists(tj))
+static Tokenizer need_tokenizer(const std::string& model_dir, const char* what) {
+  if (!have_tokenizer(model_dir))
     fail(what, " needs the model's tokenizer.json, and ", model_dir,
          " has none; use token ids instead (generate --ids 1,2,3, chat --raw-ids)");
-  fail(what, " needs tokenizer.json, which this build cannot read yet (text support is not connected); use "
-             "token ids instead (generate --ids 1,2,3, chat --raw-ids)");
+  return load_model_tokenizer(model_dir);
+}
+
+std::vector<int> model_stop_ids(const std::string& model_dir) {
+  if (!have_tokenizer(model_dir)) return {};
+  const Tokenizer tok = load_model_tokenizer(model_dir);
+  const GenerationConfig gc = read_generation_config(model_dir);
+  try {
+    return stop_ids(tok, gc);
+  } catch (const Error&) {  // a tokenizer without Huginn's chat tokens: the config's eos ids alone
+    return gc.eos_token_ids;
+  }
+}
+
+static std::vector<int> encode_prompt(const PromptOptions& o, const std::string& text, const std::string& model_dir,
+                                      const char* what) {
+  const Tokenizer tok = need_tokenizer(model_dir, what);
+  std::vector<int> ids = o.chat ? encode_chat(tok, {{"user", text}}, true) : tok.encode(text, o.add_bos);
+  if (ids.empty()) fail(what, ": the prompt encodes to no tokens");
+  return ids;
 }
 
 std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::string& model_dir) {
@@ -42,38 +57,52 @@ std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::st
     std::stringstream ss;
     ss << f.rdbuf();
     if (ss.str().empty()) fail(o.file, ": the prompt file is empty");
-    need_tokenizer(model_dir, "--prompt-file");
+    out.push_back(encode_prompt(o, ss.str(), model_dir, "--prompt-file"));
   }
-  if (!o.text.empty()) need_tokenizer(model_dir, "-p/--prompt");
+  if (!o.text.empty()) out.push_back(encode_prompt(o, o.text, model_dir, "-p/--prompt"));
   return out;
 }
 
-struct TokenPrinter::Impl {};
+struct TokenPrinter::Impl {
+  std::optional<Tokenizer> tok;
+  std::optional<TextStream> stream;
+};
 
-TokenPrinter::TokenPrinter(const std::string& model_dir) : impl_(std::make_unique<Impl>()) { (void)model_dir; }
+TokenPrinter::TokenPrinter(const std::string& model_dir) : impl_(std::make_unique<Impl>()) {
+  if (have_tokenizer(model_dir)) {
+    impl_->tok = load_model_tokenizer(model_dir);
+    impl_->stream.emplace(*impl_->tok, /*skip_special=*/false);
+  }
+}
 TokenPrinter::~TokenPrinter() = default;
-bool TokenPrinter::text() const { return false; }
+bool TokenPrinter::text() const { return impl_->tok.has_value(); }
 
 std::string TokenPrinter::push(int id, int steps) {
-  std::string s = std::to_string(id);
+  std::string s = impl_->stream ? impl_->stream->push(id) : std::to_string(id);
   if (steps >= 0) s += "[" + std::to_string(steps) + "]";
-  return s + " ";
+  return impl_->stream ? s : s + " ";
 }
-std::string TokenPrinter::flush() { return ""; }
+std::string TokenPrinter::flush() { return impl_->stream ? impl_->stream->flush() : ""; }
 
 std::string TokenPrinter::render(const std::vector<int>& ids) const {
+  if (impl_->tok) return impl_->tok->decode(ids);
   std::string s;
   for (int id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
   return s;
 }
 
-std::function<std::string(int)> TokenPrinter::token_text() const { return {}; }
+std::function<std::string(int)> TokenPrinter::token_text() const {
+  if (!impl_->tok) return {};
+  Tokenizer tok = *impl_->tok;
+  return [tok](int id) { return tok.decode({id}); };
+}
 
 std::vector<int> render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                              const std::string& model_dir) {
-  (void)messages;
-  (void)add_generation_prompt;
-  need_tokenizer(model_dir, "the chat format");
+  const Tokenizer tok = need_tokenizer(model_dir, "the chat format");
+  std::vector<::huginn::ChatMessage> m;
+  for (auto& x : messages) m.push_back({x.role, x.content});
+  return encode_chat(tok, m, add_generation_prompt);
 }
 
 }  // namespace huginn::cli

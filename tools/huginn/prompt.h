@@ -25,6 +25,10 @@ std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::st
 // Whether the model directory has a tokenizer the CLI can use for text.
 bool have_tokenizer(const std::string& model_dir);
 
+// The ids generation stops on for this model: its chat stop tokens and the
+// eos ids of its generation_config.json; empty without a tokenizer.
+std::vector<int> model_stop_ids(const std::string& model_dir);
+
 // Streaming output of generated tokens: text when a tokenizer is connected,
 // else the ids separated by spaces.
 class TokenPrinter {
