@@ -6,11 +6,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
 #include "huginn/tasks.h"
+#include "huginn/tokenizer.h"
 #include "huginn/train.h"
 
 namespace huginn {
@@ -224,19 +226,25 @@ DataSources open_data(const std::string& spec, int vocab_size) {
 // --------------------------------------------------------------- tokenize --
 
 namespace {
-// THE TEXT TOKENIZER PLUG-IN POINT. Turns one document's text into ids with the
-// model's tokenizer (no special tokens added: documents are separated by eos).
-// The tokenizer (branch `text`, huginn::Tokenizer) is not in this branch yet;
-// once merged this becomes:
-//   static auto tok = huginn::Tokenizer::from_file(tokenizer_path);
-//   return tok.encode(text, /*add_special=*/false);
-// and *eos defaults to the tokenizer's end-of-text id.
+// One document's text to ids with the model's tokenizer (no special tokens:
+// documents are separated by eos, which defaults to the tokenizer's
+// end-of-text token when --eos is not given).
 std::vector<uint32_t> tokenize_text(const std::string& tokenizer_path, const std::string& text, int* eos) {
-  (void)text;
-  (void)eos;
-  fail("text input needs the model's tokenizer, which this build does not have yet; give pre-tokenized JSONL "
-       "(one [id, ...] array or {\"ids\": [...]} per line) instead",
-       tokenizer_path.empty() ? "" : str(" (tokenizer '", tokenizer_path, "')"));
+  if (tokenizer_path.empty())
+    fail("text input needs a tokenizer: give --tokenizer (a tokenizer.json or a model directory)");
+  static std::string loaded_path;
+  static std::optional<Tokenizer> tok;
+  if (!tok || loaded_path != tokenizer_path) {
+    tok = fs::is_directory(tokenizer_path) ? load_model_tokenizer(tokenizer_path) : Tokenizer::from_file(tokenizer_path);
+    loaded_path = tokenizer_path;
+  }
+  if (*eos < 0) {
+    for (const char* name : {"<|end_text|>", "<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"})
+      if ((*eos = tok->token_to_id(name)) >= 0) break;
+    if (*eos < 0) fail(tokenizer_path, ": no end-of-text token found; give --eos ID");
+  }
+  const std::vector<int> ids = tok->encode(text, /*add_special=*/false);
+  return std::vector<uint32_t>(ids.begin(), ids.end());
 }
 
 std::vector<uint32_t> ids_from_json(const nlohmann::json& a, const std::string& where) {
