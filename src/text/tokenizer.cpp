@@ -195,7 +195,8 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin)
     if (auto* p = section("post_processor"))
       impl->post_processor = make_post_processor(*p, origin + ": post_processor");
     if (auto* d = section("decoder")) impl->decoder = make_decoder(*d, origin + ": decoder");
-    if (auto* t = section("truncation")) (void)t;  // encode() never truncates or pads
+    // "truncation" and "padding" are ignored: encode() returns every id, as
+    // transformers' tokenizers do unless truncation or padding is asked for.
     int max_id = impl->model->max_id();
     if (auto* at = section("added_tokens")) {
       for (const json& a : *at) {
