@@ -160,6 +160,9 @@ struct Tokenizer::Impl {
 };
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    fail("'", path, "' is a directory, not a tokenizer.json (for a model directory use -m / load_model_tokenizer)");
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("cannot open tokenizer file '", path, "'");
   std::ostringstream ss;
