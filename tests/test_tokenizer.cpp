@@ -228,6 +228,7 @@ TEST(TokenizerErrors, MalformedOrTruncatedJson) {
   EXPECT_NE(error_of([&] { load(j); }).find("vocab"), std::string::npos);
   EXPECT_NE(error_of([] { Tokenizer::from_file("/nonexistent/tokenizer.json"); }).find("cannot open"),
             std::string::npos);
+  EXPECT_NE(error_of([] { Tokenizer::from_file("/tmp"); }).find("is a directory"), std::string::npos);
 }
 
 TEST(TokenizerErrors, UnsupportedComponentsAreNamed) {

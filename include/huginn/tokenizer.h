@@ -20,7 +20,7 @@ class Tokenizer {
 
   // Text (valid UTF-8, else huginn::Error) to ids. add_special runs the
   // post-processor (e.g. a leading BOS); added/special tokens written in the
-  // text are always recognised.
+  // text are always recognised. The file's truncation/padding are ignored.
   std::vector<int> encode(std::string_view text, bool add_special = false) const;
   // Ids to text; ids outside the vocabulary throw huginn::Error. Invalid byte
   // sequences decode to U+FFFD as Hugging Face does.

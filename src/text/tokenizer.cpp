@@ -160,6 +160,9 @@ struct Tokenizer::Impl {
 };
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    fail("'", path, "' is a directory, not a tokenizer.json (for a model directory use -m / load_model_tokenizer)");
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("cannot open tokenizer file '", path, "'");
   std::ostringstream ss;
@@ -195,7 +198,8 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin)
     if (auto* p = section("post_processor"))
       impl->post_processor = make_post_processor(*p, origin + ": post_processor");
     if (auto* d = section("decoder")) impl->decoder = make_decoder(*d, origin + ": decoder");
-    if (auto* t = section("truncation")) (void)t;  // encode() never truncates or pads
+    // "truncation" and "padding" are ignored: encode() returns every id, as
+    // transformers' tokenizers do unless truncation or padding is asked for.
     int max_id = impl->model->max_id();
     if (auto* at = section("added_tokens")) {
       for (const json& a : *at) {
