@@ -33,14 +33,6 @@ std::vector<int> model_stop_ids(const std::string& model_dir) {
   }
 }
 
-static std::vector<int> encode_prompt(const PromptOptions& o, const std::string& text, const std::string& model_dir,
-                                      const char* what) {
-  const Tokenizer tok = need_tokenizer(model_dir, what);
-  std::vector<int> ids = o.chat ? encode_chat(tok, {{"user", text}}, true) : tok.encode(text, o.add_bos);
-  if (ids.empty()) fail(what, ": the prompt encodes to no tokens");
-  return ids;
-}
-
 std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::string& model_dir) {
   std::vector<std::vector<int>> out;
   const int sources = (!o.ids.empty()) + (!o.text.empty()) + (!o.file.empty());
@@ -51,15 +43,16 @@ std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::st
     if (ids.empty()) fail("--ids '", s, "' holds no token id");
     out.push_back(std::move(ids));
   }
-  if (!o.file.empty()) {
-    std::ifstream f(o.file, std::ios::binary);
-    if (!f) fail(o.file, ": cannot open the prompt file");
-    std::stringstream ss;
-    ss << f.rdbuf();
-    if (ss.str().empty()) fail(o.file, ": the prompt file is empty");
-    out.push_back(encode_prompt(o, ss.str(), model_dir, "--prompt-file"));
+  if (!o.text.empty() || !o.file.empty()) {
+    need_tokenizer(model_dir, o.text.empty() ? "--prompt-file" : "-p/--prompt");
+    PromptSource ps;
+    ps.text = o.text;
+    ps.file = o.file;
+    ps.chat = o.chat;
+    ps.add_special = o.add_bos;
+    out.push_back(prompt_ids(model_dir, ps));
+    if (out.back().empty()) fail("the prompt encodes to no tokens");
   }
-  if (!o.text.empty()) out.push_back(encode_prompt(o, o.text, model_dir, "-p/--prompt"));
   return out;
 }
 
