@@ -300,6 +300,15 @@ double Trainer::eval_loss(int depth, int batches) {
   return acc[1] > 0 ? acc[0] / acc[1] : 0.0;
 }
 
+// Files a checkpoint directory holds: the trainer's own, and the model files
+// its data source adds (tokenizer, task manifest; see set_model_files).
+static bool is_checkpoint_file(const std::string& name) {
+  static const std::set<std::string> files = {
+      "config.json",   "model.safetensors", "optimizer.safetensors", "trainer_state.json",    "metrics.jsonl",
+      "loss.svg",      "tokenizer.json",    "tokenizer_config.json", "generation_config.json", "tasks.json"};
+  return files.count(name) > 0;
+}
+
 void Trainer::save(const std::string& dir) const {
   const auto& P = *p_;
   if (P.dist.rank != 0) return;
@@ -309,10 +318,8 @@ void Trainer::save(const std::string& dir) const {
   // The directory is replaced as a whole: never swap away anything but our own files.
   if (fs::exists(target)) {
     if (!fs::is_directory(target)) fail(dir, ": exists and is not a directory");
-    static const std::set<std::string> ours = {"config.json",        "model.safetensors", "optimizer.safetensors",
-                                               "trainer_state.json", "metrics.jsonl",     "loss.svg"};
     for (auto& e : fs::directory_iterator(target))
-      if (!ours.count(e.path().filename().string()))
+      if (!is_checkpoint_file(e.path().filename().string()))
         fail(dir, ": holds ", e.path().filename().string(),
              ", which is not part of a training checkpoint; choose an empty or new --out directory");
   }
@@ -400,8 +407,7 @@ void Trainer::run() {
   if (rank0 && fs::exists(out) && fs::is_directory(out))
     for (auto& e : fs::directory_iterator(out)) {
       const std::string n = e.path().filename().string();
-      if (n != "config.json" && n != "model.safetensors" && n != "optimizer.safetensors" &&
-          n != "trainer_state.json" && n != "metrics.jsonl" && n != "loss.svg")
+      if (!is_checkpoint_file(n))
         fail(o.out, ": holds ", n, ", which is not part of a training checkpoint; choose an empty or new --out directory");
     }
   open_live();
