@@ -2,6 +2,7 @@
 // reproducibility, difficulty, scorers, split disjointness, the training
 // SequenceSource, the tokenizer.json and the task manifest.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -418,4 +419,31 @@ TEST(Tasks, TokenizerJsonIsAHuggingFaceCharacterBpe) {
   EXPECT_EQ(gen["eos_token_id"], kEosId);
   EXPECT_EQ(gen["bos_token_id"], kBosId);
   fs::remove_all(dir);
+}
+
+TEST(Tasks, CliListsTasksWithExamples) {
+  auto run = [](const std::string& args, int* rc) {
+    FILE* p = popen((std::string(HUGINN_BIN) + " " + args + " 2>&1").c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int st = pclose(p);
+    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+  };
+  int rc = 0;
+  std::string out = run("tasks", &rc);
+  EXPECT_EQ(rc, 0) << out;
+  for (auto& name : task_names()) EXPECT_NE(out.find(name + " (difficulty"), std::string::npos) << name;
+  out = run("tasks addition --difficulty 2 --n 2 --split test", &rc);
+  EXPECT_EQ(rc, 0) << out;
+  // The examples are the test split's first instances.
+  for (uint64_t i = 0; i < 2; ++i) {
+    Instance in = sample(get_task("addition"), Split::Test, 2, i);
+    EXPECT_NE(out.find(in.prompt + " " + in.answer), std::string::npos) << out;
+  }
+  out = run("tasks nope", &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("error: unknown task 'nope'"), std::string::npos) << out;
 }

@@ -9,6 +9,16 @@
 // instances (longer inputs) need more steps. Answers are either one token or
 // written in an order that needs the whole propagation before the first token,
 // so the model cannot replace depth by its own answer tokens.
+//
+// Training on tasks (a trainer data spec such as "tasks:SPEC" maps to this):
+//   tasks::TaskMix mix = tasks::parse_task_mix("reach:2-6,addition:1-8");
+//   mix.pack = true;  // several instances per sequence: more answer labels per step
+//   auto train = std::make_shared<tasks::TaskSequenceSource>(mix);
+//   auto val = std::make_shared<tasks::TaskSequenceSource>(mix, tasks::Split::Validation);
+//   // sequence length T >= mix.max_sequence_length(); model vocab_size >= kCharVocabSize
+//   // and, with the checkpoint: tasks::write_task_manifest(dir, mix); tasks::write_tokenizer_files(dir);
+// Evaluating: tasks::evaluate(model, tasks::get_task("reach"), {4, 8}, {{1}, {8}, {32}}, 200, seed, {})
+// or `huginn eval`; both decode through decode_answer().
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -91,7 +101,7 @@ class Task {
   void check_difficulty(int difficulty) const;
 };
 
-// The built-in tasks by name ("digitsum", "parity", "addition", "reach");
+// The built-in tasks by name ("addition", "digitsum", "parity", "reach", "reach-hard");
 // throws huginn::Error listing the known names for an unknown one.
 const Task& get_task(const std::string& name);
 std::vector<std::string> task_names();

@@ -264,7 +264,7 @@ static Register reg(
     "eval", "accuracy of a task model against iterations on fresh test instances", [](CLI::App& app) {
       auto o = std::make_shared<Opts>();
       app.add_option("-m,--model", o->model, "model directory")->required();
-      app.add_option("--task", o->task, "task name (digitsum, parity, addition, reach)");
+      app.add_option("--task", o->task, "task name (see `huginn tasks`)");
       app.add_option("--difficulty", o->difficulty,
                      "difficulty: K, a range A-B or a list A,B,C (default: the range the model was trained on)");
       app.add_option("--steps", o->steps, "iterations to evaluate, comma separated (the maximum with --exit)")
