@@ -178,9 +178,7 @@ struct DecodeOptions {
   int steps = 32;             // fixed depth, or the maximum with an exit criterion
   int max_new_tokens = 8;     // stops earlier at EOS
   // Exit criterion: "none" or "kl" (KL between successive next-token
-  // distributions below exit_threshold). TEMPORARY: the generation work
-  // (issue 4) builds the general adaptive decode loop; eval switches to it
-  // after merging.
+  // distributions below exit_threshold), run by the engine's decode loop.
   std::string exit = "none";
   double exit_threshold = 5e-4;
   int min_steps = 1;

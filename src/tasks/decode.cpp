@@ -16,80 +16,37 @@
 
 namespace huginn::tasks {
 
-namespace {
-// log-softmax of n logits into out.
-void log_softmax(const float* x, int n, std::vector<double>& out) {
-  out.resize(n);
-  double mx = x[0];
-  for (int i = 1; i < n; ++i) mx = std::max(mx, (double)x[i]);
-  double s = 0;
-  for (int i = 0; i < n; ++i) s += std::exp((double)x[i] - mx);
-  const double lse = mx + std::log(s);
-  for (int i = 0; i < n; ++i) out[i] = (double)x[i] - lse;
-}
-}  // namespace
-
+// Answers are decoded by the engine's one decode loop (huginn::generate):
+// greedy, stopping at EOS, at a fixed depth or with the KL exit.
 DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt, const DecodeOptions& o) {
   const ModelConfig& c = m.config();
-  const int d = c.n_embd, V = c.vocab_size;
   if (prompt.empty()) fail("decode: empty prompt");
   if (o.steps < 1) fail("decode: the number of iterations must be >= 1, got ", o.steps);
   if (o.max_new_tokens < 1) fail("decode: max_new_tokens must be >= 1");
   const bool kl_exit = o.exit == "kl";
   if (!kl_exit && o.exit != "none") fail("decode: unknown exit criterion '", o.exit, "' (none, kl)");
-  const int total = (int)prompt.size() + o.max_new_tokens;
-  if (total > c.block_size)
+  if ((int64_t)prompt.size() + o.max_new_tokens > c.block_size)
     fail("prompt of ", prompt.size(), " tokens plus ", o.max_new_tokens, " answer tokens exceeds the context of ",
          c.block_size);
-  const std::string strategy = !o.cache.empty() ? o.cache : kl_exit ? "latest-m4" : "full";
-  KVCache cache(c.n_prelude, c.n_core, c.n_coda, d, total, CacheStrategy::parse(strategy));
-  Workspace ws;
-  std::vector<float> e, s, logits((size_t)V);
-  std::vector<double> lp_prev, lp;
+  GenerateOptions g;
+  g.max_new_tokens = o.max_new_tokens;
+  g.steps = o.steps;
+  if (kl_exit) {
+    g.exit.kind = ExitKind::KL;
+    g.exit.threshold = o.exit_threshold;
+    // DecodeOptions::min_steps counts iterations before the first check; the
+    // loop's min_steps is the reference's (first check after min_steps + 1).
+    g.min_steps = std::max(0, o.min_steps - 1);
+  }
+  g.cache = !o.cache.empty() ? o.cache : kl_exit ? "latest-m4" : "full";
+  g.init_scale = o.init_scale;
+  g.seed = o.seed;
+  g.stop_tokens = {kEosId};
+  const SequenceResult r = generate(m, prompt, g);
   DecodeResult res;
   res.prompt_tokens = (int)prompt.size();
-  const int* ids = prompt.data();
-  int T = (int)prompt.size();
-  int tok = 0;
-  for (int k = 0; k < o.max_new_tokens; ++k) {
-    const int pos0 = cache.length();
-    m.check_tokens(ids, T, pos0);
-    e.resize((size_t)T * d);
-    s.resize((size_t)T * d);
-    m.embed(ids, T, e.data());
-    m.prelude(e.data(), T, pos0, &cache, ws);
-    m.init_state(s.data(), T, o.init_scale, o.seed + (uint64_t)k);
-    int used = o.steps;
-    if (!kl_exit) {
-      for (int it = 0; it < o.steps; ++it) m.core_iteration(s.data(), e.data(), T, pos0, &cache, it, ws);
-      m.head(s.data(), T, pos0, &cache, nullptr, logits.data(), 1, ws);
-    } else {
-      // TEMPORARY per-token KL exit (the reference's generate_with_adaptive_compute,
-      // criterion "kl"): after each iteration the coda decodes the last
-      // position; exit when KL(p_prev || p_t) < threshold, p_prev starting
-      // uniform. The generation work (issue 4) owns the general adaptive
-      // decode loop; eval switches to it after merging.
-      lp_prev.assign(V, -std::log((double)V));
-      for (int it = 0; it < o.steps; ++it) {
-        m.core_iteration(s.data(), e.data(), T, pos0, &cache, it, ws);
-        m.head(s.data(), T, pos0, &cache, nullptr, logits.data(), 1, ws);
-        log_softmax(logits.data(), V, lp);
-        double kl = 0;
-        for (int i = 0; i < V; ++i) kl += std::exp(lp_prev[i]) * (lp_prev[i] - lp[i]);
-        if (it + 1 >= o.min_steps && kl < o.exit_threshold) {
-          used = it + 1;
-          break;
-        }
-        std::swap(lp_prev, lp);
-      }
-    }
-    tok = argmax(logits.data(), V);
-    res.tokens.push_back(tok);
-    res.steps_used.push_back(used);
-    if (tok == kEosId) break;
-    ids = &tok;
-    T = 1;
-  }
+  res.tokens = r.tokens;
+  res.steps_used.assign(r.steps.begin(), r.steps.begin() + std::min(r.steps.size(), r.tokens.size()));
   return res;
 }
 

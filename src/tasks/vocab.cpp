@@ -97,13 +97,20 @@ nlohmann::json tokenizer_json() {
                 {"merges", json::array()}};
   json byte_level_opts = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
                           {"use_regex", true}};
+  // With special tokens requested, encoding adds BOS in front, as task prompts have it.
+  json seq = {{"Sequence", {{"id", "A"}, {"type_id", 0}}}};
+  json bos = {{"SpecialToken", {{"id", kBosText}, {"type_id", 0}}}};
+  json post = {{"type", "TemplateProcessing"},
+               {"single", {bos, seq}},
+               {"pair", {bos, seq, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+               {"special_tokens", {{kBosText, {{"id", kBosText}, {"ids", {kBosId}}, {"tokens", {kBosText}}}}}}};
   return {{"version", "1.0"},
           {"truncation", nullptr},
           {"padding", nullptr},
           {"added_tokens", added},
           {"normalizer", nullptr},
           {"pre_tokenizer", byte_level_opts},
-          {"post_processor", nullptr},
+          {"post_processor", post},
           {"decoder", byte_level_opts},
           {"model", model}};
 }

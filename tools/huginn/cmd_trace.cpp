@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "huginn/chat.h"
 #include "huginn/common.h"
 #include "huginn/model.h"
 #include "huginn/plot.h"
@@ -50,14 +51,10 @@ int run(const Opts& o) {
   const bool char_vocab = c.vocab_size >= tasks::kCharVocabSize && c.vocab_size <= tasks::kCharModelVocabSize;
   std::vector<int> ids;
   if (!o.prompt.empty()) {
-    // TEMPORARY: the task models' character tokenizer; switches to
-    // huginn::Tokenizer (reading the model's tokenizer.json) after merging.
-    if (!char_vocab)
-      fail("trace: -p uses the task models' character tokenizer, and this model's vocabulary (", c.vocab_size,
-           ") is not one; give --ids");
-    tasks::check_char_tokenizer(o.model);
-    ids.push_back(tasks::kBosId);
-    for (int id : tasks::encode_chars(o.prompt)) ids.push_back(id);
+    // The model's own tokenizer.json, with its special tokens (BOS for task models).
+    PromptSource ps;
+    ps.text = o.prompt;
+    ids = prompt_ids(o.model, ps);
   } else {
     ids = parse_ids(o.ids);
     if (ids.empty()) fail("--ids: no token ids");
@@ -203,7 +200,7 @@ static Register reg("trace", "per-iteration latent states, norms, convergence, d
                     [](CLI::App& app) {
                       auto o = std::make_shared<Opts>();
                       app.add_option("-m,--model", o->model, "model directory")->required();
-                      app.add_option("-p,--prompt", o->prompt, "input text (task models' character tokenizer; BOS added)");
+                      app.add_option("-p,--prompt", o->prompt, "input text (the model's tokenizer.json, special tokens such as BOS added)");
                       app.add_option("--ids", o->ids, "input token ids, e.g. 96,20,19");
                       app.add_option("--steps", o->steps, "iterations")->capture_default_str();
                       app.add_option("--out", o->out, "output directory")->required();
