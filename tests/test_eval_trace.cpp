@@ -38,6 +38,7 @@ const std::string& trace_model_dir() {
     c.mean_backprop_depth = 2;
     auto flat = init_params(c, 5);
     save_checkpoint(d, c, flat.data());
+    write_tokenizer_files(d);  // -p reads the model's tokenizer.json
     std::atexit([] { fs::remove_all(fs::temp_directory_path() / ("huginn_trace_model_" + std::to_string(getpid()))); });
     return d;
   }();
