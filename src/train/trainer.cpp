@@ -20,6 +20,7 @@
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
+#include "huginn/plot.h"
 #include "huginn/train.h"
 #include "tensor/kernels.h"
 
@@ -491,62 +492,26 @@ const std::vector<float>& Trainer::params() const { return p_->params; }
 const ModelConfig& Trainer::config() const { return p_->cfg; }
 const TrainOptions& Trainer::options() const { return p_->opt; }
 
-// ------------------------------------------------------------------- SVG --
+// ------------------------------------------------------------------ plot --
 
 void write_loss_svg(const std::string& path, const std::vector<std::pair<int, double>>& train,
                     const std::vector<std::pair<std::string, std::vector<std::pair<int, double>>>>& val) {
-  const double W = 800, H = 480, L = 70, R = 170, Tp = 30, Bm = 50;
-  double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
-  auto scan = [&](const std::vector<std::pair<int, double>>& s) {
-    for (auto& [x, y] : s)
-      if (std::isfinite(y)) x0 = std::min(x0, (double)x), x1 = std::max(x1, (double)x), y0 = std::min(y0, y),
-                            y1 = std::max(y1, y);
+  auto series = [](const std::string& label, const std::vector<std::pair<int, double>>& pts, double width) {
+    std::vector<double> x, y;
+    for (auto& [s, v] : pts) x.push_back(s), y.push_back(v);
+    plot::Series sr = plot::make_series(label, std::move(x), std::move(y));
+    sr.markers = false;
+    sr.line_width = width;
+    return sr;
   };
-  scan(train);
-  for (auto& v : val) scan(v.second);
-  if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
-  if (x1 == x0) x1 = x0 + 1;
-  if (y1 - y0 < 1e-9) y1 = y0 + 1;
-  const double pad = 0.05 * (y1 - y0);
-  y0 -= pad, y1 += pad;
-  auto X = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
-  auto Y = [&](double y) { return Tp + (y1 - y) / (y1 - y0) * (H - Tp - Bm); };
-  std::string s = str("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", W, "\" height=\"", H,
-                      "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
-                      "fill=\"white\"/>\n<text x=\"",
-                      L, "\" y=\"18\" font-size=\"14\">training loss</text>\n");
-  s += str("<rect x=\"", L, "\" y=\"", Tp, "\" width=\"", W - L - R, "\" height=\"", H - Tp - Bm,
-           "\" fill=\"none\" stroke=\"#888\"/>\n");
-  for (int i = 0; i <= 5; ++i) {
-    const double y = y0 + (y1 - y0) * i / 5, x = x0 + (x1 - x0) * i / 5;
-    char b[64];
-    std::snprintf(b, sizeof b, "%.3g", y);
-    s += str("<line x1=\"", L, "\" x2=\"", W - R, "\" y1=\"", Y(y), "\" y2=\"", Y(y),
-             "\" stroke=\"#eee\"/><text x=\"", L - 6, "\" y=\"", Y(y) + 4, "\" text-anchor=\"end\">", b, "</text>\n");
-    s += str("<text x=\"", X(x), "\" y=\"", H - Bm + 18, "\" text-anchor=\"middle\">", (long)std::lround(x),
-             "</text>\n");
-  }
-  s += str("<text x=\"", (L + W - R) / 2, "\" y=\"", H - 10, "\" text-anchor=\"middle\">step</text>\n");
-  const char* colors[] = {"#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
-  auto poly = [&](const std::vector<std::pair<int, double>>& v, const char* color, double width) {
-    std::string pts;
-    for (auto& [x, y] : v)
-      if (std::isfinite(y)) pts += str(X(x), ",", Y(y), " ");
-    s += str("<polyline fill=\"none\" stroke=\"", color, "\" stroke-width=\"", width, "\" points=\"", pts,
-             "\"/>\n");
-  };
-  poly(train, "#1f77b4", 1.2);
-  s += str("<line x1=\"", W - R + 15, "\" x2=\"", W - R + 40, "\" y1=\"", Tp + 10, "\" y2=\"", Tp + 10,
-           "\" stroke=\"#1f77b4\" stroke-width=\"2\"/><text x=\"", W - R + 45, "\" y=\"", Tp + 14, "\">train</text>\n");
-  for (size_t i = 0; i < val.size(); ++i) {
-    const char* c = colors[i % 7];
-    poly(val[i].second, c, 2);
-    const double ly = Tp + 30 + 20 * i;
-    s += str("<line x1=\"", W - R + 15, "\" x2=\"", W - R + 40, "\" y1=\"", ly, "\" y2=\"", ly, "\" stroke=\"", c,
-             "\" stroke-width=\"2\"/><text x=\"", W - R + 45, "\" y=\"", ly + 4, "\">", val[i].first, "</text>\n");
-  }
-  s += "</svg>\n";
-  write_file_atomic(path, s);
+  plot::Chart c;
+  c.title = "training loss";
+  c.xlabel = "step";
+  c.ylabel = "loss";
+  c.width = 800;
+  c.series.push_back(series("train", train, 1.2));
+  for (auto& [label, pts] : val) c.series.push_back(series(label, pts, 2.0));
+  plot::write_chart(path, c);
 }
 
 }  // namespace huginn
