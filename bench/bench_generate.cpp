@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "bench_model.h"
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
 #include "huginn/generate.h"
@@ -59,21 +60,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     kern::set_threads(threads);
-    std::unique_ptr<Model> m;
-    std::vector<float> flat;
-    std::string name;
-    if (model_dir.empty()) {
-      nlohmann::json j = {{"n_embd", 512},  {"n_heads", 8},  {"intermediate_size", 1536},
-                          {"vocab_size", 8192}, {"block_size", 1024}, {"n_layers_in_prelude", 2},
-                          {"n_layers_in_recurrent_block", 4}, {"n_layers_in_coda", 2}, {"mean_recurrence", 32}};
-      ModelConfig c = parse_config(j, "standard");
-      flat = init_params(c, 1);
-      m = Model::from_flat(c, flat.data());
-      name = "std-d512 (random weights)";
-    } else {
-      m = Model::load(model_dir);
-      name = model_dir;
-    }
+    bench::BenchModel bm = bench::load_bench_model(model_dir);
+    const std::unique_ptr<Model>& m = bm.model;
+    const std::string& name = bm.name;
     const Model& M = *m;
     const ModelConfig& c = M.config();
     if (prompt + gen + 16 > c.block_size) fail("prompt + gen exceeds the context of ", c.block_size);

@@ -13,6 +13,15 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// SplitMix64's finaliser: a fast, well-mixed 64-bit hash for seeds, so that
+// random streams are pure functions of (seed, index).
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 template <class... Args>
 std::string str(Args&&... args) {
   std::ostringstream os;

@@ -20,9 +20,6 @@ void trunc_normal(float* p, size_t n, float std, std::mt19937_64& rng) {
     p[i] = z * std;
   }
 }
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
 }  // namespace
 
 std::vector<float> init_params(const ModelConfig& c, uint64_t seed) {
@@ -33,14 +30,14 @@ std::vector<float> init_params(const ModelConfig& c, uint64_t seed) {
   const float std_out = std_in / std::sqrt(2.0f * c.effective_layers());
   for (auto& p : layout) {
     float* w = flat.data() + p.offset;
-    if (ends_with(p.name, "norm_1.weight") || ends_with(p.name, "norm_2.weight") ||
-        ends_with(p.name, "norm_3.weight") || ends_with(p.name, "norm_4.weight") || p.name == "transformer.ln_f.weight") {
+    if (p.name.ends_with("norm_1.weight") || p.name.ends_with("norm_2.weight") ||
+        p.name.ends_with("norm_3.weight") || p.name.ends_with("norm_4.weight") || p.name == "transformer.ln_f.weight") {
       std::fill(w, w + p.numel, 1.0f);
-    } else if (ends_with(p.name, "qk_bias")) {
+    } else if (p.name.ends_with("qk_bias")) {
       std::fill(w, w + p.numel, 0.0f);
-    } else if (ends_with(p.name, "attn.proj.weight") || ends_with(p.name, "mlp.proj.weight")) {
+    } else if (p.name.ends_with("attn.proj.weight") || p.name.ends_with("mlp.proj.weight")) {
       trunc_normal(w, p.numel, std_out, rng);
-    } else if (ends_with(p.name, "mlp.fc.weight")) {
+    } else if (p.name.ends_with("mlp.fc.weight")) {
       const size_t half = p.numel / 2;  // rows 0..I-1 gate, I..2I-1 up
       trunc_normal(w, half, std_in, rng);
       trunc_normal(w + half, p.numel - half, std_out, rng);

@@ -264,12 +264,7 @@ const Task& get_task(const std::string& name) {
   return *it->second;
 }
 
-uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+uint64_t mix64(uint64_t z) { return splitmix64(z); }
 
 uint64_t hash64(const std::string& s, uint64_t salt) {
   uint64_t h = 0xcbf29ce484222325ull ^ mix64(salt);

@@ -19,12 +19,7 @@ namespace huginn {
 namespace fs = std::filesystem;
 
 namespace {
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+uint64_t mix(uint64_t x) { return splitmix64(x); }
 struct Rng {
   uint64_t s;
   uint64_t next() { return s = mix(s); }

@@ -8,15 +8,7 @@
 namespace huginn {
 
 namespace {
-uint64_t splitmix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
+uint64_t splitmix(uint64_t x) { return splitmix64(x); }
 }  // namespace
 
 RecurrenceSplit sample_recurrence(int mean_recurrence, int backprop_depth, uint64_t seed, uint64_t step) {
@@ -60,7 +52,7 @@ AdamW::AdamW(const ModelConfig& c, AdamWConfig cfg) : layout_(param_layout(c)), 
 float AdamW::decay_for(const std::string& name) const {
   // The reference's no_weight_decay_for_bias_and_norm_params: norms and biases
   // (every 1-D tensor, and qk_bias) are not decayed.
-  const bool no_decay = ends_with(name, "qk_bias") || ends_with(name, "bias") || name.find("norm") != std::string::npos ||
+  const bool no_decay = name.ends_with("qk_bias") || name.ends_with("bias") || name.find("norm") != std::string::npos ||
                         name.find("ln_f") != std::string::npos;
   return no_decay ? 0.f : cfg_.weight_decay;
 }

@@ -29,12 +29,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+uint64_t mix(uint64_t x) { return splitmix64(x); }
 std::string fmt_time(double s) {
   if (!(s >= 0) || s > 1e8) return "?";
   const long t = (long)(s + 0.5);

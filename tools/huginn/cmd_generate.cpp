@@ -30,17 +30,6 @@ struct Summary {
   std::string extra;
 };
 
-std::string human_bytes(double b) {
-  const char* u[] = {"B", "KiB", "MiB", "GiB"};
-  int i = 0;
-  while (b >= 1024 && i < 3) {
-    b /= 1024;
-    ++i;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f %s", b, u[i]);
-  return buf;
-}
 
 void print_summary(const Summary& s) {
   double mean = 0;

@@ -14,17 +14,6 @@ struct Opts {
   int steps = -1, ctx = -1;
 };
 
-std::string human(double bytes) {
-  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int i = 0;
-  while (bytes >= 1024 && i < 4) {
-    bytes /= 1024;
-    ++i;
-  }
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f %s", bytes, u[i]);
-  return buf;
-}
 
 int run(const Opts& o) {
   auto m = Model::load(o.model);
@@ -53,13 +42,13 @@ int run(const Opts& o) {
   std::printf("\n");
   const double wbytes = (double)c.params_total() * 4;
   std::printf("memory at r = %d, context %d (float32 compute)\n", steps, ctx);
-  std::printf("  weights      %s\n", human(wbytes).c_str());
+  std::printf("  weights      %s\n", human_bytes(wbytes).c_str());
   const double per_slot = 2.0 * c.n_embd * 4 * ctx;  // K and V, one layer application
   const int fixed = c.n_prelude + c.n_coda;
   for (const char* s : {"full", "compress-s4", "compress-r4"}) {
     CacheStrategy cs = CacheStrategy::parse(s);
     const int slots = fixed + cs.core_slots(c.n_core, steps);
-    std::printf("  KV %-12s %s (%d layer slots per token)\n", s, human(per_slot * slots).c_str(), slots);
+    std::printf("  KV %-12s %s (%d layer slots per token)\n", s, human_bytes(per_slot * slots).c_str(), slots);
   }
   return 0;
 }

@@ -24,6 +24,9 @@ struct Register {
   }
 };
 
+// "1.50 MiB": a byte count for people.
+std::string human_bytes(double bytes);
+
 // Parses a token list "1,2,3" or "[1, 2, 3]" into ids.
 std::vector<int> parse_ids(const std::string& s);
 

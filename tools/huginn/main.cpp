@@ -1,5 +1,6 @@
 // huginn: one program, many subcommands (see commands.h).
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 #include <map>
 
@@ -12,6 +13,18 @@ namespace huginn::cli {
 std::vector<Command>& commands() {
   static std::vector<Command> c;
   return c;
+}
+
+std::string human_bytes(double bytes) {
+  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (bytes >= 1024 && i < 4) {
+    bytes /= 1024;
+    ++i;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f %s", bytes, u[i]);
+  return buf;
 }
 
 std::vector<int> parse_ids(const std::string& s) {
