@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "commands.h"
+#include "huginn/chat.h"
 #include "huginn/common.h"
 #include "huginn/model.h"
 #include "huginn/safetensors.h"
@@ -13,7 +14,7 @@
 namespace huginn::cli {
 namespace {
 struct Opts {
-  std::string model, ids, out;
+  std::string model, ids, text, out;
   int steps = -1, top = 5;
   float init_scale = 0.f;
   uint64_t seed = 0;
@@ -22,8 +23,12 @@ struct Opts {
 int run(const Opts& o) {
   auto m = Model::load(o.model);
   const ModelConfig& c = m->config();
-  std::vector<int> ids = parse_ids(o.ids);
-  if (ids.empty()) fail("--ids: no token ids given");
+  if (o.ids.empty() == o.text.empty()) fail("give exactly one of --ids and -p");
+  PromptSource ps;
+  ps.ids = o.ids;
+  ps.text = o.text;
+  std::vector<int> ids = prompt_ids(o.model, ps);
+  if (ids.empty()) fail("the input holds no tokens");
   const int steps = o.steps >= 0 ? o.steps : c.mean_recurrence;
   const int T = (int)ids.size();
   Workspace ws;
@@ -55,7 +60,8 @@ static Register reg("forward", "run one forward pass at a chosen depth and show 
                     [](CLI::App& app) {
                       auto o = std::make_shared<Opts>();
                       app.add_option("-m,--model", o->model, "model directory")->required();
-                      app.add_option("--ids", o->ids, "input token ids, e.g. 1,2,3")->required();
+                      app.add_option("--ids", o->ids, "input token ids, e.g. 1,2,3");
+                      app.add_option("-p,--prompt", o->text, "input text (the model's tokenizer.json)");
                       app.add_option("--steps", o->steps, "recurrence depth r (default: mean_recurrence)")
                           ->check(CLI::Range(0, 100000));
                       app.add_option("--top", o->top, "how many top tokens to show")->check(CLI::Range(1, 1000));
