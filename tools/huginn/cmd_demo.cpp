@@ -23,7 +23,7 @@ using namespace huginn::tasks;
 struct Opts {
   std::string model = "models/huginn-tasks", out = "demo-out";
   int n = 40, max_steps = 32, extra = 4;
-  double kl = 1e-3;
+  double kl = 1e-4;
   uint64_t seed = 1;
   bool quiet = false;
 };
@@ -103,7 +103,23 @@ int run(const Opts& o) {
   // each iteration, and how far the latent state still moves.
   const TaskRange& tr = mix.tasks.front();
   const Task& task = get_task(tr.task);
-  const Instance inst = sample(task, Split::Test, tr.max_difficulty, 7, o.seed);
+  // Prefer a problem the model gets wrong at r = 1 and right at full depth:
+  // the point of the demo is to watch the answer change as it thinks.
+  auto answer_at = [&](const std::vector<int>& ids, int steps) {
+    DecodeOptions d;
+    d.steps = steps;
+    d.max_new_tokens = task.answer_length(tr.max_difficulty) + 1;
+    return decode_answer_text(decode_answer(*model, ids, d).tokens);
+  };
+  Instance inst = sample(task, Split::Test, tr.max_difficulty, 0, o.seed);
+  for (uint64_t i = 0; i < 200; ++i) {
+    const Instance cand = sample(task, Split::Test, tr.max_difficulty, i, o.seed);
+    const auto cids = prompt_ids(cand);
+    if (answer_at(cids, 1) != cand.answer && answer_at(cids, o.max_steps) == cand.answer) {
+      inst = cand;
+      break;
+    }
+  }
   const auto ids = prompt_ids(inst);
   const LatentTrace lt = trace_latents(*model, ids, o.max_steps);
   const size_t last = (size_t)(lt.T - 1) * lt.d;
@@ -113,10 +129,7 @@ int run(const Opts& o) {
   std::printf("  iter  answer decoded at this depth   relative change of the latent state\n");
   std::string prev;
   for (int k = 1; k <= o.max_steps; ++k) {
-    DecodeOptions d;
-    d.steps = k;
-    d.max_new_tokens = task.answer_length(tr.max_difficulty) + 1;
-    const std::string ans = decode_answer_text(decode_answer(*model, ids, d).tokens);
+    const std::string ans = answer_at(ids, k);
     const bool changed = ans != prev;
     if (k <= 8 || changed || k == o.max_steps || (k & (k - 1)) == 0)
       std::printf("  %4d  %-12s %-3s %-12s %.2e\n", k, ans.c_str(), ans == inst.answer ? "ok" : "", changed ? "(changed)" : "",
