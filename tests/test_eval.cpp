@@ -1,6 +1,8 @@
 // decode_answer against the generation module's greedy decoder, the KL exit,
 // and the `huginn eval` command's output on a tiny random task model.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <sys/wait.h>
 
 #include <array>
@@ -21,21 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.n_embd = 32;
-  c.n_heads = 2;
-  c.head_dim = 16;
-  c.intermediate_size = 64;
-  c.vocab_size = kCharModelVocabSize;
-  c.block_size = 128;
-  c.n_prelude = 1;
-  c.n_core = 2;
-  c.n_coda = 1;
-  c.mean_recurrence = 4;
-  c.mean_backprop_depth = 2;
-  return c;
-}
+ModelConfig tiny_config() { return test::tiny_config(32, 2, kCharModelVocabSize, 128); }
 
 // A tiny random task model directory, made once per test binary.
 const std::string& model_dir() {

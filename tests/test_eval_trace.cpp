@@ -1,6 +1,8 @@
 // Latent analysis: trace_latents against Model::forward, the trajectory
 // analysis on synthetic fixed points / orbits / sliders, and `huginn trace`.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <sys/wait.h>
 
 #include <array>
@@ -24,18 +26,8 @@ namespace {
 const std::string& trace_model_dir() {
   static const std::string dir = [] {
     const std::string d = (fs::temp_directory_path() / ("huginn_trace_model_" + std::to_string(getpid()))).string();
-    ModelConfig c;
-    c.n_embd = 32;
-    c.n_heads = 2;
-    c.head_dim = 16;
-    c.intermediate_size = 64;
-    c.vocab_size = kCharModelVocabSize;
-    c.block_size = 64;
-    c.n_prelude = 1;
+    ModelConfig c = test::tiny_config(32, 2, kCharModelVocabSize, 64);
     c.n_core = 1;
-    c.n_coda = 1;
-    c.mean_recurrence = 4;
-    c.mean_backprop_depth = 2;
     auto flat = init_params(c, 5);
     save_checkpoint(d, c, flat.data());
     write_tokenizer_files(d);  // -p reads the model's tokenizer.json
