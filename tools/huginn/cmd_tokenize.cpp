@@ -61,12 +61,10 @@ std::vector<int> encode_input(const Tokenizer& tok, const Opts& o, const std::st
   return encode_chat(tok, msgs, true);
 }
 
-int run_tokenize(const Opts& o, bool text_given) {
-  Tokenizer tok = load(o);
-  if (!o.jsonl) {
-    print_ids(encode_input(tok, o, text_given ? o.text : read_stdin()), false);
-    return 0;
-  }
+// Calls f(json, line number) for every line of stdin parsed as JSON; any
+// error, in parsing or in f, is reported naming the line.
+template <class F>
+void for_each_json_line(F f) {
   std::string line;
   long n = 0;
   while (std::getline(std::cin, line)) {
@@ -77,13 +75,26 @@ int run_tokenize(const Opts& o, bool text_given) {
     } catch (const nlohmann::json::exception& e) {
       fail("stdin line ", n, ": not valid JSON: ", e.what());
     }
-    if (!j.is_string()) fail("stdin line ", n, ": expected a JSON string, got ", j.type_name());
     try {
-      print_ids(encode_input(tok, o, j.get_ref<const std::string&>()), true);
+      f(j, n);
     } catch (const Error& e) {
-      fail("stdin line ", n, ": ", e.what());
+      const std::string msg = e.what();
+      if (msg.rfind("stdin line ", 0) == 0) throw;
+      fail("stdin line ", n, ": ", msg);
     }
   }
+}
+
+int run_tokenize(const Opts& o, bool text_given) {
+  Tokenizer tok = load(o);
+  if (!o.jsonl) {
+    print_ids(encode_input(tok, o, text_given ? o.text : read_stdin()), false);
+    return 0;
+  }
+  for_each_json_line([&](const nlohmann::json& j, long n) {
+    if (!j.is_string()) fail("stdin line ", n, ": expected a JSON string, got ", j.type_name());
+    print_ids(encode_input(tok, o, j.get_ref<const std::string&>()), true);
+  });
   return 0;
 }
 
@@ -94,16 +105,7 @@ int run_detokenize(const Opts& o) {
     std::cout.flush();
     return 0;
   }
-  std::string line;
-  long n = 0;
-  while (std::getline(std::cin, line)) {
-    ++n;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail("stdin line ", n, ": not valid JSON: ", e.what());
-    }
+  for_each_json_line([&](const nlohmann::json& j, long n) {
     if (!j.is_array()) fail("stdin line ", n, ": expected a JSON array of token ids");
     std::vector<int> ids;
     for (auto& v : j) {
@@ -112,14 +114,10 @@ int run_detokenize(const Opts& o) {
       if (x < INT32_MIN || x > INT32_MAX) fail("stdin line ", n, ": token id ", x, " is out of range");
       ids.push_back((int)x);
     }
-    try {
-      std::cout << nlohmann::json(tok.decode(ids, o.skip_special))
-                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                << '\n';
-    } catch (const Error& e) {
-      fail("stdin line ", n, ": ", e.what());
-    }
-  }
+    std::cout << nlohmann::json(tok.decode(ids, o.skip_special))
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+              << '\n';
+  });
   return 0;
 }
 
