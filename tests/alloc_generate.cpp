@@ -9,25 +9,12 @@
 #include <new>
 #include <string>
 
+#include "alloc_counter.h"
 #include "huginn/generate.h"
 #include "huginn/model.h"
 
-static std::atomic<long> g_allocs{0};
-void* operator new(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-
 using namespace huginn;
 
-static long count(const std::function<void()>& f) {
-  const long before = g_allocs.load();
-  f();
-  return g_allocs.load() - before;
-}
 
 int main() {
   auto m = Model::load(std::string(HUGINN_TEST_DATA) + "/golden/tiny_f32");
@@ -35,7 +22,7 @@ int main() {
   int bad = 0;
   auto check = [&](const char* name, const std::function<void(int)>& run) {
     run(2);  // warm-up (thread pools, first-touch)
-    const long a = count([&] { run(4); }), b = count([&] { run(24); });
+    const long a = test::count_allocs([&] { run(4); }), b = test::count_allocs([&] { run(24); });
     std::printf("%-40s %ld allocations for 4 tokens, %ld for 24\n", name, a, b);
     if (a != b) ++bad;
   };

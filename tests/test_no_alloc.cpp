@@ -2,24 +2,12 @@
 // by this test binary and require none during warm decode steps.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 
+#include "alloc_counter.h"
 #include "huginn/checkpoint.h"
 #include "huginn/generate.h"
 #include "huginn/model.h"
 #include "test_util.h"
-
-static std::atomic<long> g_allocs{0};
-
-void* operator new(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace huginn;
 
@@ -35,11 +23,12 @@ TEST(NoAlloc, DecodeStepsDoNotAllocate) {
     m->forward(prompt.data(), (int)prompt.size(), 6, r, ws, &cache, nullptr, 0.f, 0, 1);
     int tok = argmax(r.logits.data(), c.vocab_size);
     m->forward(&tok, 1, 6, r, ws, &cache, nullptr, 0.f, 0, 1);  // warm-up: sizes the single-token buffers
-    const long before = g_allocs.load();
-    for (int i = 0; i < 10; ++i) {
-      tok = argmax(r.logits.data(), c.vocab_size);
-      m->forward(&tok, 1, 6, r, ws, &cache, nullptr, 0.f, 0, 1);
-    }
-    EXPECT_EQ(g_allocs.load() - before, 0) << strategy;
+    const long allocs = test::count_allocs([&] {
+      for (int i = 0; i < 10; ++i) {
+        tok = argmax(r.logits.data(), c.vocab_size);
+        m->forward(&tok, 1, 6, r, ws, &cache, nullptr, 0.f, 0, 1);
+      }
+    });
+    EXPECT_EQ(allocs, 0) << strategy;
   }
 }
