@@ -9,17 +9,12 @@
 #include "huginn/data.h"
 #include "tensor/backward.h"
 #include "tensor/kernels.h"
+#include "test_util.h"
 
 using namespace huginn;
 
 namespace {
-std::vector<float> randv(size_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+using test::randv;
 
 // Central difference of a double objective in each coordinate of x.
 std::vector<double> fd(std::vector<double> x, const std::function<double(const std::vector<double>&)>& f,

@@ -37,15 +37,10 @@ const std::string& trace_model_dir() {
   return dir;
 }
 
+// stdout then stderr, as one text.
 std::pair<int, std::string> run_cli(const std::string& args) {
-  const std::string cmd = std::string(HUGINN_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  auto r = test::run_cli(args);
+  return {r.code, r.out + r.err};
 }
 
 // Trajectory rows from a function of the iteration k = 1..steps.

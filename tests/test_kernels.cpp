@@ -6,17 +6,12 @@
 #include <vector>
 
 #include "tensor/kernels.h"
+#include "test_util.h"
 
 using namespace huginn;
 
 namespace {
-std::vector<float> randv(size_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+using test::randv;
 void naive_matmul(const float* x, const float* W, double* y, int T, int K, int N) {
   for (int t = 0; t < T; ++t)
     for (int n = 0; n < N; ++n) {

@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "huginn/checkpoint.h"
 #include "huginn/config.h"
@@ -37,6 +38,15 @@ inline ModelConfig tiny_config(int d = 32, int heads = 2, int vocab = 97, int bl
   c.mean_recurrence = 4;
   c.mean_backprop_depth = 2;
   return c;
+}
+
+// n normal samples (mean 0, std `scale`), reproducible by seed.
+inline std::vector<float> randv(size_t n, uint32_t seed, float scale = 1.f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
 }
 
 struct RunResult {
