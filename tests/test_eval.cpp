@@ -5,6 +5,7 @@
 #include "test_util.h"
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -146,6 +147,52 @@ TEST(Eval, EvaluateCountsAndAgreesWithDecodeAnswer) {
   EXPECT_EQ(res[2].correct, correct);
 }
 
+TEST(Eval, ConvergenceFollowsTheLastPromptPosition) {
+  auto m = Model::load(model_dir());
+  const Task& t = get_task("jumps");
+  const int K = 12;
+  auto res = convergence(*m, t, {5, 8}, 4, 0, K, 1e-3);
+  ASSERT_EQ(res.size(), 2u);
+  // By hand, from trace_latents on the same instances: settling iteration and
+  // the iteration from which the argmax of the answer's logits stays put.
+  for (auto& r : res) {
+    EXPECT_EQ(r.n, 4);
+    EXPECT_EQ(r.max_steps, K);
+    const auto inst = test_instances(t, r.difficulty, 4, 0);
+    double settle = 0, answer = 0;
+    int unsettled = 0;
+    for (auto& in : inst) {
+      const LatentTrace lt = trace_latents(*m, prompt_ids(in), K);
+      const Trajectory tr = analyze_trajectory(lt.states.data() + (size_t)(lt.T - 1) * lt.d, K, lt.d,
+                                               (size_t)lt.T * lt.d, nullptr, 1e-3);
+      unsettled += tr.settle_iteration < 0;
+      settle += tr.settle_iteration < 0 ? K : tr.settle_iteration;
+      auto argmax = [&](int k) {
+        const float* l = &lt.logits[(size_t)k * lt.vocab];
+        return std::max_element(l, l + lt.vocab) - l;
+      };
+      int a = K;
+      while (a > 1 && argmax(a - 2) == argmax(K - 1)) --a;
+      answer += a;
+    }
+    EXPECT_EQ(r.unsettled, unsettled);
+    EXPECT_DOUBLE_EQ(r.mean_settle, settle / 4);
+    EXPECT_DOUBLE_EQ(r.mean_answer_settle, answer / 4);
+    EXPECT_GE(r.median_settle, 1);
+    EXPECT_LE(r.median_settle, K);
+  }
+  // The tolerance decides: everything settles at once under a huge one, nothing under a tiny one.
+  auto loose = convergence(*m, t, {6}, 3, 0, K, 1e30);
+  EXPECT_DOUBLE_EQ(loose[0].mean_settle, 1.0);
+  EXPECT_EQ(loose[0].unsettled, 0);
+  auto tight = convergence(*m, t, {6}, 3, 0, K, 1e-300);
+  EXPECT_EQ(tight[0].unsettled, 3);
+  EXPECT_DOUBLE_EQ(tight[0].mean_settle, K);
+  EXPECT_THROW(convergence(*m, t, {6}, 3, 0, 1, 1e-3), Error);
+  EXPECT_THROW(convergence(*m, t, {6}, 0, 0, 8, 1e-3), Error);
+  EXPECT_THROW(convergence(*m, t, {6}, 3, 0, 8, 0), Error);
+}
+
 TEST(Eval, CliJsonOutputShape) {
   auto r = run_cli("eval -q -m " + model_dir() + " --task addition --difficulty 2 --steps 1,2,4 --n 5 --json");
   ASSERT_EQ(r.rc, 0) << r.out;
@@ -181,6 +228,18 @@ TEST(Eval, CliJsonOutputShape) {
   EXPECT_EQ(j["by_difficulty"][1]["difficulty"], 4);
   EXPECT_EQ(j["by_difficulty"][1]["results"].size(), 2u);
   EXPECT_TRUE(fs::exists(svg));
+  // --convergence adds one entry per difficulty.
+  r = run_cli("eval -q -m " + model_dir() + " --task jumps --difficulty 5,7 --steps 2 --n 3 --convergence 6 --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["convergence"].size(), 2u);
+  EXPECT_EQ(j["convergence"][1]["difficulty"], 7);
+  EXPECT_EQ(j["convergence"][1]["max_steps"], 6);
+  for (const char* k : {"mean_settle", "median_settle", "unsettled", "mean_answer_settle"})
+    EXPECT_TRUE(j["convergence"][0].contains(k)) << k;
+  r = run_cli("eval -q -m " + model_dir() + " --task jumps --difficulty 5 --steps 2 --n 3 --convergence 1");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--convergence"), std::string::npos) << r.out;
 }
 
 TEST(Eval, CliTableListTasksAndErrors) {

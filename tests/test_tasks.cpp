@@ -82,7 +82,35 @@ std::string solve_reach(const std::string& prompt, int rows) {
   return dfs(g, 0, 0) ? "y" : "n";
 }
 
+// Every cell the frog can stand on, by breadth-first search from cell 0 (the
+// frog's moves are forced, so the set is its path).
+std::string solve_jumps(const std::string& prompt, int n) {
+  EXPECT_EQ(prompt.back(), '=');
+  EXPECT_EQ((int)prompt.size(), n + 1);
+  std::vector<char> seen(n, 0);
+  std::vector<int> queue{0};
+  while (!queue.empty()) {
+    const int i = queue.back();
+    queue.pop_back();
+    if (i >= n || seen[i]) continue;
+    seen[i] = 1;
+    const int j = prompt[i] - '0';
+    EXPECT_TRUE(j >= 1 && j <= 3) << prompt;
+    queue.push_back(i + j);
+  }
+  return seen[n - 1] ? "y" : "n";
+}
+
+// Whether a frog started on `start` lands on the last cell.
+bool lands_last(const std::string& prompt, int start) {
+  const int n = (int)prompt.size() - 1;
+  int i = start;
+  while (i < n - 1) i += prompt[i] - '0';
+  return i == n - 1;
+}
+
 std::string brute_force(const Instance& in, const std::string& task) {
+  if (task == "jumps") return solve_jumps(in.prompt, in.difficulty);
   if (task == "digitsum") return solve_running_sum(in.prompt, 10);
   if (task == "parity") return solve_running_sum(in.prompt, 2);
   if (task == "addition") return solve_addition(in.prompt, in.difficulty);
@@ -210,6 +238,45 @@ TEST(Tasks, ReachIsBalancedAndReachHardHasNoCheapCues) {
   }
 }
 
+TEST(Tasks, JumpsIsBalancedAndOnlyTheWholeRowDecides) {
+  const Task& t = get_task("jumps");
+  for (int n : {4, 10, 24, 48}) {
+    const int N = 600;
+    int yes = 0, from_late = 0;
+    for (uint64_t s = 0; s < N; ++s) {
+      Instance in = t.generate(n, s);
+      const bool y = in.answer == "y";
+      yes += y;
+      // Two tracks that never meet: the frog's and one from cell 1 or 2, and
+      // exactly one of them ends on the last cell.
+      auto path = [&](int start) {
+        std::set<int> cells;
+        for (int i = start; i < n; i += in.prompt[i] - '0') cells.insert(i);
+        return cells;
+      };
+      const std::set<int> frog = path(0);
+      bool found = false;
+      for (int start : {1, 2}) {
+        const std::set<int> other = path(start);
+        bool meet = false;
+        for (int c : other) meet = meet || frog.count(c);
+        if (meet) continue;
+        found = true;
+        EXPECT_NE(y, lands_last(in.prompt, start)) << in.prompt;
+      }
+      EXPECT_TRUE(found) << in.prompt;
+      // A frog simulated from 6 cells before the end says nothing about the answer.
+      from_late += lands_last(in.prompt, std::max(0, n - 6)) == y;
+    }
+    EXPECT_GT(yes, N * 40 / 100) << n;
+    EXPECT_LT(yes, N * 60 / 100) << n;
+    if (n >= 24) {
+      EXPECT_GT(from_late, N * 35 / 100) << n;
+      EXPECT_LT(from_late, N * 65 / 100) << n;
+    }
+  }
+}
+
 TEST(Tasks, ScorerIsExactMatch) {
   const Task& t = get_task("addition");
   Instance in = t.generate(4, 3);
@@ -327,6 +394,11 @@ TEST(Tasks, SequenceSourceDifficultyRangeCurriculumAndPacking) {
   for (uint64_t i = 5000; i < 5200; ++i) late_max = std::max(late_max, src.instances(i, 64)[0].difficulty);
   EXPECT_LE(early_max, 4);
   EXPECT_EQ(late_max, 20);
+  // The curriculum shapes training only: validation draws the whole range from the start.
+  TaskSequenceSource val(mix, Split::Validation);
+  int val_early_max = 0;
+  for (uint64_t i = 0; i < 100; ++i) val_early_max = std::max(val_early_max, val.instances(i, 64)[0].difficulty);
+  EXPECT_GT(val_early_max, 10);
   mix.curriculum_sequences = 0;
   mix.pack = true;
   TaskSequenceSource packed(mix);
@@ -355,6 +427,17 @@ TEST(Tasks, TaskMixParsingAndManifestRoundTrip) {
   EXPECT_THROW(parse_task_mix("addition"), Error);
   EXPECT_THROW(parse_task_mix("addition:1-x"), Error);
   EXPECT_THROW(parse_task_mix("addition:1-3@0"), Error);
+  // Options of the whole mix.
+  TaskMix opt = parse_task_mix("jumps:4-24,pack,curriculum=1000");
+  ASSERT_EQ(opt.tasks.size(), 1u);
+  EXPECT_TRUE(opt.pack);
+  EXPECT_EQ(opt.curriculum_sequences, 1000u);
+  EXPECT_THROW(parse_task_mix("jumps:4-8,curriculum=x"), Error);
+  EXPECT_THROW(parse_task_mix("jumps:4-8,curriculum=-3"), Error);
+  EXPECT_THROW(parse_task_mix("pack"), Error);  // no task
+  TaskMix opt_back = task_mix_from_json(task_mix_to_json(opt), "test");
+  EXPECT_TRUE(opt_back.pack);
+  EXPECT_EQ(opt_back.curriculum_sequences, 1000u);
   const std::string dir = (fs::temp_directory_path() / ("huginn_test_manifest_" + std::to_string(getpid()))).string();
   mix.seed = 42;
   write_task_manifest(dir, mix);

@@ -101,7 +101,8 @@ class Task {
   void check_difficulty(int difficulty) const;
 };
 
-// The built-in tasks by name ("addition", "digitsum", "parity", "reach", "reach-hard");
+// The built-in tasks by name ("addition", "digitsum", "parity", "reach", "reach-hard",
+// "jumps");
 // throws huginn::Error listing the known names for an unknown one.
 const Task& get_task(const std::string& name);
 std::vector<std::string> task_names();
@@ -141,7 +142,8 @@ struct TaskMix {
   int max_sequence_length() const;
   void validate() const;  // known tasks, ranges inside the supported ones, weights > 0
 };
-// "addition:1-12,reach:3-8@2" (name:min-max[@weight]; "name:K" for one difficulty).
+// "addition:1-12,reach:3-8@2" (name:min-max[@weight]; "name:K" for one difficulty),
+// optionally with "pack" and "curriculum=N" entries ("jumps:4-20,pack,curriculum=100000").
 TaskMix parse_task_mix(const std::string& spec);
 nlohmann::json task_mix_to_json(const TaskMix& mix);
 TaskMix task_mix_from_json(const nlohmann::json& j, const std::string& source);
@@ -221,6 +223,30 @@ using EvalProgress = std::function<void(int64_t done, int64_t total)>;
 std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::vector<int>& difficulties,
                                  const std::vector<EvalSetting>& settings, int n, uint64_t seed,
                                  const DecodeOptions& base, const EvalProgress& progress = {});
+
+// The first n distinct test instances of a difficulty (repeated only when the
+// instance space is smaller): what evaluate() and convergence() run on.
+std::vector<Instance> test_instances(const Task& task, int difficulty, int n, uint64_t seed, int* distinct = nullptr);
+
+// How many iterations the latent state needs to settle, by difficulty: for
+// each test instance, the prompt is iterated up to max_steps times (zero
+// initial state) and the last prompt position (the one that predicts the
+// first answer token) is followed.
+struct ConvergenceResult {
+  std::string task;
+  int difficulty = 0, n = 0, max_steps = 0;
+  double tol = 0;
+  // Settling: the first iteration from which the relative change of the state
+  // stays below tol; instances that never settle count as max_steps.
+  double mean_settle = 0, median_settle = 0;
+  int unsettled = 0;
+  // The first iteration from which the predicted first answer token stays
+  // what it is at max_steps (the answer has stopped changing).
+  double mean_answer_settle = 0;
+};
+std::vector<ConvergenceResult> convergence(const Model& m, const Task& task, const std::vector<int>& difficulties,
+                                           int n, uint64_t seed, int max_steps, double tol = 1e-3,
+                                           const EvalProgress& progress = {});
 
 // ---------------------------------------------------------------------------
 // Latent analysis: the state after every iteration of one forward pass, and

@@ -50,6 +50,24 @@ DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt, const
   return res;
 }
 
+std::vector<Instance> test_instances(const Task& task, int d, int n, uint64_t seed, int* distinct) {
+  // Distinct where the instance space allows (small difficulties have few):
+  // draws stop after 20n tries, then repeat.
+  std::vector<Instance> inst;
+  std::set<std::string> seen;
+  for (uint64_t i = 0; (int)inst.size() < n && i < (uint64_t)n * 20; ++i) {
+    Instance in = sample(task, Split::Test, d, i, seed);
+    if (seen.insert(in.prompt).second) inst.push_back(std::move(in));
+  }
+  const int nd = (int)inst.size();
+  if (distinct) *distinct = nd;
+  for (int i = 0; (int)inst.size() < n; ++i) {
+    Instance copy = inst[i % nd];
+    inst.push_back(std::move(copy));
+  }
+  return inst;
+}
+
 std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::vector<int>& difficulties,
                                  const std::vector<EvalSetting>& settings, int n, uint64_t seed,
                                  const DecodeOptions& base, const EvalProgress& progress) {
@@ -70,19 +88,8 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
   std::mutex progress_mu;
   std::vector<EvalResult> out;
   for (int d : difficulties) {
-    // Distinct test instances where the instance space allows (small
-    // difficulties have few): draws stop after 20n tries, then repeat.
-    std::vector<Instance> inst;
-    std::set<std::string> seen;
-    for (uint64_t i = 0; (int)inst.size() < n && i < (uint64_t)n * 20; ++i) {
-      Instance in = sample(task, Split::Test, d, i, seed);
-      if (seen.insert(in.prompt).second) inst.push_back(std::move(in));
-    }
-    const int distinct = (int)inst.size();
-    for (int i = 0; (int)inst.size() < n; ++i) {
-      Instance copy = inst[i % distinct];
-      inst.push_back(std::move(copy));
-    }
+    int distinct = 0;
+    const std::vector<Instance> inst = test_instances(task, d, n, seed, &distinct);
     for (auto& st : settings) {
       DecodeOptions o = base;
       o.steps = st.steps;

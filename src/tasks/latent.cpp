@@ -4,10 +4,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <mutex>
+#include <omp.h>
 
 #include "huginn/common.h"
 #include "huginn/model.h"
 #include "huginn/tasks.h"
+#include "tensor/kernels.h"
 
 namespace huginn::tasks {
 
@@ -178,6 +181,81 @@ Trajectory analyze_trajectory(const float* states, int steps, int d, size_t stri
   tr.summary = str("unsettled: no fixed point within ", steps, " iterations (relative change ", last_change,
                    " at the end)");
   return tr;
+}
+
+std::vector<ConvergenceResult> convergence(const Model& m, const Task& task, const std::vector<int>& difficulties,
+                                           int n, uint64_t seed, int max_steps, double tol,
+                                           const EvalProgress& progress) {
+  if (n < 1) fail("convergence: the number of instances must be >= 1, got ", n);
+  if (max_steps < 2) fail("convergence: at least 2 iterations are needed, got ", max_steps);
+  if (!(tol > 0)) fail("convergence: the tolerance must be > 0");
+  for (int d : difficulties) task.check_difficulty(d);
+  const int64_t total = (int64_t)difficulties.size() * n;
+  int64_t done = 0;
+  std::mutex mu;
+  std::vector<ConvergenceResult> out;
+  for (int d : difficulties) {
+    const std::vector<Instance> inst = test_instances(task, d, n, seed);
+    std::vector<int> settle(n), answer_settle(n);
+    std::string error;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(kern::threads())
+    for (int i = 0; i < n; ++i) {
+      try {
+        const LatentTrace lt = trace_latents(m, prompt_ids(inst[i]), max_steps);
+        const size_t stride = (size_t)lt.T * lt.d;
+        const float* s = lt.states.data() + (size_t)(lt.T - 1) * lt.d;  // last position, iteration 1
+        // Relative change of iteration k against k-1 (k = 1 against the zero initial state).
+        int settled = -1;  // stays -1 when even the last iteration moves by more than tol
+        for (int k = max_steps - 1; k >= 0; --k) {
+          double diff = 0, norm = 0;
+          for (int j = 0; j < lt.d; ++j) {
+            const double a = s[(size_t)k * stride + j], b = k ? s[(size_t)(k - 1) * stride + j] : 0.0;
+            diff += (a - b) * (a - b);
+            norm += a * a;
+          }
+          if (std::sqrt(diff) >= tol * std::max(std::sqrt(norm), 1e-30)) break;
+          settled = k + 1;
+        }
+        settle[i] = settled;
+        auto argmax = [&](int k) {
+          const float* l = &lt.logits[(size_t)k * lt.vocab];
+          return (int)(std::max_element(l, l + lt.vocab) - l);
+        };
+        const int final_tok = argmax(max_steps - 1);
+        int a = max_steps;
+        for (int k = max_steps - 1; k >= 0 && argmax(k) == final_tok; --k) a = k + 1;
+        answer_settle[i] = a;
+      } catch (const std::exception& ex) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (error.empty()) error = ex.what();
+      }
+      std::lock_guard<std::mutex> lk(mu);
+      ++done;
+      if (progress) progress(done, total);
+    }
+    if (!error.empty()) throw Error(error);
+    ConvergenceResult r;
+    r.task = task.name();
+    r.difficulty = d;
+    r.n = n;
+    r.max_steps = max_steps;
+    r.tol = tol;
+    std::vector<int> sorted;
+    double sum = 0, asum = 0;
+    for (int i = 0; i < n; ++i) {
+      const int k = settle[i] < 0 ? max_steps : settle[i];
+      if (settle[i] < 0) ++r.unsettled;
+      sorted.push_back(k);
+      sum += k;
+      asum += answer_settle[i];
+    }
+    std::sort(sorted.begin(), sorted.end());
+    r.mean_settle = sum / n;
+    r.median_settle = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    r.mean_answer_settle = asum / n;
+    out.push_back(r);
+  }
+  return out;
 }
 
 }  // namespace huginn::tasks

@@ -51,6 +51,20 @@ TaskMix parse_task_mix(const std::string& spec) {
     std::string item = spec.substr(start, end - start);
     start = end + 1;
     if (item.empty()) fail("task mix '", spec, "': empty entry");
+    // Options of the whole mix: "pack" and "curriculum=N" (sequences).
+    if (item == "pack") {
+      mix.pack = true;
+      if (end == spec.size()) break;
+      continue;
+    }
+    if (item.rfind("curriculum=", 0) == 0) {
+      const std::string v = item.substr(11);
+      const int c = parse_int(v, "curriculum length");
+      if (c < 0) fail("task mix '", spec, "': curriculum length must be >= 0, got ", c);
+      mix.curriculum_sequences = (uint64_t)c;
+      if (end == spec.size()) break;
+      continue;
+    }
     TaskRange r;
     if (auto at = item.find('@'); at != std::string::npos) {
       try {
@@ -179,7 +193,7 @@ Instance TaskSequenceSource::draw(uint64_t index, uint64_t sub) const {
     u -= t.weight;
   }
   int hi = r->max_difficulty;
-  if (mix_.curriculum_sequences > 0 && index < mix_.curriculum_sequences) {
+  if (split_ == Split::Train && mix_.curriculum_sequences > 0 && index < mix_.curriculum_sequences) {
     const double frac = (double)(index + 1) / (double)mix_.curriculum_sequences;
     hi = r->min_difficulty + (int)((r->max_difficulty - r->min_difficulty) * frac);
   }

@@ -233,6 +233,73 @@ class Reach : public Task {
   bool near_miss_;
 };
 
+// ---------------------------------------------------------------------------
+// jumps: a row of n cells, each holding a jump length 1, 2 or 3, then '='. A
+// frog starts on the first cell and jumps forward by the number on its cell
+// until it leaves the row. Does it land on the last cell? Answer 'y' or 'n'.
+// Whether cell i is landed on is (cell i-k landed on and holds k) for some k
+// in 1..3: a local rule over fixed offsets 1-3, one hop per step.
+// Random rows would make this shallow: frogs started on different cells meet
+// within a few jumps, so simulating one from a few cells before the end gives
+// the answer. Instead every row carries two tracks that never meet, one from
+// the first cell and one from the second or third, and exactly one of them
+// lands on the last cell (the other cells are random and only feed into the
+// tracks). Near the end the two tracks look alike: only following the frog's
+// track from the start tells which one it is on, ~n/2 dependent jumps.
+class Jumps : public Task {
+ public:
+  std::string name() const override { return "jumps"; }
+  std::string description() const override {
+    return "prompt: n jump lengths, each 1, 2 or 3, then '=' (\"2132122=\"); a frog starts on the first cell and "
+           "jumps forward by the number on its cell; answer: 'y' if it lands on the last cell, else 'n' (half "
+           "each). Every row holds two paths that never meet, from the first cell and from the second or third, "
+           "and exactly one of them ends on the last cell, so only following the frog from the start decides. "
+           "Difficulty n = number of cells; about n/2 jumps, each depending on the previous one.";
+  }
+  int min_difficulty() const override { return 4; }
+  int max_difficulty() const override { return 64; }
+  int prompt_length(int n) const override { return n + 1; }
+  int answer_length(int) const override { return 1; }
+
+  static std::vector<char> landed(const std::vector<int>& jump, size_t start = 0) {
+    std::vector<char> on(jump.size(), 0);
+    for (size_t i = start; i < jump.size(); i += (size_t)jump[i]) on[i] = 1;
+    return on;
+  }
+
+  Instance generate(int n, uint64_t seed) const override {
+    check_difficulty(n);
+    Rng rng(seed);
+    const bool want_yes = rng.bernoulli(0.5);
+    std::vector<int> jump(n);
+    for (int attempt = 0;; ++attempt) {
+      for (auto& j : jump) j = rng.range(1, 3);
+      // Grow the two tracks, always moving the one behind, never onto the other.
+      const int second = rng.range(1, 2);
+      int pos[2] = {0, second};
+      while (pos[0] < n || pos[1] < n) {
+        const int behind = pos[0] < n && (pos[1] >= n || pos[0] < pos[1]) ? 0 : 1;
+        const int gap = pos[1 - behind] - pos[behind];  // a jump of this length would merge them
+        int j;
+        do j = rng.range(1, 3);
+        while (j == gap);
+        jump[pos[behind]] = j;
+        pos[behind] += j;
+      }
+      const bool frog = landed(jump)[n - 1] != 0;
+      const bool other = landed(jump, (size_t)second)[n - 1] != 0;
+      if (frog != other && frog == want_yes) break;
+      if (attempt >= 1000) fail("jumps: no row found for n=", n);  // not reached: ~1 in 3 rows qualifies
+    }
+    Instance in;
+    in.difficulty = n;
+    for (int j : jump) in.prompt += (char)('0' + j);
+    in.prompt += '=';
+    in.answer = landed(jump)[n - 1] ? "y" : "n";
+    return in;
+  }
+};
+
 const std::map<std::string, std::unique_ptr<Task>>& registry() {
   static const auto r = [] {
     std::map<std::string, std::unique_ptr<Task>> m;
@@ -241,6 +308,7 @@ const std::map<std::string, std::unique_ptr<Task>>& registry() {
     m["addition"] = std::make_unique<Addition>();
     m["reach"] = std::make_unique<Reach>(false);
     m["reach-hard"] = std::make_unique<Reach>(true);
+    m["jumps"] = std::make_unique<Jumps>();
     return m;
   }();
   return r;

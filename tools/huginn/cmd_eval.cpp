@@ -23,6 +23,8 @@ struct Opts {
   uint64_t seed = 0;
   float init_scale = 0.f;
   int min_steps = 1;
+  int convergence = 0;  // > 0: also trace the latent state for this many iterations
+  double settle_tol = 1e-3;
   bool json = false, list_tasks = false, quiet = false;
 };
 
@@ -125,6 +127,8 @@ int run(const Opts& o) {
   const tasks::Task& task = tasks::get_task(o.task);
   const std::vector<int> steps = parse_steps(o.steps);
   if (o.n < 1) fail("--n must be >= 1, got ", o.n);
+  if (o.convergence == 1 || o.convergence < 0) fail("--convergence needs at least 2 iterations, got ", o.convergence);
+  if (!(o.settle_tol > 0)) fail("--settle-tol must be > 0");
 
   std::string exit = "none";
   double threshold = 0;
@@ -173,6 +177,12 @@ int run(const Opts& o) {
   Progress prog{!o.quiet && isatty(2)};
   auto results = tasks::evaluate(*model, task, diffs, settings, o.n, o.seed, base,
                                  [&](int64_t d, int64_t t) { prog(d, t); });
+  std::vector<tasks::ConvergenceResult> conv;
+  if (o.convergence > 0) {
+    Progress cprog{!o.quiet && isatty(2)};
+    conv = tasks::convergence(*model, task, diffs, o.n, o.seed, o.convergence, o.settle_tol,
+                              [&](int64_t d, int64_t t) { cprog(d, t); });
+  }
 
   // Aggregates over difficulties, per setting.
   std::vector<tasks::EvalResult> agg;
@@ -213,6 +223,19 @@ int run(const Opts& o) {
       }
       j["by_difficulty"] = by;
     }
+    if (!conv.empty()) {
+      nlohmann::ordered_json cj = nlohmann::ordered_json::array();
+      for (auto& c : conv)
+        cj.push_back({{"difficulty", c.difficulty},
+                      {"n", c.n},
+                      {"max_steps", c.max_steps},
+                      {"tol", c.tol},
+                      {"mean_settle", c.mean_settle},
+                      {"median_settle", c.median_settle},
+                      {"unsettled", c.unsettled},
+                      {"mean_answer_settle", c.mean_answer_settle}});
+      j["convergence"] = cj;
+    }
     j["exit"] = exit == "none" ? "none" : o.exit;
     j["seed"] = o.seed;
     std::cout << j.dump() << "\n";
@@ -233,6 +256,16 @@ int run(const Opts& o) {
       if (r.setting.steps == settings[0].steps && r.distinct < r.n)
         std::printf("note: difficulty %d has only %d distinct test instances; the %d evaluated repeat them\n",
                     r.difficulty, r.distinct, r.n);
+    if (!conv.empty()) {
+      std::printf("\nconvergence of the latent state at the last prompt position (%d iterations, relative change "
+                  "< %g; unsettled instances count as %d)\n",
+                  o.convergence, o.settle_tol, o.convergence);
+      std::printf("%10s %12s %14s %10s %20s\n", "difficulty", "mean_settle", "median_settle", "unsettled",
+                  "answer_stable_from");
+      for (auto& c : conv)
+        std::printf("%10d %12.2f %14.1f %10d %20.2f\n", c.difficulty, c.mean_settle, c.median_settle, c.unsettled,
+                    c.mean_answer_settle);
+    }
   }
 
   if (!o.plot.empty()) {
@@ -276,6 +309,12 @@ static Register reg(
       app.add_option("--seed", o->seed, "seed of the test instances")->capture_default_str();
       app.add_option("--init-scale", o->init_scale, "initial state scale (0 = zeros)");
       app.add_option("--cache", o->cache, "KV cache strategy (default: full, or latest-m4 with --exit)");
+      app.add_option("--convergence", o->convergence,
+                     "also follow the latent state for this many iterations and report, per difficulty, when it "
+                     "settles and when the answer stops changing (0: off)")
+          ->capture_default_str();
+      app.add_option("--settle-tol", o->settle_tol, "with --convergence: relative change counted as settled")
+          ->capture_default_str();
       app.add_flag("--json", o->json, "print one JSON object");
       app.add_option("--plot", o->plot, "write accuracy vs iterations, one line per difficulty (.svg or .png)");
       app.add_flag("--list-tasks", o->list_tasks, "print the tasks the model was trained on: NAME MIN MAX");
