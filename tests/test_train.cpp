@@ -295,6 +295,8 @@ TEST(Trainer, BadOptionsAreClearErrors) {
   EXPECT_TRUE(fs::exists(dir / "precious" / "notes.txt"));
   EXPECT_THROW(open_data("synthetic:sort", 32), Error);
   EXPECT_THROW(open_data("synthetic:copy,digits=100", 32), Error);  // vocab too small
+  EXPECT_THROW(open_data("synthetic:copy,len=5x", 32), Error);   // the whole value must be a number
+  EXPECT_THROW(open_data("synthetic:copy,len=-3", 32), Error);
   EXPECT_THROW(open_data("tokens:/nonexistent/x", 32), Error);
   EXPECT_THROW(open_data("nonsense", 32), Error);
   fs::remove_all(dir);

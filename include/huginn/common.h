@@ -4,6 +4,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace huginn {
 
@@ -33,5 +34,13 @@ template <class... Args>
 [[noreturn]] void fail(Args&&... args) {
   throw Error(str(std::forward<Args>(args)...));
 }
+
+// Numbers in option values and specs, always the whole string ("12", "5e-4";
+// not "12x", " 12" or ""). Callers add their own context to the error.
+bool parse_int(const std::string& s, long long& out);
+bool parse_double(const std::string& s, double& out);  // finite values only
+// Whole numbers separated by commas, spaces, tabs, newlines or brackets
+// ("1,2 3", "[1, 2]"); throws Error "invalid WHAT 'ENTRY'" for a bad entry.
+std::vector<long long> parse_int_list(const std::string& s, const std::string& what);
 
 }  // namespace huginn

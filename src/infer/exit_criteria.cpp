@@ -79,14 +79,8 @@ ExitCriterion ExitCriterion::parse(const std::string& s) {
   c.threshold = default_threshold(c.kind);
   if (colon != std::string::npos) {
     const std::string num = s.substr(colon + 1);
-    size_t used = 0;
     double v = 0;
-    try {
-      v = std::stod(num, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (num.empty() || used != num.size() || !std::isfinite(v))
+    if (!parse_double(num, v))
       fail("exit criterion '", s, "': threshold '", num, "' is not a number");
     if (v < 0) fail("exit criterion '", s, "': the threshold must be >= 0");
     if (c.kind == ExitKind::ArgmaxStability && v != std::floor(v))

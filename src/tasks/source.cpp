@@ -30,16 +30,10 @@ void TaskMix::validate() const {
   }
 }
 
-static int parse_int(const std::string& s, const std::string& what) {
-  size_t used = 0;
-  int v = 0;
-  try {
-    v = std::stoi(s, &used);
-  } catch (...) {
-    used = 0;
-  }
-  if (s.empty() || used != s.size()) fail("invalid ", what, " '", s, "'");
-  return v;
+static int whole_number(const std::string& s, const std::string& what) {
+  long long v = 0;
+  if (!huginn::parse_int(s, v) || v < INT32_MIN || v > INT32_MAX) fail("invalid ", what, " '", s, "'");
+  return (int)v;
 }
 
 TaskMix parse_task_mix(const std::string& spec) {
@@ -59,7 +53,7 @@ TaskMix parse_task_mix(const std::string& spec) {
     }
     if (item.rfind("curriculum=", 0) == 0) {
       const std::string v = item.substr(11);
-      const int c = parse_int(v, "curriculum length");
+      const int c = whole_number(v, "curriculum length");
       if (c < 0) fail("task mix '", spec, "': curriculum length must be >= 0, got ", c);
       mix.curriculum_sequences = (uint64_t)c;
       if (end == spec.size()) break;
@@ -67,13 +61,8 @@ TaskMix parse_task_mix(const std::string& spec) {
     }
     TaskRange r;
     if (auto at = item.find('@'); at != std::string::npos) {
-      try {
-        size_t used = 0;
-        r.weight = std::stod(item.substr(at + 1), &used);
-        if (used != item.size() - at - 1) throw 0;
-      } catch (...) {
+      if (!huginn::parse_double(item.substr(at + 1), r.weight))
         fail("task mix '", spec, "': invalid weight in '", item, "'");
-      }
       item = item.substr(0, at);
     }
     auto colon = item.find(':');
@@ -82,10 +71,10 @@ TaskMix parse_task_mix(const std::string& spec) {
     std::string range = item.substr(colon + 1);
     auto dash = range.find('-', 1);
     if (dash == std::string::npos) {
-      r.min_difficulty = r.max_difficulty = parse_int(range, "difficulty");
+      r.min_difficulty = r.max_difficulty = whole_number(range, "difficulty");
     } else {
-      r.min_difficulty = parse_int(range.substr(0, dash), "difficulty");
-      r.max_difficulty = parse_int(range.substr(dash + 1), "difficulty");
+      r.min_difficulty = whole_number(range.substr(0, dash), "difficulty");
+      r.max_difficulty = whole_number(range.substr(dash + 1), "difficulty");
     }
     mix.tasks.push_back(r);
     if (end == spec.size()) break;

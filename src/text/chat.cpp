@@ -119,25 +119,10 @@ std::vector<int> prompt_ids(const std::string& model_dir, const PromptSource& p)
   if (!p.ids.empty()) {
     if (p.chat) fail("--chat needs a text prompt, not token ids");
     std::vector<int> ids;
-    std::string cur;
-    auto flush = [&] {
-      if (cur.empty()) return;
-      size_t used = 0;
-      long v = -1;
-      try {
-        v = std::stol(cur, &used);
-      } catch (...) {
-        used = 0;
-      }
-      if (used != cur.size() || v < 0 || v > INT32_MAX) fail("invalid token id '", cur, "' in the prompt");
+    for (long long v : parse_int_list(p.ids, "token id")) {
+      if (v < 0 || v > INT32_MAX) fail("invalid token id '", v, "' in the prompt");
       ids.push_back((int)v);
-      cur.clear();
-    };
-    for (char ch : p.ids) {
-      if (ch == ',' || ch == ' ' || ch == '[' || ch == ']' || ch == '\n' || ch == '\t') flush();
-      else cur.push_back(ch);
     }
-    flush();
     if (ids.empty()) fail("the prompt has no token ids");
     return ids;
   }

@@ -164,14 +164,14 @@ DataSources open_data(const std::string& spec, int vocab_size) {
       const auto eq = item.find('=');
       if (eq == std::string::npos) fail("--data '", spec, "': expected key=value, got '", item, "'");
       const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
-      try {
-        if (k == "len") len = std::stoi(v);
-        else if (k == "digits") digits = std::stoi(v);
-        else if (k == "seed") seed = std::stoull(v);
-        else fail("--data '", spec, "': unknown key '", k, "' (len, digits, seed)");
-      } catch (const std::logic_error&) {
+      if (k != "len" && k != "digits" && k != "seed")
+        fail("--data '", spec, "': unknown key '", k, "' (len, digits, seed)");
+      long long x = 0;
+      if (!parse_int(v, x) || x < 0 || (k != "seed" && x > INT32_MAX))
         fail("--data '", spec, "': bad value for ", k, ": '", v, "'");
-      }
+      if (k == "len") len = (int)x;
+      else if (k == "digits") digits = (int)x;
+      else seed = (uint64_t)x;
     }
     SyntheticSource::Task t;
     if (task == "copy") t = SyntheticSource::Task::Copy;

@@ -22,7 +22,7 @@ using namespace huginn::tasks;
 
 struct Opts {
   std::string model = "models/huginn-tasks", out = "demo-out";
-  int n = 40, max_steps = 32, extra = 4;
+  int n = 40, max_steps = 32, beyond = 2;
   double kl = 1e-4;
   uint64_t seed = 1;
   bool quiet = false;
@@ -47,8 +47,10 @@ int run(const Opts& o) {
               c.n_prelude, c.n_core, c.n_coda, c.mean_recurrence);
   std::printf("Accuracy on fresh test problems (%d per row) against latent iterations r; the last column exits\n"
               "each token adaptively (KL < %g between successive iterations) and shows the mean iterations used.\n"
-              "Difficulties marked * are harder than anything seen in training.\n\n",
-              o.n, o.kl);
+              "Difficulties marked * are harder than anything seen in training. 'settles' is the mean iteration from\n"
+              "which the latent state stops moving (relative change < 1e-3, followed to %d iterations), 'answer from'\n"
+              "the mean iteration from which the decoded answer stops changing.\n\n",
+              o.n, o.kl, 2 * o.max_steps);
 
   plot::Chart acc_chart, iters_chart;
   acc_chart.title = "accuracy vs latent iterations (fresh test problems)";
@@ -56,22 +58,26 @@ int run(const Opts& o) {
   acc_chart.ylabel = "accuracy";
   acc_chart.log_x = true;
   acc_chart.y_min = 0, acc_chart.y_max = 1;
-  iters_chart.title = str("iterations used with adaptive exit (KL < ", o.kl, ") vs difficulty");
+  iters_chart.title = str("iterations vs difficulty: used with adaptive exit (KL < ", o.kl, "), and until settled");
   iters_chart.xlabel = "difficulty";
-  iters_chart.ylabel = "mean iterations per token";
+  iters_chart.ylabel = "mean iterations";
   DecodeOptions base;
   for (const TaskRange& tr : mix.tasks) {
     const Task& task = get_task(tr.task);
     std::vector<int> diffs = {tr.min_difficulty, (tr.min_difficulty + tr.max_difficulty) / 2, tr.max_difficulty};
-    const int beyond = std::min(task.max_difficulty(), tr.max_difficulty + o.extra);
-    if (beyond > tr.max_difficulty && task.sequence_length(beyond) <= c.block_size) diffs.push_back(beyond);
+    // Harder than training, in steps of half the trained maximum, while the problem fits the context.
+    for (int b = 1; b <= o.beyond; ++b) {
+      const int dv = tr.max_difficulty + b * std::max(1, tr.max_difficulty / 2);
+      if (dv <= task.max_difficulty() && task.sequence_length(dv) <= c.block_size) diffs.push_back(dv);
+    }
     diffs.erase(std::unique(diffs.begin(), diffs.end()), diffs.end());
     auto res = evaluate(*model, task, diffs, settings, o.n, o.seed, base);
+    auto conv = convergence(*model, task, diffs, o.n, o.seed, 2 * o.max_steps, 1e-3);
     std::printf("%s (trained on difficulty %d-%d)\n  %-10s", task.name().c_str(), tr.min_difficulty,
                 tr.max_difficulty, "difficulty");
     for (int r : depths) std::printf(" %6s", str("r=", r).c_str());
-    std::printf("   adaptive (mean r)\n");
-    std::vector<double> xd, yit;
+    std::printf("   adaptive (mean r)   settles  answer from\n");
+    std::vector<double> xd, yit, ysettle;
     for (int dv : diffs) {
       std::printf("  %-10s", str(dv, dv > tr.max_difficulty ? "*" : "").c_str());
       std::vector<double> xs, ys;
@@ -87,12 +93,20 @@ int run(const Opts& o) {
           yit.push_back(e.mean_steps);
         }
       }
+      for (auto& cv : conv)
+        if (cv.difficulty == dv) {
+          std::printf("   %7.1f  %11.1f", cv.mean_settle, cv.mean_answer_settle);
+          ysettle.push_back(cv.mean_settle);
+        }
       std::printf("\n");
       auto s = plot::make_series(str(task.name(), " d=", dv), xs, ys);
       s.dashed = dv > tr.max_difficulty;
       acc_chart.series.push_back(s);
     }
-    iters_chart.series.push_back(plot::make_series(task.name(), xd, yit));
+    iters_chart.series.push_back(plot::make_series(str(task.name(), ": iterations used (adaptive exit)"), xd, yit));
+    auto settle_series = plot::make_series(str(task.name(), ": iterations until the latent state settles"), xd, ysettle);
+    settle_series.dashed = true;
+    iters_chart.series.push_back(settle_series);
     std::printf("\n");
     std::fflush(stdout);
   }
@@ -105,15 +119,20 @@ int run(const Opts& o) {
   const Task& task = get_task(tr.task);
   // Prefer a problem the model gets wrong at r = 1 and right at full depth:
   // the point of the demo is to watch the answer change as it thinks.
+  int show = tr.max_difficulty;  // the first difficulty beyond training, when there is one
+  if (o.beyond > 0) {
+    const int dv = tr.max_difficulty + std::max(1, tr.max_difficulty / 2);
+    if (dv <= task.max_difficulty() && task.sequence_length(dv) <= c.block_size) show = dv;
+  }
   auto answer_at = [&](const std::vector<int>& ids, int steps) {
     DecodeOptions d;
     d.steps = steps;
-    d.max_new_tokens = task.answer_length(tr.max_difficulty) + 1;
+    d.max_new_tokens = task.answer_length(show) + 1;
     return decode_answer_text(decode_answer(*model, ids, d).tokens);
   };
-  Instance inst = sample(task, Split::Test, tr.max_difficulty, 0, o.seed);
+  Instance inst = sample(task, Split::Test, show, 0, o.seed);
   for (uint64_t i = 0; i < 200; ++i) {
-    const Instance cand = sample(task, Split::Test, tr.max_difficulty, i, o.seed);
+    const Instance cand = sample(task, Split::Test, show, i, o.seed);
     const auto cids = prompt_ids(cand);
     if (answer_at(cids, 1) != cand.answer && answer_at(cids, o.max_steps) == cand.answer) {
       inst = cand;
@@ -124,8 +143,8 @@ int run(const Opts& o) {
   const LatentTrace lt = trace_latents(*model, ids, o.max_steps);
   const size_t last = (size_t)(lt.T - 1) * lt.d;
   const Trajectory traj = analyze_trajectory(lt.states.data() + last, lt.steps, lt.d, (size_t)lt.T * lt.d);
-  std::printf("Thinking through one %s problem (difficulty %d): %s  (answer %s)\n", task.name().c_str(),
-              tr.max_difficulty, inst.prompt.c_str(), inst.answer.c_str());
+  std::printf("Thinking through one %s problem (difficulty %d%s): %s  (answer %s)\n", task.name().c_str(), show,
+              show > tr.max_difficulty ? ", harder than training" : "", inst.prompt.c_str(), inst.answer.c_str());
   std::printf("  iter  answer decoded at this depth   relative change of the latent state\n");
   std::string prev;
   for (int k = 1; k <= o.max_steps; ++k) {
@@ -168,7 +187,9 @@ static Register reg("demo", "test-time scaling on the shipped reasoning model: a
                       app.add_option("--kl", o->kl, "adaptive exit threshold")
                           ->check(CLI::PositiveNumber)
                           ->capture_default_str();
-                      app.add_option("--beyond", o->extra, "extra difficulty beyond training to test")
+                      app.add_option("--beyond", o->beyond,
+                                     "how many difficulties harder than training to test (in steps of half the "
+                                     "trained maximum)")
                           ->check(CLI::Range(0, 100))
                           ->capture_default_str();
                       app.add_option("--seed", o->seed, "seed of the test problems")->capture_default_str();

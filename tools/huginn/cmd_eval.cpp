@@ -29,14 +29,8 @@ struct Opts {
 };
 
 int parse_int_strict(const std::string& s, const std::string& what) {
-  size_t used = 0;
-  long v = 0;
-  try {
-    v = std::stol(s, &used);
-  } catch (...) {
-    used = 0;
-  }
-  if (s.empty() || used != s.size() || v < INT32_MIN || v > INT32_MAX) fail("invalid ", what, " '", s, "'");
+  long long v = 0;
+  if (!parse_int(s, v) || v < INT32_MIN || v > INT32_MAX) fail("invalid ", what, " '", s, "'");
   return (int)v;
 }
 
@@ -136,14 +130,7 @@ int run(const Opts& o) {
     const auto colon = o.exit.find(':');
     if (colon == std::string::npos || o.exit.substr(0, colon) != "kl")
       fail("--exit must be 'none' or 'kl:THRESHOLD' (e.g. kl:5e-4), got '", o.exit, "'");
-    try {
-      size_t used = 0;
-      const std::string t = o.exit.substr(colon + 1);
-      threshold = std::stod(t, &used);
-      if (used != t.size()) throw 0;
-    } catch (...) {
-      fail("--exit: invalid threshold in '", o.exit, "'");
-    }
+    if (!parse_double(o.exit.substr(colon + 1), threshold)) fail("--exit: invalid threshold in '", o.exit, "'");
     if (!(threshold > 0)) fail("--exit: the threshold must be > 0");
     exit = "kl";
   }

@@ -26,27 +26,15 @@ std::vector<std::pair<std::string, std::string>> split_spec(const std::string& s
 }
 
 int spec_int(const std::string& v, const std::string& key, const char* what, int lo, int hi) {
-  size_t used = 0;
-  long x = 0;
-  try {
-    x = std::stol(v, &used);
-  } catch (...) {
-    used = 0;
-  }
-  if (v.empty() || used != v.size()) fail(what, ": ", key, "=", v, " is not a whole number");
+  long long x = 0;
+  if (!parse_int(v, x)) fail(what, ": ", key, "=", v, " is not a whole number");
   if (x < lo || x > hi) fail(what, ": ", key, " must be in [", lo, ", ", hi, "], got ", x);
   return (int)x;
 }
 
 double spec_double(const std::string& v, const std::string& key, const char* what) {
-  size_t used = 0;
   double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (...) {
-    used = 0;
-  }
-  if (v.empty() || used != v.size() || !std::isfinite(x)) fail(what, ": ", key, "=", v, " is not a number");
+  if (!parse_double(v, x)) fail(what, ": ", key, "=", v, " is not a number");
   return x;
 }
 

@@ -29,25 +29,10 @@ std::string human_bytes(double bytes) {
 
 std::vector<int> parse_ids(const std::string& s) {
   std::vector<int> ids;
-  std::string cur;
-  auto flush = [&]() {
-    if (cur.empty()) return;
-    size_t used = 0;
-    long v = 0;
-    try {
-      v = std::stol(cur, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used != cur.size() || v < INT32_MIN || v > INT32_MAX) fail("invalid token id '", cur, "'");
+  for (long long v : parse_int_list(s, "token id")) {
+    if (v < INT32_MIN || v > INT32_MAX) fail("invalid token id '", v, "'");
     ids.push_back((int)v);
-    cur.clear();
-  };
-  for (char ch : s) {
-    if (ch == ',' || ch == ' ' || ch == '[' || ch == ']' || ch == '\n' || ch == '\t') flush();
-    else cur.push_back(ch);
   }
-  flush();
   return ids;
 }
 

@@ -1,0 +1,50 @@
+// Whole-string number parsing for option values (one implementation for
+// every command and spec parser).
+#include <cerrno>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+#include "huginn/common.h"
+
+namespace huginn {
+
+bool parse_int(const std::string& s, long long& out) {
+  if (s.empty() || std::isspace((unsigned char)s[0])) return false;
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno == ERANGE || end != s.c_str() + s.size()) return false;
+  out = v;
+  return true;
+}
+
+bool parse_double(const std::string& s, double& out) {
+  if (s.empty() || std::isspace((unsigned char)s[0])) return false;
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (errno == ERANGE || end != s.c_str() + s.size() || !std::isfinite(v)) return false;
+  out = v;
+  return true;
+}
+
+std::vector<long long> parse_int_list(const std::string& s, const std::string& what) {
+  std::vector<long long> out;
+  std::string cur;
+  auto flush = [&] {
+    if (cur.empty()) return;
+    long long v = 0;
+    if (!parse_int(cur, v)) fail("invalid ", what, " '", cur, "'");
+    out.push_back(v);
+    cur.clear();
+  };
+  for (char ch : s) {
+    if (ch == ',' || ch == ' ' || ch == '[' || ch == ']' || ch == '\n' || ch == '\t') flush();
+    else cur.push_back(ch);
+  }
+  flush();
+  return out;
+}
+
+}  // namespace huginn
