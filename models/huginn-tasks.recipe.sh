@@ -2,7 +2,9 @@
 # Reproduces models/huginn-tasks: a 231k-parameter recurrent-depth model
 # (d=64, 4 heads, 1 prelude / 2 core / 1 coda layers) trained with the paper's
 # recipe (Poisson-lognormal depth, mean 8, backprop through the last 4
-# iterations) on the addition (1-6 digits) and reach (2-4 rows) tasks.
+# iterations) on the jumps task (rows of 4-24 cells), several instances packed
+# per sequence, with a curriculum that widens the row lengths over the first
+# 128,000 sequences (4,000 steps).
 #   bash models/huginn-tasks.recipe.sh [OUT_DIR]       (default runs/huginn-tasks)
 # Resume an interrupted run with: build/bin/huginn train --resume OUT_DIR
 set -euo pipefail
@@ -10,7 +12,7 @@ cd "$(dirname "$0")/.."
 out=${1:-runs/huginn-tasks}
 build/bin/huginn -t "${THREADS:-2}" train \
   --model-config '{"name":"huginn-tasks-d64","n_embd":64,"n_heads":4,"intermediate_size":192,"vocab_size":128,"block_size":64,"n_layers_in_prelude":1,"n_layers_in_recurrent_block":2,"n_layers_in_coda":1,"mean_recurrence":8,"mean_backprop_depth":4}' \
-  --data tasks:addition:1-6,reach:2-4 --seq-len 32 --batch 32 --steps 10000 \
+  --data tasks:jumps:4-24,pack,curriculum=128000 --seq-len 32 --batch 32 --steps 12000 \
   --lr 3e-3 --warmup 300 --cooldown 3000 --min-lr 3e-4 --log-every 200 --eval-every 1000 --eval-depths 1,4,8,16 \
   --save-every 1000 --seed 1 --out "$out"
 # Ship: the model files only (not the optimizer state).

@@ -22,8 +22,8 @@ using namespace huginn::tasks;
 
 struct Opts {
   std::string model = "models/huginn-tasks", out = "demo-out";
-  int n = 40, max_steps = 32, beyond = 2;
-  double kl = 1e-4;
+  int n = 60, max_steps = 32, beyond = 2;
+  double kl = 1e-6;
   uint64_t seed = 1;
   bool quiet = false;
 };
