@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <sstream>
 
 #include "commands.h"
 #include "huginn/common.h"
@@ -73,8 +74,20 @@ int run(const Opts& o) {
     diffs.erase(std::unique(diffs.begin(), diffs.end()), diffs.end());
     auto res = evaluate(*model, task, diffs, settings, o.n, o.seed, base);
     auto conv = convergence(*model, task, diffs, o.n, o.seed, 2 * o.max_steps, 1e-3);
-    std::printf("%s (trained on difficulty %d-%d)\n  %-10s", task.name().c_str(), tr.min_difficulty,
-                tr.max_difficulty, "difficulty");
+    std::printf("%s (trained on difficulty %d-%d)\n", task.name().c_str(), tr.min_difficulty, tr.max_difficulty);
+    // The task in words, wrapped, so that the table can be read without the docs.
+    {
+      std::string line = " ", word;
+      std::istringstream words(task.description());
+      while (words >> word) {
+        if (line.size() + word.size() + 1 > 100) {
+          std::printf("%s\n", line.c_str());
+          line = " ";
+        }
+        line += " " + word;
+      }
+      std::printf("%s\n\n  %-10s", line.c_str(), "difficulty");
+    }
     for (int r : depths) std::printf(" %6s", str("r=", r).c_str());
     std::printf("   adaptive (mean r)   settles  answer from\n");
     std::vector<double> xd, yit, ysettle;
