@@ -31,6 +31,17 @@ struct Opts {
 
 std::string pct(double a) { return str((int)std::lround(100 * a), "%"); }
 
+// Up to `count` difficulties harder than training, in steps of half the
+// trained maximum, while the problem fits the model's context.
+std::vector<int> harder_than_training(const Task& task, const TaskRange& tr, const ModelConfig& c, int count) {
+  std::vector<int> out;
+  for (int b = 1; b <= count; ++b) {
+    const int dv = tr.max_difficulty + b * std::max(1, tr.max_difficulty / 2);
+    if (dv <= task.max_difficulty() && task.sequence_length(dv) <= c.block_size) out.push_back(dv);
+  }
+  return out;
+}
+
 int run(const Opts& o) {
   const auto t0 = std::chrono::steady_clock::now();
   auto model = Model::load(o.model);
@@ -66,11 +77,7 @@ int run(const Opts& o) {
   for (const TaskRange& tr : mix.tasks) {
     const Task& task = get_task(tr.task);
     std::vector<int> diffs = {tr.min_difficulty, (tr.min_difficulty + tr.max_difficulty) / 2, tr.max_difficulty};
-    // Harder than training, in steps of half the trained maximum, while the problem fits the context.
-    for (int b = 1; b <= o.beyond; ++b) {
-      const int dv = tr.max_difficulty + b * std::max(1, tr.max_difficulty / 2);
-      if (dv <= task.max_difficulty() && task.sequence_length(dv) <= c.block_size) diffs.push_back(dv);
-    }
+    for (int dv : harder_than_training(task, tr, c, o.beyond)) diffs.push_back(dv);
     diffs.erase(std::unique(diffs.begin(), diffs.end()), diffs.end());
     auto res = evaluate(*model, task, diffs, settings, o.n, o.seed, base);
     auto conv = convergence(*model, task, diffs, o.n, o.seed, 2 * o.max_steps, 1e-3);
@@ -132,11 +139,9 @@ int run(const Opts& o) {
   const Task& task = get_task(tr.task);
   // Prefer a problem the model gets wrong at r = 1 and right at full depth:
   // the point of the demo is to watch the answer change as it thinks.
-  int show = tr.max_difficulty;  // the first difficulty beyond training, when there is one
-  if (o.beyond > 0) {
-    const int dv = tr.max_difficulty + std::max(1, tr.max_difficulty / 2);
-    if (dv <= task.max_difficulty() && task.sequence_length(dv) <= c.block_size) show = dv;
-  }
+  // The first difficulty beyond training, when there is one.
+  const std::vector<int> harder = harder_than_training(task, tr, c, o.beyond);
+  const int show = harder.empty() ? tr.max_difficulty : harder.front();
   auto answer_at = [&](const std::vector<int>& ids, int steps) {
     DecodeOptions d;
     d.steps = steps;
