@@ -38,11 +38,6 @@ struct Outcome {
 // A mode: runs every prompt, producing `gen` tokens each.
 using Mode = std::function<Outcome(const std::vector<std::vector<int>>& prompts, int gen)>;
 
-double mean_steps(const std::vector<int>& s) {
-  double a = 0;
-  for (int x : s) a += x;
-  return s.empty() ? 0 : a / s.size();
-}
 }  // namespace
 
 int main(int argc, char** argv) {

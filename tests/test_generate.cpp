@@ -117,7 +117,9 @@ TEST(Generate, SpeculativeWithThresholdOneEqualsGreedyAtVerifierDepth) {
           << "steps " << steps << " draft " << draft << " lookahead " << la;
       EXPECT_GE(r.acceptance_rate(), 0.0);
       EXPECT_LE(r.acceptance_rate(), 1.0);
-      if (draft == steps) EXPECT_EQ(r.accepted, r.drafted);  // drafting at full depth is always right
+      if (draft == steps) {
+        EXPECT_EQ(r.accepted, r.drafted);  // drafting at full depth is always right
+      }
     }
   }
 }
@@ -156,7 +158,9 @@ TEST(Generate, BatchEqualsPerSequence) {
       if (batch[i].steps != batch[0].steps) some_differ = true;
     }
     // each sequence exits on its own: with a real criterion the depths differ across the batch
-    if (std::string(crit) != "none") EXPECT_TRUE(some_differ) << crit;
+    if (std::string(crit) != "none") {
+      EXPECT_TRUE(some_differ) << crit;
+    }
   }
 }
 
@@ -196,7 +200,9 @@ TEST(Generate, ExitCriteriaBehave) {
     for (size_t i = 0; i < r.steps.size(); ++i) {
       ASSERT_FALSE(r.checks[i].empty());
       const ExitCheck& last = r.checks[i].back();
-      if (r.steps[i] < 20) EXPECT_TRUE(last.exited) << crit;
+      if (r.steps[i] < 20) {
+        EXPECT_TRUE(last.exited) << crit;
+      }
       EXPECT_EQ(last.steps, r.steps[i]);
     }
   }

@@ -32,7 +32,7 @@ TEST(GenerateCli, ShowStepsMarksAdaptiveDepth) {
 }
 
 TEST(GenerateCli, EveryModeRuns) {
-  for (const std::string& a :
+  for (const char* a :
        {"--steps 8 -n 6 --speculative draft=2,lookahead=4 --compare", "--steps 8 -n 6 --speculative",
         "--steps 16 -n 6 --parallel inner=2,wave=8 --compare", "--steps 8 -n 6 --soft-thoughts 2,k=4 --show-steps",
         "--steps 8 -n 6 --continuous --continuous-from latent --cache latest-m4-compress-s4",

@@ -295,7 +295,7 @@ class Jumps : public Task {
     in.difficulty = n;
     for (int j : jump) in.prompt += (char)('0' + j);
     in.prompt += '=';
-    in.answer = landed(jump)[n - 1] ? "y" : "n";
+    in.answer = std::string(1, landed(jump)[n - 1] ? 'y' : 'n');
     return in;
   }
 };
