@@ -131,7 +131,7 @@ int run(const ServeOptions& o) {
   // Errors httplib answers itself (body too large, malformed request): the same JSON shape.
   svr.set_error_handler(httplib::Server::HandlerWithResponse([&](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string msg = "bad request";
+    std::string msg = "bad request (malformed HTTP, or a body without Content-Length)";
     if (res.status == 413) msg = str("the request body exceeds the server's --max-body of ", o.max_body, " bytes");
     else if (res.status == 404) msg = "not found";
     else if (res.status >= 500) msg = "server error";
