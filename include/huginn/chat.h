@@ -59,6 +59,11 @@ GenerationConfig read_generation_config(const std::string& model_dir);
 // Stop ids for a model: chat_stop_ids plus the config's eos ids, without duplicates.
 std::vector<int> stop_ids(const Tokenizer& tok, const GenerationConfig& gc);
 
+// The ids generation stops on for a model directory: stop_ids of its
+// tokenizer.json and generation_config.json; the config's eos ids alone for a
+// tokenizer without Huginn's chat tokens; empty without a tokenizer.json.
+std::vector<int> model_stop_ids(const std::string& model_dir);
+
 // A command's prompt: token ids as given, or text encoded with the model's
 // tokenizer (its tokenizer.json), plainly or as one user turn in the chat format.
 struct PromptSource {

@@ -113,6 +113,17 @@ std::vector<int> stop_ids(const Tokenizer& tok, const GenerationConfig& gc) {
   return ids;
 }
 
+std::vector<int> model_stop_ids(const std::string& model_dir) {
+  if (!std::filesystem::is_regular_file(std::filesystem::path(model_dir) / "tokenizer.json")) return {};
+  const Tokenizer tok = load_model_tokenizer(model_dir);
+  const GenerationConfig gc = read_generation_config(model_dir);
+  try {
+    return stop_ids(tok, gc);
+  } catch (const Error&) {  // a tokenizer without Huginn's chat tokens: the config's eos ids alone
+    return gc.eos_token_ids;
+  }
+}
+
 std::vector<int> prompt_ids(const std::string& model_dir, const PromptSource& p) {
   const int given = !p.ids.empty() + !p.text.empty() + !p.file.empty();
   if (given != 1) fail("give exactly one prompt: token ids, a text (-p) or a prompt file (--prompt-file)");

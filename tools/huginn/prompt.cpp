@@ -22,17 +22,6 @@ static Tokenizer need_tokenizer(const std::string& model_dir, const char* what) 
   return load_model_tokenizer(model_dir);
 }
 
-std::vector<int> model_stop_ids(const std::string& model_dir) {
-  if (!have_tokenizer(model_dir)) return {};
-  const Tokenizer tok = load_model_tokenizer(model_dir);
-  const GenerationConfig gc = read_generation_config(model_dir);
-  try {
-    return stop_ids(tok, gc);
-  } catch (const Error&) {  // a tokenizer without Huginn's chat tokens: the config's eos ids alone
-    return gc.eos_token_ids;
-  }
-}
-
 std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::string& model_dir) {
   std::vector<std::vector<int>> out;
   const int sources = (!o.ids.empty()) + (!o.text.empty()) + (!o.file.empty());

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "huginn/chat.h"
+
 namespace huginn::cli {
 
 struct PromptOptions {
@@ -25,9 +27,8 @@ std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::st
 // Whether the model directory has a tokenizer the CLI can use for text.
 bool have_tokenizer(const std::string& model_dir);
 
-// The ids generation stops on for this model: its chat stop tokens and the
-// eos ids of its generation_config.json; empty without a tokenizer.
-std::vector<int> model_stop_ids(const std::string& model_dir);
+// The ids generation stops on for this model: huginn::model_stop_ids (chat.h).
+using ::huginn::model_stop_ids;
 
 // Streaming output of generated tokens: text when a tokenizer is connected,
 // else the ids separated by spaces.

@@ -1,0 +1,446 @@
+// `huginn serve`'s request/response logic (see include/huginn/server_api.h).
+#include "huginn/server_api.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "huginn/chat.h"
+#include "huginn/exit_criteria.h"
+#include "huginn/kv_cache.h"
+
+namespace huginn::serve {
+using json = nlohmann::json;
+
+json error_json(const std::string& message, const std::string& type) {
+  return json{{"error", {{"message", message}, {"type", type}}}};
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) { throw ApiError(400, msg); }
+
+// ---- typed field access: absent or null -> nullopt; a wrong type -> 400 ----
+std::optional<long long> get_int(const json& j, const char* key, long long lo, long long hi) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer()) bad(str("'", key, "' must be an integer, got ", dump(*it)));
+  long long v;
+  if (it->is_number_unsigned()) {
+    const auto u = it->get<unsigned long long>();
+    if (u > (unsigned long long)hi) bad(str("'", key, "' must be in [", lo, ", ", hi, "], got ", u));
+    v = (long long)u;
+  } else {
+    v = it->get<long long>();
+  }
+  if (v < lo || v > hi) bad(str("'", key, "' must be in [", lo, ", ", hi, "], got ", v));
+  return v;
+}
+
+std::optional<double> get_number(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number()) bad(str("'", key, "' must be a number, got ", dump(*it)));
+  return it->get<double>();
+}
+
+std::optional<bool> get_bool(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_boolean()) bad(str("'", key, "' must be true or false, got ", dump(*it)));
+  return it->get<bool>();
+}
+
+std::optional<std::string> get_string(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) bad(str("'", key, "' must be a string, got ", dump(*it)));
+  return it->get<std::string>();
+}
+
+std::string shorten(const std::string& s, size_t n = 80) { return s.size() <= n ? s : s.substr(0, n) + "..."; }
+
+// The response text of generated tokens, built token by token: the stop
+// token's text is left out, and the text ends before the first stop string.
+// Text that could still become part of a stop string is held back, so a
+// stream never sends what the whole response would not contain.
+class OutputText {
+ public:
+  OutputText(const std::optional<Tokenizer>& tok, const std::vector<int>& stop_ids,
+             const std::vector<std::string>& stop_strings)
+      : stop_ids_(stop_ids), stop_strings_(stop_strings) {
+    if (tok) {
+      tok_ = &*tok;
+      stream_.emplace(*tok, /*skip_special=*/false);
+    }
+    for (auto& s : stop_strings_) hold_ = std::max(hold_, s.size() - 1);
+  }
+  // Text that became final with this token.
+  std::string push(int id) {
+    if (stopped_) return "";
+    if (std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end()) return "";
+    if (stream_) {
+      // a model's padded vocabulary can hold ids its tokenizer lacks: they add no text
+      if (tok_->id_to_token(id).empty()) return "";
+      return add(stream_->push(id));
+    }
+    std::string piece = (first_ ? "" : " ") + std::to_string(id);
+    first_ = false;
+    return add(piece);
+  }
+  // Whatever is left at the end.
+  std::string finish() {
+    std::string out;
+    if (!stopped_ && stream_) out = add(stream_->flush());
+    if (!stopped_) out += pending_;
+    pending_.clear();
+    stopped_ = true;
+    return out;
+  }
+
+ private:
+  std::string add(const std::string& piece) {
+    pending_ += piece;
+    size_t cut = std::string::npos;
+    for (auto& s : stop_strings_) cut = std::min(cut, pending_.find(s));
+    if (cut != std::string::npos) {
+      std::string out = pending_.substr(0, cut);
+      pending_.clear();
+      stopped_ = true;
+      return out;
+    }
+    if (pending_.size() <= hold_) return "";
+    size_t n = pending_.size() - hold_;
+    while (n > 0 && (static_cast<unsigned char>(pending_[n]) & 0xC0) == 0x80) --n;  // not inside a UTF-8 character
+    std::string out = pending_.substr(0, n);
+    pending_.erase(0, n);
+    return out;
+  }
+
+  const std::vector<int>& stop_ids_;
+  const std::vector<std::string>& stop_strings_;
+  const Tokenizer* tok_ = nullptr;
+  std::optional<TextStream> stream_;
+  size_t hold_ = 0;
+  std::string pending_;
+  bool first_ = true, stopped_ = false;
+};
+
+std::string new_id(bool chat) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t base = std::random_device{}();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)splitmix64(base + counter++));
+  return std::string(chat ? "chatcmpl-" : "cmpl-") + buf;
+}
+
+const char* finish_reason(const std::string& stop_reason) {
+  return stop_reason == "stop_token" || stop_reason == "stop_string" ? "stop" : "length";
+}
+
+}  // namespace
+
+Api::Api(const Model& model, std::optional<Tokenizer> tokenizer, std::vector<int> stop_ids, std::string name,
+         ServerConfig config)
+    : m_(model), tok_(std::move(tokenizer)), stop_ids_(std::move(stop_ids)), name_(std::move(name)),
+      cfg_(std::move(config)) {
+  if (stop_ids_.empty()) stop_ids_ = default_stop_tokens();
+  if (cfg_.max_steps < 1) fail("the largest steps a request may ask for must be >= 1, got ", cfg_.max_steps);
+  if (cfg_.steps == 0 || cfg_.steps < -1) fail("--steps must be >= 1, got ", cfg_.steps);
+  if (default_steps() > cfg_.max_steps) cfg_.max_steps = default_steps();
+  ExitCriterion::parse(cfg_.exit);
+  CacheStrategy::parse(cfg_.cache);
+}
+
+Api Api::for_model_dir(const Model& model, const std::string& dir, ServerConfig config) {
+  std::optional<Tokenizer> tok;
+  if (std::filesystem::is_regular_file(std::filesystem::path(dir) / "tokenizer.json")) tok = load_model_tokenizer(dir);
+  std::string name = model.config().name;
+  if (name.empty() || name == "huginn") name = std::filesystem::path(dir).lexically_normal().filename().string();
+  if (name.empty()) name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
+  return Api(model, std::move(tok), model_stop_ids(dir), name, std::move(config));
+}
+
+int Api::default_steps() const { return cfg_.steps > 0 ? cfg_.steps : std::max(1, m_.config().mean_recurrence); }
+
+json Api::health() const { return json{{"status", "ok"}}; }
+
+json Api::models() const {
+  const ModelConfig& c = m_.config();
+  bool chat = false;
+  if (tok_) {
+    chat = true;
+    for (const char* t : {chat_tokens::kBeginText, chat_tokens::kBeginHeader, chat_tokens::kEndHeader,
+                          chat_tokens::kEndTurn})
+      chat = chat && tok_->token_to_id(t) >= 0;
+  }
+  json info = {{"n_embd", c.n_embd},
+               {"n_heads", c.n_heads},
+               {"vocab_size", c.vocab_size},
+               {"block_size", c.block_size},
+               {"n_prelude", c.n_prelude},
+               {"n_core", c.n_core},
+               {"n_coda", c.n_coda},
+               {"mean_recurrence", c.mean_recurrence},
+               {"parameters", c.params_total()},
+               {"tokenizer", tok_.has_value()},
+               {"chat", chat},
+               {"stop_tokens", stop_ids_},
+               {"defaults", {{"steps", default_steps()}, {"exit", cfg_.exit}, {"cache", cfg_.cache}}},
+               {"max_steps", cfg_.max_steps}};
+  return json{{"object", "list"},
+              {"data", json::array({json{{"id", name_},
+                                         {"object", "model"},
+                                         {"created", 0},
+                                         {"owned_by", "huginn"},
+                                         {"huginn", info}}})}};
+}
+
+ApiRequest Api::parse(std::string_view body, bool chat) const {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    bad(str("invalid JSON in the request body: ", e.what()));
+  }
+  if (!j.is_object()) bad("the request body must be a JSON object");
+  static const std::set<std::string> common = {
+      "model",  "max_tokens", "temperature", "top_p",     "top_k", "min_p",  "repetition_penalty", "seed",
+      "stop",   "stream",     "n",           "steps",     "exit",  "min_steps", "cache",           "continuous"};
+  const char* prompt_key = chat ? "messages" : "prompt";
+  for (auto& [k, v] : j.items())
+    if (k != prompt_key && !common.count(k))
+      bad(str("unknown field '", shorten(k), "'", chat ? " in a chat completion request" : " in a completion request"));
+
+  const ModelConfig& c = m_.config();
+  ApiRequest r;
+  r.chat = chat;
+  if (auto m = j.find("model"); m != j.end() && !m->is_null() && !m->is_string())
+    bad("'model' must be a string, got " + shorten(dump(*m)));
+  if (auto n = get_int(j, "n", 1, 1)) (void)n;
+  r.stream = get_bool(j, "stream").value_or(false);
+
+  // ---- the prompt ----
+  auto pit = j.find(prompt_key);
+  if (pit == j.end() || pit->is_null()) bad(str("missing field '", prompt_key, "'"));
+  if (!chat) {
+    if (pit->is_string()) {
+      const std::string text = pit->get<std::string>();
+      if (text.empty()) bad("'prompt' is empty");
+      if (!tok_) bad("this model has no tokenizer.json: give 'prompt' as an array of token ids");
+      try {
+        r.prompt = tok_->encode(text, /*add_special=*/true);
+      } catch (const Error& e) {
+        bad(str("'prompt' cannot be tokenized: ", e.what()));
+      }
+    } else if (pit->is_array()) {
+      if (pit->empty()) bad("'prompt' is empty");
+      for (size_t i = 0; i < pit->size(); ++i) {
+        const json& x = (*pit)[i];
+        if (!x.is_number_integer()) bad(str("'prompt' must be a string or an array of token ids; entry ", i, " is ", shorten(dump(x))));
+        const bool neg = x.is_number_integer() && !x.is_number_unsigned() && x.get<long long>() < 0;
+        if (neg || x.get<unsigned long long>() >= (unsigned long long)c.vocab_size)
+          bad(str("'prompt' token id ", dump(x), " (entry ", i, ") is outside the vocabulary [0, ", c.vocab_size, ")"));
+        r.prompt.push_back(x.get<int>());
+      }
+    } else {
+      bad("'prompt' must be a string or an array of token ids, got " + shorten(dump(*pit)));
+    }
+  } else {
+    if (!pit->is_array()) bad("'messages' must be an array of {\"role\", \"content\"} objects");
+    if (pit->empty()) bad("'messages' is empty");
+    std::vector<ChatMessage> msgs;
+    for (size_t i = 0; i < pit->size(); ++i) {
+      const json& x = (*pit)[i];
+      if (!x.is_object()) bad(str("messages[", i, "] must be an object with 'role' and 'content'"));
+      for (auto& [k, v] : x.items())
+        if (k != "role" && k != "content") bad(str("unknown field '", shorten(k), "' in messages[", i, "]"));
+      auto role = x.find("role"), content = x.find("content");
+      if (role == x.end() || !role->is_string() || role->get<std::string>().empty())
+        bad(str("messages[", i, "].role must be a non-empty string"));
+      if (content == x.end() || !content->is_string()) bad(str("messages[", i, "].content must be a string"));
+      msgs.push_back({role->get<std::string>(), content->get<std::string>()});
+    }
+    if (!tok_) bad("this model has no tokenizer.json, so no chat format: use /v1/completions with token ids");
+    try {
+      r.prompt = encode_chat(*tok_, msgs, /*add_generation_prompt=*/true);
+    } catch (const Error& e) {
+      bad(str("this model cannot chat: ", e.what()));
+    }
+  }
+  if (r.prompt.empty()) bad("the prompt encodes to no tokens");
+  for (int id : r.prompt)
+    if (id < 0 || id >= c.vocab_size)
+      bad(str("the prompt holds token id ", id, ", outside the model's vocabulary [0, ", c.vocab_size, ")"));
+  const int P = (int)r.prompt.size();
+  if (P >= c.block_size)
+    bad(str("the prompt is ", P, " tokens; the model's context is ", c.block_size,
+            " tokens, with room for at least one generated token"));
+
+  // ---- generation options ----
+  GenerateOptions& g = r.options;
+  const int room = c.block_size - P;
+  if (auto mt = get_int(j, "max_tokens", 1, 1 << 30)) {
+    if (*mt > room)
+      bad(str("the prompt (", P, " tokens) plus max_tokens (", *mt, ") exceeds the model's context of ",
+              c.block_size, " tokens"));
+    g.max_new_tokens = (int)*mt;
+  } else {
+    g.max_new_tokens = chat ? room : std::min(cfg_.default_max_tokens, room);
+  }
+  g.steps = (int)get_int(j, "steps", 1, cfg_.max_steps).value_or(default_steps());
+  try {
+    g.exit = ExitCriterion::parse(get_string(j, "exit").value_or(cfg_.exit));
+  } catch (const ApiError&) {
+    throw;
+  } catch (const Error& e) {
+    bad(str("'exit': ", e.what()));
+  }
+  g.min_steps = (int)get_int(j, "min_steps", 0, g.steps).value_or(0);
+  g.cache = get_string(j, "cache").value_or(cfg_.cache);
+  try {
+    CacheStrategy::parse(g.cache);
+  } catch (const Error& e) {
+    bad(str("'cache': ", e.what()));
+  }
+  g.continuous = get_bool(j, "continuous").value_or(false);
+
+  SamplingOptions& s = g.sampling;
+  if (auto t = get_number(j, "temperature")) {
+    if (!(*t >= 0 && *t <= 100)) bad(str("'temperature' must be in [0, 100] (0 = greedy), got ", *t));
+    s.temperature = (float)*t;
+  }
+  if (auto p = get_number(j, "top_p")) {
+    if (!(*p > 0 && *p <= 1)) bad(str("'top_p' must be in (0, 1], got ", *p));
+    s.top_p = (float)*p;
+  }
+  s.top_k = (int)get_int(j, "top_k", 0, 1 << 30).value_or(0);
+  if (auto p = get_number(j, "min_p")) {
+    if (!(*p >= 0 && *p <= 1)) bad(str("'min_p' must be in [0, 1], got ", *p));
+    s.min_p = (float)*p;
+  }
+  if (auto p = get_number(j, "repetition_penalty")) {
+    if (!(*p > 0 && *p <= 100)) bad(str("'repetition_penalty' must be in (0, 100] (1 = off), got ", *p));
+    s.repetition_penalty = (float)*p;
+  }
+  if (auto it = j.find("seed"); it != j.end() && !it->is_null()) {
+    if (!it->is_number_integer() || (!it->is_number_unsigned() && it->get<long long>() < 0))
+      bad("'seed' must be a whole number >= 0, got " + shorten(dump(*it)));
+    s.seed = it->get<uint64_t>();
+    g.seed = s.seed;  // as the CLI: also seeds a random initial state
+  }
+
+  g.stop_tokens = stop_ids_;
+  if (auto it = j.find("stop"); it != j.end() && !it->is_null()) {
+    if (it->is_string()) {
+      g.stop_strings.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      if (it->size() > 16) bad(str("'stop' holds ", it->size(), " strings; at most 16"));
+      for (auto& x : *it) {
+        if (!x.is_string()) bad("'stop' must be a string or an array of strings, got " + shorten(dump(*it)));
+        g.stop_strings.push_back(x.get<std::string>());
+      }
+    } else {
+      bad("'stop' must be a string or an array of strings, got " + shorten(dump(*it)));
+    }
+    for (auto& x : g.stop_strings)
+      if (x.empty()) bad("'stop' holds an empty string");
+    if (!g.stop_strings.empty()) {
+      if (!tok_) bad("'stop' strings need the model's tokenizer.json, and this model has none");
+      Tokenizer tok = *tok_;
+      g.token_text = [tok](int id) { return tok.id_to_token(id).empty() ? std::string() : tok.decode({id}); };
+    }
+  }
+  try {
+    g.validate(c);
+  } catch (const Error& e) {
+    bad(e.what());
+  }
+  return r;
+}
+
+std::string Api::text_of(const ApiRequest& r, const std::vector<int>& tokens) const {
+  OutputText out(tok_, r.options.stop_tokens, r.options.stop_strings);
+  std::string text;
+  for (int t : tokens) text += out.push(t);
+  return text + out.finish();
+}
+
+json Api::complete(const ApiRequest& r, const ChunkFn& on_chunk) const {
+  const std::string id = new_id(r.chat);
+  const long long created = (long long)std::time(nullptr);
+  const char* object = r.chat ? "chat.completion" : "text_completion";
+  const char* chunk_object = r.chat ? "chat.completion.chunk" : "text_completion";
+  bool first_chunk = true;
+  auto chunk = [&](const std::string& piece, const json& finish) {
+    json choice = {{"index", 0}, {"finish_reason", finish}};
+    if (r.chat) {
+      json delta = {{"content", piece}};
+      if (first_chunk) delta["role"] = "assistant";
+      choice["delta"] = delta;
+    } else {
+      choice["text"] = piece;
+    }
+    first_chunk = false;
+    return json{{"id", id}, {"object", chunk_object}, {"created", created}, {"model", name_}, {"choices", json::array({choice})}};
+  };
+
+  OutputText out(tok_, r.options.stop_tokens, r.options.stop_strings);
+  std::string text;
+  struct Aborted {};
+  TokenCallback cb;
+  if (on_chunk)
+    cb = [&](const TokenEvent& ev) {
+      if (ev.thought) return;
+      const std::string piece = out.push(ev.token);
+      text += piece;
+      json c = chunk(piece, nullptr);
+      c["huginn"] = {{"token", ev.token}, {"steps", ev.steps}};
+      if (!on_chunk(c)) throw Aborted{};
+    };
+  SequenceResult res;
+  try {
+    res = generate(m_, r.prompt, r.options, cb);
+  } catch (const Aborted&) {
+    return nullptr;
+  }
+  if (!on_chunk)
+    for (int t : res.tokens) text += out.push(t);
+  const std::string tail = out.finish();
+  text += tail;
+
+  double mean = 0;
+  for (int s : res.steps) mean += s;
+  if (!res.steps.empty()) mean /= (double)res.steps.size();
+  const int P = (int)r.prompt.size(), N = (int)res.tokens.size();
+  const json usage = {{"prompt_tokens", P}, {"completion_tokens", N}, {"total_tokens", P + N}};
+  const json huginn = {{"tokens", res.tokens},
+                       {"steps", res.steps},
+                       {"mean_steps", mean},
+                       {"core_iterations", res.core_iterations},
+                       {"kv_bytes", res.kv_bytes},
+                       {"stop_reason", res.stop_reason},
+                       {"max_steps", r.options.steps},
+                       {"exit", r.options.exit.kind == ExitKind::None ? std::string("none") : r.options.exit.str()},
+                       {"cache", r.options.cache}};
+  const char* fin = finish_reason(res.stop_reason);
+  if (on_chunk) {
+    json last = chunk(tail, fin);
+    last["usage"] = usage;
+    last["huginn"] = huginn;
+    if (!on_chunk(last)) return nullptr;
+  }
+  json choice = {{"index", 0}, {"finish_reason", fin}};
+  if (r.chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
+  else choice["text"] = text;
+  return json{{"id", id},          {"object", object}, {"created", created}, {"model", name_},
+              {"choices", json::array({choice})}, {"usage", usage},   {"huginn", huginn}};
+}
+
+}  // namespace huginn::serve

@@ -1,0 +1,467 @@
+// `huginn serve`: the API layer without sockets (requests -> generate options,
+// responses, every bad input a clear 400), then the real server as a
+// subprocess on a free port, spoken to with httplib's client.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "huginn/chat.h"
+#include "huginn/checkpoint.h"
+#include "huginn/generate.h"
+#include "huginn/model.h"
+#include "huginn/server_api.h"
+#include "huginn/tokenizer.h"
+#include "test_util.h"
+#include "tokenizer_test_util.h"
+
+namespace huginn {
+namespace {
+using json = nlohmann::json;
+using serve::Api;
+using serve::ApiError;
+using serve::ApiRequest;
+
+const std::string kTasks = std::string(HUGINN_SOURCE_DIR) + "/models/huginn-tasks";
+
+const Model& tasks_model() {
+  static auto m = Model::load(kTasks);
+  return *m;
+}
+
+// A random tiny model with a tokenizer that has Huginn's chat tokens (ids inside its vocabulary).
+struct ChatModel {
+  ModelConfig c = test::tiny_config(32, 2, 97, 96);
+  std::vector<float> flat = init_params(c, 5);
+  std::unique_ptr<Model> m = Model::from_flat(c, flat.data());
+  Tokenizer tok = make_tok();
+  static Tokenizer make_tok() {
+    json vocab;
+    int id = 0;
+    for (char ch : std::string(" abcdefghijklmnopqrstuvwxyzHEU\n+=?.")) vocab[std::string(1, ch)] = id++;
+    json j = testutil::bpe_json(vocab, json::array());
+    j["added_tokens"] = {testutil::added(90, "<|begin_text|>", true), testutil::added(91, "<|end_text|>", true),
+                         testutil::added(92, "<|begin_header|>", true), testutil::added(93, "<|end_header|>", true),
+                         testutil::added(94, "<|end_turn|>", true), testutil::added(95, "<|pad|>", true)};
+    j["decoder"] = {{"type", "Fuse"}};
+    return Tokenizer::from_json(j.dump());
+  }
+};
+ChatModel& chat_model() {
+  static ChatModel c;
+  return c;
+}
+
+TEST(ServeApi, CompletionMatchesGenerate) {
+  const Model& m = tasks_model();
+  const Api api = Api::for_model_dir(m, kTasks);
+  const Tokenizer tok = load_model_tokenizer(kTasks);
+  const std::vector<int> prompt = tok.encode("2132122=", /*add_special=*/true);
+  for (const std::string exit : {"none", "kl:5e-4"}) {
+    const ApiRequest r =
+        api.parse(R"({"model": "x", "prompt": "2132122=", "steps": 32, "max_tokens": 4, "exit": ")" + exit + "\"}", false);
+    EXPECT_EQ(r.prompt, prompt);
+    GenerateOptions g;
+    g.steps = 32;
+    g.max_new_tokens = 4;
+    g.exit = ExitCriterion::parse(exit);
+    g.stop_tokens = model_stop_ids(kTasks);
+    const SequenceResult direct = generate(m, prompt, g);
+    const json out = api.complete(r);
+    EXPECT_EQ(out["huginn"]["tokens"].get<std::vector<int>>(), direct.tokens) << exit;
+    EXPECT_EQ(out["huginn"]["steps"].get<std::vector<int>>(), direct.steps) << exit;
+    EXPECT_EQ(out["huginn"]["core_iterations"].get<int>(), direct.core_iterations);
+    EXPECT_EQ(out["huginn"]["kv_bytes"].get<size_t>(), direct.kv_bytes);
+    EXPECT_EQ(out["object"], "text_completion");
+    EXPECT_EQ(out["model"], "huginn-tasks-d64");
+    EXPECT_EQ(out["usage"]["prompt_tokens"], prompt.size());
+    EXPECT_EQ(out["usage"]["completion_tokens"], direct.tokens.size());
+    EXPECT_EQ(out["usage"]["total_tokens"], prompt.size() + direct.tokens.size());
+    // the answer, without the stop token's text
+    ASSERT_EQ(direct.stop_reason, "stop_token");
+    EXPECT_EQ(out["choices"][0]["finish_reason"], "stop");
+    const std::string text = out["choices"][0]["text"];
+    EXPECT_TRUE(text == "y" || text == "n") << text;
+    EXPECT_EQ(text, tok.decode({direct.tokens.begin(), direct.tokens.end() - 1}));
+    if (exit == "none") {
+      for (int s : direct.steps) EXPECT_EQ(s, 32);
+    }
+
+    // streamed: one chunk per token, then a final one; the same text and iterations
+    std::vector<json> chunks;
+    const json whole = api.complete(r, [&](const json& c) {
+      chunks.push_back(c);
+      return true;
+    });
+    ASSERT_EQ(chunks.size(), direct.tokens.size() + 1);
+    std::string streamed;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      streamed += chunks[i]["choices"][0]["text"].get<std::string>();
+      if (i < direct.tokens.size()) {
+        EXPECT_TRUE(chunks[i]["choices"][0]["finish_reason"].is_null());
+        EXPECT_EQ(chunks[i]["huginn"]["steps"], direct.steps[i]);
+        EXPECT_EQ(chunks[i]["huginn"]["token"], direct.tokens[i]);
+      }
+    }
+    EXPECT_EQ(streamed, text);
+    EXPECT_EQ(chunks.back()["choices"][0]["finish_reason"], "stop");
+    EXPECT_EQ(chunks.back()["usage"], out["usage"]);
+    EXPECT_EQ(whole["choices"][0]["text"], text);
+    // a client that goes away stops generation
+    EXPECT_TRUE(api.complete(r, [](const json&) { return false; }).is_null());
+  }
+  // token ids as the prompt give the same answer
+  json ids = json::array();
+  for (int id : prompt) ids.push_back(id);
+  const json byids = api.complete(api.parse(json{{"prompt", ids}, {"steps", 32}}.dump(), false));
+  const json bytext = api.complete(api.parse(R"({"prompt": "2132122=", "steps": 32})", false));
+  EXPECT_EQ(byids["huginn"]["tokens"], bytext["huginn"]["tokens"]);
+  // defaults: the model's mean_recurrence, 16 tokens at most
+  const ApiRequest d = api.parse(R"({"prompt": "1="})", false);
+  EXPECT_EQ(d.options.steps, m.config().mean_recurrence);
+  EXPECT_EQ(d.options.max_new_tokens, 16);
+  EXPECT_FALSE(d.stream);
+  const json models = api.models();
+  EXPECT_EQ(models["data"][0]["id"], "huginn-tasks-d64");
+  EXPECT_EQ(models["data"][0]["huginn"]["block_size"], 64);
+  EXPECT_EQ(api.health(), json({{"status", "ok"}}));
+}
+
+TEST(ServeApi, ChatRequestsUseTheChatFormat) {
+  ChatModel& cm = chat_model();
+  const Api api(*cm.m, cm.tok, chat_stop_ids(cm.tok), "tiny", {});
+  const std::vector<ChatMessage> msgs = {{"system", "be brief"}, {"user", "hi"}, {"assistant", "hello"}, {"user", "a+b?"}};
+  const ApiRequest r = api.parse(
+      R"({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+                       {"role": "assistant", "content": "hello"}, {"role": "user", "content": "a+b?"}],
+          "max_tokens": 3, "steps": 2, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "min_p": 0.01, "seed": 3,
+          "cache": "latest-m4", "continuous": true, "exit": "kl", "min_steps": 1})",
+      true);
+  EXPECT_TRUE(r.chat);
+  EXPECT_EQ(r.prompt, encode_chat(cm.tok, msgs, true));
+  EXPECT_EQ(r.prompt.front(), 90);
+  EXPECT_EQ(r.options.stop_tokens, std::vector<int>({90, 91, 94}));
+  EXPECT_EQ(r.options.max_new_tokens, 3);
+  EXPECT_EQ(r.options.steps, 2);
+  EXPECT_FLOAT_EQ(r.options.sampling.temperature, 0.7f);
+  EXPECT_EQ(r.options.sampling.top_k, 5);
+  EXPECT_FLOAT_EQ(r.options.sampling.top_p, 0.9f);
+  EXPECT_FLOAT_EQ(r.options.sampling.min_p, 0.01f);
+  EXPECT_EQ(r.options.sampling.seed, 3u);
+  EXPECT_EQ(r.options.cache, "latest-m4");
+  EXPECT_TRUE(r.options.continuous);
+  EXPECT_EQ(r.options.exit.kind, ExitKind::KL);
+  EXPECT_EQ(r.options.min_steps, 1);
+  const json out = api.complete(r);
+  EXPECT_EQ(out["object"], "chat.completion");
+  EXPECT_EQ(out["choices"][0]["message"]["role"], "assistant");
+  EXPECT_TRUE(out["choices"][0]["message"]["content"].is_string());
+  EXPECT_EQ(out["usage"]["completion_tokens"], out["huginn"]["tokens"].size());
+  std::vector<json> chunks;
+  api.complete(r, [&](const json& c) {
+    chunks.push_back(c);
+    return true;
+  });
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks[0]["object"], "chat.completion.chunk");
+  EXPECT_EQ(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string streamed;
+  for (auto& c : chunks) streamed += c["choices"][0]["delta"]["content"].get<std::string>();
+  EXPECT_EQ(streamed, out["choices"][0]["message"]["content"]);
+  // without max_tokens a chat may fill the context
+  const ApiRequest d = api.parse(R"({"messages": [{"role": "user", "content": "hi"}]})", true);
+  EXPECT_EQ(d.options.max_new_tokens + (int)d.prompt.size(), cm.c.block_size);
+}
+
+TEST(ServeApi, StopTokensAndStopStringsShapeTheText) {
+  ChatModel& cm = chat_model();
+  const Api api(*cm.m, cm.tok, chat_stop_ids(cm.tok), "tiny", {});
+  auto ids = [&](const std::string& s) { return cm.tok.encode(s); };
+  const ApiRequest plain = api.parse(R"({"prompt": "hi"})", false);
+  std::vector<int> t = ids("abc");
+  t.push_back(91);  // <|end_text|>
+  EXPECT_EQ(api.text_of(plain, t), "abc");
+  const ApiRequest stop = api.parse(R"({"prompt": "hi", "stop": ["cd", "zz"]})", false);
+  EXPECT_EQ(stop.options.stop_strings, std::vector<std::string>({"cd", "zz"}));
+  EXPECT_EQ(api.text_of(stop, ids("abcde")), "ab");
+  EXPECT_EQ(api.text_of(stop, ids("abz")), "abz");
+  const ApiRequest one = api.parse(R"({"prompt": "hi", "stop": "b"})", false);
+  EXPECT_EQ(api.text_of(one, ids("abcb")), "a");
+  // a model without a tokenizer answers with ids
+  const Api bare(*cm.m, std::nullopt, {}, "bare", {});
+  EXPECT_EQ(bare.text_of(bare.parse(R"({"prompt": [1, 2]})", false), {5, 6, 7}), "5 6 7");
+  EXPECT_EQ(bare.parse(R"({"prompt": [1, 2]})", false).options.stop_tokens, default_stop_tokens());
+  // ids of the model's padded vocabulary that the tokenizer lacks add no text (and never throw)
+  EXPECT_EQ(api.text_of(plain, {cm.tok.encode("a")[0], 63, cm.tok.encode("b")[0]}), "ab");
+  EXPECT_EQ(api.text_of(stop, {63}), "");
+}
+
+TEST(ServeApi, BadInputIsAClearError) {
+  const Api api = Api::for_model_dir(tasks_model(), kTasks);
+  struct Case {
+    std::string body;
+    bool chat;
+    std::string message;
+  };
+  const std::string long_prompt = "\"" + std::string(70, '1') + "\"";
+  for (const Case& c : std::vector<Case>{
+           {"{", false, "invalid JSON"},
+           {"", false, "invalid JSON"},
+           {"[1, 2]", false, "must be a JSON object"},
+           {R"({"prompt": "1=", "bogus": 1})", false, "unknown field 'bogus'"},
+           {R"({"messages": [{"role": "user", "content": "x"}]})", false, "unknown field 'messages'"},
+           {R"({"prompt": "1="})", true, "unknown field 'prompt'"},
+           {R"({})", false, "missing field 'prompt'"},
+           {R"({"prompt": null})", false, "missing field 'prompt'"},
+           {R"({"prompt": 5})", false, "'prompt' must be a string or an array of token ids"},
+           {R"({"prompt": ""})", false, "'prompt' is empty"},
+           {R"({"prompt": []})", false, "'prompt' is empty"},
+           {R"({"prompt": [1, 128]})", false, "token id 128 (entry 1) is outside the vocabulary [0, 128)"},
+           {R"({"prompt": [-1]})", false, "outside the vocabulary"},
+           {R"({"prompt": [1, "a"]})", false, "array of token ids; entry 1"},
+           {R"({"prompt": [1.5]})", false, "array of token ids"},
+           {R"({"prompt": "1=", "max_tokens": 0})", false, "'max_tokens' must be in [1, "},
+           {R"({"prompt": "1=", "max_tokens": "4"})", false, "'max_tokens' must be an integer"},
+           {R"({"prompt": "1=", "max_tokens": 100})", false, "plus max_tokens (100) exceeds the model's context of 64"},
+           {R"({"prompt": )" + long_prompt + "}", false, "the prompt is 71 tokens; the model's context is 64"},
+           {R"({"prompt": "1=", "steps": 0})", false, "'steps' must be in [1, 1024], got 0"},
+           {R"({"prompt": "1=", "steps": 100000000000})", false, "'steps' must be in [1, 1024]"},
+           {R"({"prompt": "1=", "steps": 18446744073709551615})", false, "'steps' must be in [1, 1024]"},
+           {R"({"prompt": "1=", "steps": 4.5})", false, "'steps' must be an integer"},
+           {R"({"prompt": "1=", "min_steps": 40, "steps": 32})", false, "'min_steps' must be in [0, 32]"},
+           {R"({"prompt": "1=", "temperature": -1})", false, "'temperature' must be in [0, 100]"},
+           {R"({"prompt": "1=", "temperature": "hot"})", false, "'temperature' must be a number"},
+           {R"({"prompt": "1=", "top_p": 0})", false, "'top_p' must be in (0, 1]"},
+           {R"({"prompt": "1=", "min_p": 2})", false, "'min_p' must be in [0, 1]"},
+           {R"({"prompt": "1=", "top_k": -1})", false, "'top_k' must be in [0, "},
+           {R"({"prompt": "1=", "repetition_penalty": 0})", false, "'repetition_penalty'"},
+           {R"({"prompt": "1=", "seed": -1})", false, "'seed' must be a whole number >= 0"},
+           {R"({"prompt": "1=", "seed": "x"})", false, "'seed' must be a whole number >= 0"},
+           {R"({"prompt": "1=", "stop": 5})", false, "'stop' must be a string or an array of strings"},
+           {R"({"prompt": "1=", "stop": [""]})", false, "'stop' holds an empty string"},
+           {R"({"prompt": "1=", "stop": ["a", 1]})", false, "'stop' must be a string or an array of strings"},
+           {R"({"prompt": "1=", "stream": "yes"})", false, "'stream' must be true or false"},
+           {R"({"prompt": "1=", "continuous": 1})", false, "'continuous' must be true or false"},
+           {R"({"prompt": "1=", "exit": "bogus"})", false, "'exit': unknown exit criterion"},
+           {R"({"prompt": "1=", "exit": "kl:x"})", false, "'exit': "},
+           {R"({"prompt": "1=", "exit": 5})", false, "'exit' must be a string"},
+           {R"({"prompt": "1=", "cache": "bogus"})", false, "'cache': unknown cache strategy"},
+           {R"({"prompt": "1=", "n": 2})", false, "'n' must be in [1, 1]"},
+           {R"({"prompt": "1=", "model": 3})", false, "'model' must be a string"},
+           {R"({"messages": [{"role": "user", "content": "hi"}]})", true, "this model cannot chat"},
+           {R"({"messages": []})", true, "'messages' is empty"},
+           {R"({"messages": "hi"})", true, "'messages' must be an array"},
+           {R"({"messages": [5]})", true, "messages[0] must be an object"},
+           {R"({"messages": [{"role": "user"}]})", true, "messages[0].content must be a string"},
+           {R"({"messages": [{"role": "", "content": "x"}]})", true, "messages[0].role must be a non-empty string"},
+           {R"({"messages": [{"role": "user", "content": "x", "name": "z"}]})", true, "unknown field 'name' in messages[0]"},
+       }) {
+    try {
+      api.parse(c.body, c.chat);
+      ADD_FAILURE() << "accepted: " << c.body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400) << c.body;
+      EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << c.body << "\n  got: " << e.what();
+    }
+  }
+  const json e = serve::error_json("boom");
+  EXPECT_EQ(e["error"]["message"], "boom");
+  EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+  // text without a tokenizer, and a model name from the directory
+  ChatModel& cm = chat_model();
+  const Api bare(*cm.m, std::nullopt, {}, "bare", {});
+  EXPECT_THROW(bare.parse(R"({"prompt": "ab"})", false), ApiError);
+  EXPECT_THROW(bare.parse(R"({"prompt": [1], "stop": "x"})", false), ApiError);
+}
+
+// ---- the real server, as a subprocess ----
+
+// `huginn serve ... --port 0`: started, its port read from its first line;
+// killed in the destructor whatever happened.
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::vector<std::string> args) {
+    err_ = test::temp_dir("serve") / "stderr";
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      const int fd = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) ::dup2(fd, 2);
+      ::close(out[0]);
+      ::close(out[1]);
+      std::vector<char*> argv;
+      std::string bin = HUGINN_BIN;
+      argv.push_back(bin.data());
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(bin.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    out_ = out[0];
+    // the first line: "listening on http://HOST:PORT"
+    std::string line;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{out_, POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::read(out_, buf, sizeof buf);
+      if (n <= 0) break;
+      line.append(buf, (size_t)n);
+    }
+    first_line = line.substr(0, line.find('\n'));
+    const std::string prefix = "listening on http://127.0.0.1:";
+    if (first_line.rfind(prefix, 0) == 0) port = std::atoi(first_line.c_str() + prefix.size());
+  }
+  ~ServerProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_ >= 0) ::close(out_);
+    std::error_code ec;
+    std::filesystem::remove_all(err_.parent_path(), ec);
+  }
+  // SIGTERM, then the exit code (-1: killed by a signal or still running after 20 s).
+  int stop() {
+    ::kill(pid_, SIGTERM);
+    int st = 0;
+    for (int i = 0; i < 400; ++i) {
+      const pid_t r = ::waitpid(pid_, &st, WNOHANG);
+      if (r == pid_) {
+        pid_ = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+  std::string err() const { return test::slurp(err_); }
+
+  int port = 0;
+  std::string first_line;
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  std::filesystem::path err_;
+};
+
+json body_json(const httplib::Result& r) { return json::parse(r->body); }
+
+TEST(ServeHttp, EndpointsStreamingErrorsAndCleanStop) {
+  ServerProcess srv({"serve", "-m", kTasks, "--port", "0", "--max-body", "4096", "--steps", "32"});
+  ASSERT_GT(srv.port, 0) << "first line: '" << srv.first_line << "'\n" << srv.err();
+  httplib::Client cli("127.0.0.1", srv.port);
+  cli.set_read_timeout(60, 0);
+
+  auto h = cli.Get("/health");
+  ASSERT_TRUE(h) << httplib::to_string(h.error());
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(body_json(h), json({{"status", "ok"}}));
+
+  auto m = cli.Get("/v1/models");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  EXPECT_EQ(body_json(m)["data"][0]["id"], "huginn-tasks-d64");
+
+  const std::string req = R"({"prompt": "2132122=", "max_tokens": 4})";
+  auto c = cli.Post("/v1/completions", req, "application/json");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->status, 200) << c->body;
+  const json cj = body_json(c);
+  const std::string text = cj["choices"][0]["text"];
+  EXPECT_TRUE(text == "y" || text == "n") << c->body;
+  EXPECT_EQ(cj["choices"][0]["finish_reason"], "stop");
+  for (int s : cj["huginn"]["steps"].get<std::vector<int>>()) EXPECT_EQ(s, 32);
+
+  // streamed: Server-Sent Events, one per token, then [DONE]
+  auto s = cli.Post("/v1/completions", R"({"prompt": "2132122=", "max_tokens": 4, "stream": true})",
+                    "application/json");
+  ASSERT_TRUE(s);
+  ASSERT_EQ(s->status, 200) << s->body;
+  EXPECT_NE(s->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  std::string streamed, last;
+  std::vector<int> steps;
+  size_t events = 0;
+  for (size_t at = 0; at < s->body.size();) {
+    const size_t end = s->body.find("\n\n", at);
+    ASSERT_NE(end, std::string::npos) << s->body;
+    const std::string ev = s->body.substr(at, end - at);
+    at = end + 2;
+    ASSERT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+    last = ev.substr(6);
+    ++events;
+    if (last == "[DONE]") break;
+    const json e = json::parse(last);
+    streamed += e["choices"][0]["text"].get<std::string>();
+    if (e["choices"][0]["finish_reason"].is_null()) steps.push_back(e["huginn"]["steps"]);
+  }
+  EXPECT_EQ(last, "[DONE]");
+  EXPECT_EQ(streamed, text);
+  EXPECT_EQ(steps, cj["huginn"]["steps"].get<std::vector<int>>());
+  EXPECT_EQ(events, cj["huginn"]["tokens"].size() + 2);
+
+  auto bad = cli.Post("/v1/completions", "{not json", "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(body_json(bad)["error"]["type"], "invalid_request_error");
+  EXPECT_NE(body_json(bad)["error"]["message"].get<std::string>().find("invalid JSON"), std::string::npos);
+
+  auto range = cli.Post("/v1/completions", R"({"prompt": "1=", "steps": 0})", "application/json");
+  ASSERT_TRUE(range);
+  EXPECT_EQ(range->status, 400);
+  EXPECT_NE(range->body.find("'steps' must be in"), std::string::npos) << range->body;
+
+  auto nf = cli.Get("/nope");
+  ASSERT_TRUE(nf);
+  EXPECT_EQ(nf->status, 404);
+  EXPECT_EQ(body_json(nf)["error"]["type"], "invalid_request_error");
+
+  auto wrong = cli.Get("/v1/completions");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 405);
+  EXPECT_EQ(wrong->get_header_value("Allow"), "POST");
+
+  auto big = cli.Post("/v1/completions", R"({"prompt": ")" + std::string(8000, '1') + "\"}", "application/json");
+  ASSERT_TRUE(big) << httplib::to_string(big.error());
+  EXPECT_TRUE(big->status == 413 || big->status == 400) << big->status;
+  EXPECT_NE(big->body.find("max-body"), std::string::npos) << big->body;
+
+  // still serving after all that
+  auto again = cli.Get("/health");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+
+  EXPECT_EQ(srv.stop(), 0) << srv.err();
+}
+
+TEST(ServeHttp, BadCommandLinesAreOneErrorLine) {
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"serve -m " + kTasks + " --port 70000", "error: --port must be in [0, 65535]"},
+           {"serve -m " + kTasks + " --port -1", "error: --port must be in [0, 65535]"},
+           {"serve -m /nonexistent --port 0", "error: /nonexistent: not a model directory"},
+           {"serve -m " + kTasks + " --port 0 --steps 0", "error: --steps must be >= 1"},
+           {"serve -m " + kTasks + " --port 0 --exit bogus", "error: unknown exit criterion"},
+           {"serve -m " + kTasks + " --port 0 --cache bogus", "error: unknown cache strategy"},
+           {"serve -m " + kTasks + " --port 0 --max-body 0", "error: --max-body must be >= 1"},
+       }) {
+    auto r = test::run_cli(args);
+    EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind(message, 0), 0u) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace huginn
