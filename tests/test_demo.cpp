@@ -17,7 +17,7 @@ TEST(Demo, RunsOnTheShippedModelAndWritesPlots) {
   const fs::path out = test::temp_dir("demo");
   auto r = test::run_cli("demo -m " + model + " --out " + out.string() + " --n 4 --max-steps 4");
   ASSERT_EQ(r.code, 0) << r.err;
-  for (const char* needle : {"jumps (trained on difficulty 4-24)", "r=1", "r=4", "adaptive (mean r)", "settles",
+  for (const char* needle : {"jumps (trained on difficulty 4-24)", "r=1", "r=4", "KL exit (mean r)", "latent exit (mean r)", "settles",
                              "36*", "Thinking through one jumps problem (difficulty 36", "trajectory:"})
     EXPECT_NE(r.out.find(needle), std::string::npos) << needle << "\n" << r.out;
   for (const char* f : {"accuracy_vs_iterations.svg", "iterations_vs_difficulty.svg", "latent_trajectory.svg"}) {

@@ -237,6 +237,13 @@ TEST(Eval, CliJsonOutputShape) {
   EXPECT_EQ(j["convergence"][1]["max_steps"], 6);
   for (const char* k : {"mean_settle", "median_settle", "unsettled", "mean_answer_settle"})
     EXPECT_TRUE(j["convergence"][0].contains(k)) << k;
+  // Any of the engine's exit criteria, named in the results.
+  r = run_cli("eval -q -m " + model_dir() + " --task jumps --difficulty 5 --steps 6 --n 3 --exit latent-diff:1e30 --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["exit"], "latent-diff:1e30");
+  EXPECT_EQ(j["results"][0]["exit"], "latent-diff:1e+30");
+  EXPECT_DOUBLE_EQ(j["results"][0]["mean_steps"].get<double>(), 1.0);  // a huge threshold exits at once
   r = run_cli("eval -q -m " + model_dir() + " --task jumps --difficulty 5 --steps 2 --n 3 --convergence 1");
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("--convergence"), std::string::npos) << r.out;
@@ -254,7 +261,9 @@ TEST(Eval, CliTableListTasksAndErrors) {
   for (const std::string bad : {"--task nope --difficulty 3", "--task addition --difficulty 99",
                                 "--task addition --difficulty 2 --steps 1,,2", "--task addition --difficulty 2 --steps 0",
                                 "--task addition --difficulty 2 --exit kl:", "--task digitsum",
-                                "--task addition --difficulty 2 --plot out.gif"}) {
+                                "--task addition --difficulty 2 --plot out.gif",
+                                "--task addition --difficulty 2 --exit entropy:1", "--task addition --difficulty 2 --exit kl:0",
+                                "--task addition --difficulty 2 --exit latent-diff:x"}) {
     r = run_cli("eval -q -m " + model_dir() + " " + bad);
     EXPECT_NE(r.rc, 0) << bad;
     EXPECT_NE(r.out.find("error: "), std::string::npos) << bad << ": " << r.out;

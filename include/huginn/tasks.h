@@ -179,8 +179,10 @@ class TaskSequenceSource : public SequenceSource {
 struct DecodeOptions {
   int steps = 32;             // fixed depth, or the maximum with an exit criterion
   int max_new_tokens = 8;     // stops earlier at EOS
-  // Exit criterion: "none" or "kl" (KL between successive next-token
-  // distributions below exit_threshold), run by the engine's decode loop.
+  // Exit criterion: "none" or a criterion name of huginn::ExitCriterion
+  // ("kl": KL between successive next-token distributions below
+  // exit_threshold; "latent-diff", "entropy-diff", ...), run by the engine's
+  // decode loop.
   std::string exit = "none";
   double exit_threshold = 5e-4;
   int min_steps = 1;
@@ -205,7 +207,7 @@ std::vector<int> prompt_ids(const Instance& inst);
 // scored by exact match. Instances run in parallel across threads.
 struct EvalSetting {
   int steps = 32;            // fixed depth, or the maximum with an exit
-  std::string exit = "none";  // "none" or "kl"
+  std::string exit = "none";  // "none" or an ExitCriterion name ("kl", "latent-diff", ...)
   double threshold = 0;
 };
 struct EvalResult {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "huginn/common.h"
+#include "huginn/exit_criteria.h"
 #include "huginn/generate.h"
 #include "huginn/kv_cache.h"
 #include "huginn/model.h"
@@ -23,22 +24,22 @@ DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt, const
   if (prompt.empty()) fail("decode: empty prompt");
   if (o.steps < 1) fail("decode: the number of iterations must be >= 1, got ", o.steps);
   if (o.max_new_tokens < 1) fail("decode: max_new_tokens must be >= 1");
-  const bool kl_exit = o.exit == "kl";
-  if (!kl_exit && o.exit != "none") fail("decode: unknown exit criterion '", o.exit, "' (none, kl)");
+  const ExitCriterion crit = ExitCriterion::parse(o.exit);  // throws for an unknown name
+  const bool with_exit = crit.kind != ExitKind::None;
   if ((int64_t)prompt.size() + o.max_new_tokens > c.block_size)
     fail("prompt of ", prompt.size(), " tokens plus ", o.max_new_tokens, " answer tokens exceeds the context of ",
          c.block_size);
   GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.steps = o.steps;
-  if (kl_exit) {
-    g.exit.kind = ExitKind::KL;
+  if (with_exit) {
+    g.exit = crit;
     g.exit.threshold = o.exit_threshold;
     // DecodeOptions::min_steps counts iterations before the first check; the
     // loop's min_steps is the reference's (first check after min_steps + 1).
     g.min_steps = std::max(0, o.min_steps - 1);
   }
-  g.cache = !o.cache.empty() ? o.cache : kl_exit ? "latest-m4" : "full";
+  g.cache = !o.cache.empty() ? o.cache : with_exit ? "latest-m4" : "full";
   g.init_scale = o.init_scale;
   g.seed = o.seed;
   g.stop_tokens = {kEosId};
@@ -76,7 +77,7 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
   if (settings.empty()) fail("eval: no settings");
   for (auto& st : settings) {
     if (st.steps < 1) fail("eval: iterations must be >= 1, got ", st.steps);
-    if (st.exit != "none" && st.exit != "kl") fail("eval: unknown exit criterion '", st.exit, "' (none, kl)");
+    ExitCriterion::parse(st.exit);  // throws for an unknown criterion
   }
   for (int d : difficulties) task.check_difficulty(d);
   const int V = m.config().vocab_size;

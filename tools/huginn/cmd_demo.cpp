@@ -24,7 +24,7 @@ using namespace huginn::tasks;
 struct Opts {
   std::string model = "models/huginn-tasks", out = "demo-out";
   int n = 60, max_steps = 32, beyond = 2;
-  double kl = 1e-6;
+  double kl = 1e-6, latent = 0.01;
   uint64_t seed = 1;
   bool quiet = false;
 };
@@ -53,16 +53,20 @@ int run(const Opts& o) {
   for (int r = 1; r <= o.max_steps; r *= 2) depths.push_back(r);
   std::vector<EvalSetting> settings;
   for (int r : depths) settings.push_back({r, "none", 0});
-  settings.push_back({o.max_steps, "kl", o.kl});
+  // Two adaptive exits, up to twice the largest fixed depth: the paper's KL
+  // criterion and the relative change of the latent state.
+  const std::vector<EvalSetting> exits = {{2 * o.max_steps, "kl", o.kl}, {2 * o.max_steps, "latent-diff", o.latent}};
+  for (auto& e : exits) settings.push_back(e);
 
   std::printf("huginn demo: %s (d=%d, %d/%d/%d layers, trained at mean depth %d)\n", o.model.c_str(), c.n_embd,
               c.n_prelude, c.n_core, c.n_coda, c.mean_recurrence);
-  std::printf("Accuracy on fresh test problems (%d per row) against latent iterations r; the last column exits\n"
-              "each token adaptively (KL < %g between successive iterations) and shows the mean iterations used.\n"
-              "Difficulties marked * are harder than anything seen in training. 'settles' is the mean iteration from\n"
-              "which the latent state stops moving (relative change < 1e-3, followed to %d iterations), 'answer from'\n"
-              "the mean iteration from which the decoded answer stops changing.\n\n",
-              o.n, o.kl, 2 * o.max_steps);
+  std::printf("Accuracy on fresh test problems (%d per row) against latent iterations r. Two columns exit each\n"
+              "token adaptively (up to %d iterations) and show the mean iterations used: 'KL exit' when the next-token\n"
+              "distribution changes by less than KL %g between iterations, 'latent exit' when the latent state moves\n"
+              "by less than %g (relative). Difficulties marked * are harder than anything seen in training.\n"
+              "'settles': mean iteration from which the latent state stops moving (relative change < 1e-3); 'answer\n"
+              "from': mean iteration from which the decoded answer stops changing.\n\n",
+              o.n, 2 * o.max_steps, o.kl, o.latent);
 
   plot::Chart acc_chart, iters_chart;
   acc_chart.title = "accuracy vs latent iterations (fresh test problems)";
@@ -70,7 +74,7 @@ int run(const Opts& o) {
   acc_chart.ylabel = "accuracy";
   acc_chart.log_x = true;
   acc_chart.y_min = 0, acc_chart.y_max = 1;
-  iters_chart.title = str("iterations vs difficulty: used with adaptive exit (KL < ", o.kl, "), and until settled");
+  iters_chart.title = "iterations vs difficulty: used with adaptive exits, and until the state settles";
   iters_chart.xlabel = "difficulty";
   iters_chart.ylabel = "mean iterations";
   DecodeOptions base;
@@ -96,8 +100,9 @@ int run(const Opts& o) {
       std::printf("%s\n\n  %-10s", line.c_str(), "difficulty");
     }
     for (int r : depths) std::printf(" %6s", str("r=", r).c_str());
-    std::printf("   adaptive (mean r)   settles  answer from\n");
-    std::vector<double> xd, yit, ysettle;
+    std::printf(" %20s %20s %8s %12s\n", "KL exit (mean r)", "latent exit (mean r)", "settles", "answer from");
+    std::vector<double> xd, ysettle;
+    std::vector<std::vector<double>> yit(exits.size());
     for (int dv : diffs) {
       std::printf("  %-10s", str(dv, dv > tr.max_difficulty ? "*" : "").c_str());
       std::vector<double> xs, ys;
@@ -108,14 +113,17 @@ int run(const Opts& o) {
           xs.push_back(e.setting.steps);
           ys.push_back(e.accuracy());
         } else {
-          std::printf("   %5s (%.1f)", pct(e.accuracy()).c_str(), e.mean_steps);
-          xd.push_back(dv);
-          yit.push_back(e.mean_steps);
+          char cell[48];
+          std::snprintf(cell, sizeof cell, "%s (%.1f)", pct(e.accuracy()).c_str(), e.mean_steps);
+          std::printf(" %20s", cell);
+          for (size_t k = 0; k < exits.size(); ++k)
+            if (exits[k].exit == e.setting.exit) yit[k].push_back(e.mean_steps);
         }
       }
+      xd.push_back(dv);
       for (auto& cv : conv)
         if (cv.difficulty == dv) {
-          std::printf("   %7.1f  %11.1f", cv.mean_settle, cv.mean_answer_settle);
+          std::printf(" %8.1f %12.1f", cv.mean_settle, cv.mean_answer_settle);
           ysettle.push_back(cv.mean_settle);
         }
       std::printf("\n");
@@ -123,7 +131,9 @@ int run(const Opts& o) {
       s.dashed = dv > tr.max_difficulty;
       acc_chart.series.push_back(s);
     }
-    iters_chart.series.push_back(plot::make_series(str(task.name(), ": iterations used (adaptive exit)"), xd, yit));
+    for (size_t k = 0; k < exits.size(); ++k)
+      iters_chart.series.push_back(plot::make_series(
+          str(task.name(), ": used, ", exits[k].exit == "kl" ? "KL exit" : "latent exit"), xd, yit[k]));
     auto settle_series = plot::make_series(str(task.name(), ": iterations until the latent state settles"), xd, ysettle);
     settle_series.dashed = true;
     iters_chart.series.push_back(settle_series);
@@ -202,7 +212,10 @@ static Register reg("demo", "test-time scaling on the shipped reasoning model: a
                       app.add_option("--max-steps", o->max_steps, "largest depth (1, 2, 4, ... up to it)")
                           ->check(CLI::Range(1, 4096))
                           ->capture_default_str();
-                      app.add_option("--kl", o->kl, "adaptive exit threshold")
+                      app.add_option("--latent", o->latent, "latent-diff exit threshold (relative change)")
+                          ->check(CLI::PositiveNumber)
+                          ->capture_default_str();
+                      app.add_option("--kl", o->kl, "KL exit threshold")
                           ->check(CLI::PositiveNumber)
                           ->capture_default_str();
                       app.add_option("--beyond", o->beyond,

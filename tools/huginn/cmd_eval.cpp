@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "huginn/common.h"
+#include "huginn/exit_criteria.h"
 #include "huginn/model.h"
 #include "huginn/plot.h"
 #include "huginn/tasks.h"
@@ -127,12 +128,17 @@ int run(const Opts& o) {
   std::string exit = "none";
   double threshold = 0;
   if (o.exit != "none") {
-    const auto colon = o.exit.find(':');
-    if (colon == std::string::npos || o.exit.substr(0, colon) != "kl")
-      fail("--exit must be 'none' or 'kl:THRESHOLD' (e.g. kl:5e-4), got '", o.exit, "'");
-    if (!parse_double(o.exit.substr(colon + 1), threshold)) fail("--exit: invalid threshold in '", o.exit, "'");
-    if (!(threshold > 0)) fail("--exit: the threshold must be > 0");
-    exit = "kl";
+    ExitCriterion c;
+    try {
+      c = ExitCriterion::parse(o.exit);
+    } catch (const Error& e) {
+      fail("--exit: ", e.what());
+    }
+    if (c.kind != ExitKind::None) {
+      if (!(c.threshold > 0)) fail("--exit: the threshold must be > 0");
+      exit = ExitCriterion::name(c.kind);
+      threshold = c.threshold;
+    }
   }
 
   std::vector<int> diffs;
@@ -289,7 +295,10 @@ static Register reg(
                      "difficulty: K, a range A-B or a list A,B,C (default: the range the model was trained on)");
       app.add_option("--steps", o->steps, "iterations to evaluate, comma separated (the maximum with --exit)")
           ->capture_default_str();
-      app.add_option("--exit", o->exit, "per-token exit: none or kl:THRESHOLD (e.g. kl:5e-4)")->capture_default_str();
+      app.add_option("--exit", o->exit,
+                     "per-token exit: none, or a criterion with its threshold (kl:5e-4, latent-diff:0.01, "
+                     "entropy-diff:1e-3, ...)")
+          ->capture_default_str();
       app.add_option("--min-steps", o->min_steps, "with --exit: iterations before the first exit check")
           ->check(CLI::Range(1, 4096));
       app.add_option("--n", o->n, "test instances per difficulty")->capture_default_str();
