@@ -210,6 +210,7 @@ TEST(Eval, CliJsonOutputShape) {
     EXPECT_GE(e["accuracy"].get<double>(), 0.0);
     EXPECT_LE(e["accuracy"].get<double>(), 1.0);
     EXPECT_DOUBLE_EQ(e["mean_steps"].get<double>(), steps[i]);
+    EXPECT_DOUBLE_EQ(e["mean_first_token_steps"].get<double>(), steps[i]);
   }
   // With an exit, steps is the maximum and mean_steps what was used.
   r = run_cli("eval -q -m " + model_dir() + " --task reach --difficulty 3 --steps 8 --n 4 --exit kl:1e30 --json");
@@ -244,6 +245,7 @@ TEST(Eval, CliJsonOutputShape) {
   EXPECT_EQ(j["exit"], "latent-diff:1e30");
   EXPECT_EQ(j["results"][0]["exit"], "latent-diff:1e+30");
   EXPECT_DOUBLE_EQ(j["results"][0]["mean_steps"].get<double>(), 1.0);  // a huge threshold exits at once
+  EXPECT_DOUBLE_EQ(j["results"][0]["mean_first_token_steps"].get<double>(), 1.0);
   r = run_cli("eval -q -m " + model_dir() + " --task jumps --difficulty 5 --steps 2 --n 3 --convergence 1");
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("--convergence"), std::string::npos) << r.out;

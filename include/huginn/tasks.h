@@ -217,6 +217,7 @@ struct EvalResult {
   int n = 0, correct = 0;
   int distinct = 0;            // distinct instances among the n (fewer only at tiny difficulties)
   double mean_steps = 0;       // mean iterations per generated token
+  double mean_first_steps = 0; // mean iterations of the first answer token (the prompt pass)
   double wall_s = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;
   double accuracy() const { return n ? (double)correct / n : 0; }

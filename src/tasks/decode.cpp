@@ -98,7 +98,7 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
       o.exit_threshold = st.threshold;
       o.max_new_tokens = task.answer_length(d) + 1;
       std::vector<char> ok(n, 0);
-      std::vector<int64_t> steps_sum(n, 0), ntok(n, 0), nprompt(n, 0);
+      std::vector<int64_t> steps_sum(n, 0), first_steps(n, 0), ntok(n, 0), nprompt(n, 0);
       std::string error;
       const auto t0 = std::chrono::steady_clock::now();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(kern::threads())
@@ -107,6 +107,7 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
           DecodeResult r = decode_answer(m, prompt_ids(inst[i]), o);
           ok[i] = task.score(inst[i], decode_answer_text(r.tokens));
           for (int sused : r.steps_used) steps_sum[i] += sused;
+          first_steps[i] = r.steps_used.empty() ? 0 : r.steps_used[0];
           ntok[i] = (int64_t)r.tokens.size();
           nprompt[i] = r.prompt_tokens;
         } catch (const std::exception& ex) {
@@ -127,14 +128,16 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
       r.n = n;
       r.distinct = distinct;
       r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      int64_t ssum = 0;
+      int64_t ssum = 0, fsum = 0;
       for (int i = 0; i < n; ++i) {
         r.correct += ok[i];
         ssum += steps_sum[i];
+        fsum += first_steps[i];
         r.generated_tokens += ntok[i];
         r.prompt_tokens += nprompt[i];
       }
       r.mean_steps = r.generated_tokens ? (double)ssum / (double)r.generated_tokens : 0;
+      r.mean_first_steps = (double)fsum / n;
       out.push_back(r);
     }
   }

@@ -96,7 +96,10 @@ struct Progress {
 nlohmann::ordered_json results_json(const std::vector<const tasks::EvalResult*>& rs) {
   nlohmann::ordered_json a = nlohmann::ordered_json::array();
   for (auto* r : rs) {
-    nlohmann::ordered_json j = {{"steps", r->setting.steps}, {"accuracy", r->accuracy()}, {"mean_steps", r->mean_steps}};
+    nlohmann::ordered_json j = {{"steps", r->setting.steps},
+                                {"accuracy", r->accuracy()},
+                                {"mean_steps", r->mean_steps},
+                                {"mean_first_token_steps", r->mean_first_steps}};
     if (r->setting.exit != "none") j["exit"] = str(r->setting.exit, ":", r->setting.threshold);
     j["correct"] = r->correct;
     j["n"] = r->n;
@@ -183,9 +186,10 @@ int run(const Opts& o) {
     tasks::EvalResult a;
     a.task = task.name();
     a.setting = settings[si];
-    double steps_tok = 0;
+    double steps_tok = 0, first = 0;
     for (auto& r : results)
       if (r.setting.steps == settings[si].steps) {
+        first += r.mean_first_steps * r.n;
         a.n += r.n;
         a.correct += r.correct;
         a.wall_s += r.wall_s;
@@ -194,6 +198,7 @@ int run(const Opts& o) {
         steps_tok += r.mean_steps * (double)r.generated_tokens;
       }
     a.mean_steps = a.generated_tokens ? steps_tok / (double)a.generated_tokens : 0;
+    a.mean_first_steps = a.n ? first / a.n : 0;
     agg.push_back(a);
   }
 
@@ -235,12 +240,13 @@ int run(const Opts& o) {
   } else {
     std::printf("task %s, difficulty %s, %d test instances per difficulty, exit %s\n", task.name().c_str(),
                 diff_label.c_str(), o.n, exit == "none" ? "none (fixed depth)" : o.exit.c_str());
-    std::printf("%10s %6s %9s %10s %10s %12s %8s\n", "difficulty", "steps", "accuracy", "mean_steps", "gen_tok/s",
-                "all_tok/s", "wall_s");
+    std::printf("%10s %6s %9s %10s %11s %10s %12s %8s\n", "difficulty", "steps", "accuracy", "mean_steps",
+                "first_steps", "gen_tok/s", "all_tok/s", "wall_s");
     auto row = [](const std::string& d, const tasks::EvalResult& r) {
       const double w = r.wall_s > 0 ? r.wall_s : 1e-9;
-      std::printf("%10s %6d %9.3f %10.2f %10.1f %12.1f %8.2f\n", d.c_str(), r.setting.steps, r.accuracy(),
-                  r.mean_steps, r.generated_tokens / w, (r.generated_tokens + r.prompt_tokens) / w, r.wall_s);
+      std::printf("%10s %6d %9.3f %10.2f %11.2f %10.1f %12.1f %8.2f\n", d.c_str(), r.setting.steps, r.accuracy(),
+                  r.mean_steps, r.mean_first_steps, r.generated_tokens / w, (r.generated_tokens + r.prompt_tokens) / w,
+                  r.wall_s);
     };
     if (diffs.size() > 1)
       for (auto& r : results) row(std::to_string(r.difficulty), r);
