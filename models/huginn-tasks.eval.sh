@@ -30,12 +30,13 @@ latent = json.load(open(f"{out}/latent.json"))
 conv = json.load(open(f"{out}/convergence.json"))
 steps = [r["steps"] for r in fixed["results"]]
 print("| n (cells) | " + " | ".join(f"r={s}" for s in steps) +
-      " | KL exit (mean r) | latent exit (mean r) | settles at | answer from |")
+      " | KL exit: acc (answer r / token r) | latent exit: acc (answer r / token r) | settles at | answer from |")
 print("|---" * (len(steps) + 5) + "|")
 for f, k, l, c in zip(fixed["by_difficulty"], kl["by_difficulty"], latent["by_difficulty"], conv["convergence"]):
     kr, lr = k["results"][0], l["results"][0]
     cells = [f"{r['accuracy']:.2f}" for r in f["results"]]
     print(f"| {f['difficulty']} | " + " | ".join(cells) +
-          f" | {kr['accuracy']:.2f} ({kr['mean_steps']:.1f}) | {lr['accuracy']:.2f} ({lr['mean_steps']:.1f})" +
+          f" | {kr['accuracy']:.2f} ({kr['mean_first_token_steps']:.1f} / {kr['mean_steps']:.1f})" +
+          f" | {lr['accuracy']:.2f} ({lr['mean_first_token_steps']:.1f} / {lr['mean_steps']:.1f})" +
           f" | {c['mean_settle']:.1f} | {c['mean_answer_settle']:.1f} |")
 PY
