@@ -61,9 +61,9 @@ int run(const Opts& o) {
   std::printf("huginn demo: %s (d=%d, %d/%d/%d layers, trained at mean depth %d)\n", o.model.c_str(), c.n_embd,
               c.n_prelude, c.n_core, c.n_coda, c.mean_recurrence);
   std::printf("Accuracy on fresh test problems (%d per row) against latent iterations r. Two columns exit each\n"
-              "token adaptively (up to %d iterations) and show the mean iterations used: 'KL exit' when the next-token\n"
-              "distribution changes by less than KL %g between iterations, 'latent exit' when the latent state moves\n"
-              "by less than %g (relative). Difficulties marked * are harder than anything seen in training.\n"
+              "token adaptively (up to %d iterations) and show the mean iterations the answer used: 'KL exit' when the\n"
+              "next-token distribution changes by less than KL %g between iterations, 'latent exit' when the latent\n"
+              "state moves by less than %g (relative). Difficulties marked * are harder than anything seen in training.\n"
               "'settles': mean iteration from which the latent state stops moving (relative change < 1e-3); 'answer\n"
               "from': mean iteration from which the decoded answer stops changing.\n\n",
               o.n, 2 * o.max_steps, o.kl, o.latent);
@@ -114,10 +114,10 @@ int run(const Opts& o) {
           ys.push_back(e.accuracy());
         } else {
           char cell[48];
-          std::snprintf(cell, sizeof cell, "%s (%.1f)", pct(e.accuracy()).c_str(), e.mean_steps);
+          std::snprintf(cell, sizeof cell, "%s (%.1f)", pct(e.accuracy()).c_str(), e.mean_first_steps);
           std::printf(" %20s", cell);
           for (size_t k = 0; k < exits.size(); ++k)
-            if (exits[k].exit == e.setting.exit) yit[k].push_back(e.mean_steps);
+            if (exits[k].exit == e.setting.exit) yit[k].push_back(e.mean_first_steps);
         }
       }
       xd.push_back(dv);
