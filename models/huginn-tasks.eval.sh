@@ -12,7 +12,7 @@ out=${2:-eval-out}
 n=${N:-200}
 mkdir -p "$out"
 H="build/bin/huginn -t ${THREADS:-2}"
-diffs=4,8,12,16,20,24,32,40,48
+diffs=10,12,16,20,24,32,40,48  # below 10 the test split has fewer than 200 distinct rows
 $H eval -q -m "$model" --task jumps --difficulty $diffs --steps 1,2,4,8,16,32,64 --n "$n" --json \
   --plot "$out/accuracy_vs_iterations.svg" > "$out/fixed.json"
 $H eval -q -m "$model" --task jumps --difficulty $diffs --steps 64 --exit "kl:${KL:-1e-6}" --n "$n" --json \

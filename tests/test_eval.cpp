@@ -111,6 +111,14 @@ TEST(Eval, KlExitRespectsThresholdAndMinSteps) {
   bad = fixed;
   bad.steps = 0;
   EXPECT_THROW(decode_answer(*m, prompt, bad), Error);
+  bad = fixed;
+  bad.exit = "kl:1e-3";  // the threshold is exit_threshold, never silently replaced
+  EXPECT_THROW(decode_answer(*m, prompt, bad), Error);
+  bad = always;
+  bad.exit_threshold = -1;
+  EXPECT_THROW(decode_answer(*m, prompt, bad), Error);
+  EXPECT_THROW(evaluate(*m, get_task("addition"), {2}, {{4, "kl", 0}}, 2, 0, DecodeOptions{}), Error);
+  EXPECT_THROW(evaluate(*m, get_task("addition"), {2}, {{4, "kl:1e-3", 1e-3}}, 2, 0, DecodeOptions{}), Error);
 }
 
 TEST(Eval, EvaluateCountsAndAgreesWithDecodeAnswer) {
@@ -242,7 +250,7 @@ TEST(Eval, CliJsonOutputShape) {
   r = run_cli("eval -q -m " + model_dir() + " --task jumps --difficulty 5 --steps 6 --n 3 --exit latent-diff:1e30 --json");
   ASSERT_EQ(r.rc, 0) << r.out;
   j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["exit"], "latent-diff:1e30");
+  EXPECT_EQ(j["exit"], "latent-diff:1e+30");  // as the results name it
   EXPECT_EQ(j["results"][0]["exit"], "latent-diff:1e+30");
   EXPECT_DOUBLE_EQ(j["results"][0]["mean_steps"].get<double>(), 1.0);  // a huge threshold exits at once
   EXPECT_DOUBLE_EQ(j["results"][0]["mean_first_token_steps"].get<double>(), 1.0);
@@ -265,7 +273,8 @@ TEST(Eval, CliTableListTasksAndErrors) {
                                 "--task addition --difficulty 2 --exit kl:", "--task digitsum",
                                 "--task addition --difficulty 2 --plot out.gif",
                                 "--task addition --difficulty 2 --exit entropy:1", "--task addition --difficulty 2 --exit kl:0",
-                                "--task addition --difficulty 2 --exit latent-diff:x"}) {
+                                "--task addition --difficulty 2 --exit latent-diff:x",
+                                "--task jumps --difficulty 5 --convergence 5000"}) {
     r = run_cli("eval -q -m " + model_dir() + " " + bad);
     EXPECT_NE(r.rc, 0) << bad;
     EXPECT_NE(r.out.find("error: "), std::string::npos) << bad << ": " << r.out;

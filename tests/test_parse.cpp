@@ -18,6 +18,13 @@ TEST(Parse, IntegersMustBeTheWholeString) {
   }
 }
 
+TEST(Parse, UnsignedIntegersTakeTheWhole64BitRange) {
+  unsigned long long v = 0;
+  EXPECT_TRUE(parse_uint("18446744073709551615", v));
+  EXPECT_EQ(v, 18446744073709551615ull);
+  for (const char* bad : {"", "-1", "+1", " 1", "18446744073709551616", "1x"}) EXPECT_FALSE(parse_uint(bad, v)) << bad;
+}
+
 TEST(Parse, DoublesMustBeTheWholeStringAndFinite) {
   double v = 0;
   EXPECT_TRUE(parse_double("5e-4", v));

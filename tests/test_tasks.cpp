@@ -434,6 +434,7 @@ TEST(Tasks, TaskMixParsingAndManifestRoundTrip) {
   EXPECT_EQ(opt.curriculum_sequences, 1000u);
   EXPECT_THROW(parse_task_mix("jumps:4-8,curriculum=x"), Error);
   EXPECT_THROW(parse_task_mix("jumps:4-8,curriculum=-3"), Error);
+  EXPECT_EQ(parse_task_mix("jumps:4-8,curriculum=5000000000").curriculum_sequences, 5000000000ull);
   EXPECT_THROW(parse_task_mix("pack"), Error);  // no task
   TaskMix opt_back = task_mix_from_json(task_mix_to_json(opt), "test");
   EXPECT_TRUE(opt_back.pack);

@@ -297,6 +297,8 @@ TEST(Trainer, BadOptionsAreClearErrors) {
   EXPECT_THROW(open_data("synthetic:copy,digits=100", 32), Error);  // vocab too small
   EXPECT_THROW(open_data("synthetic:copy,len=5x", 32), Error);   // the whole value must be a number
   EXPECT_THROW(open_data("synthetic:copy,len=-3", 32), Error);
+  EXPECT_THROW(open_data("synthetic:copy,seed=-1", 32), Error);
+  EXPECT_NO_THROW(open_data("synthetic:copy,seed=18446744073709551615", 32));  // any 64-bit seed
   EXPECT_THROW(open_data("tokens:/nonexistent/x", 32), Error);
   EXPECT_THROW(open_data("nonsense", 32), Error);
   fs::remove_all(dir);

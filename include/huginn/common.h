@@ -38,6 +38,7 @@ template <class... Args>
 // Numbers in option values and specs, always the whole string ("12", "5e-4";
 // not "12x", " 12" or ""). Callers add their own context to the error.
 bool parse_int(const std::string& s, long long& out);
+bool parse_uint(const std::string& s, unsigned long long& out);  // no sign: 0 .. 2^64-1
 bool parse_double(const std::string& s, double& out);  // finite values only
 // Whole numbers separated by commas, spaces, tabs, newlines or brackets
 // ("1,2 3", "[1, 2]"); throws Error "invalid WHAT 'ENTRY'" for a bad entry.

@@ -24,8 +24,13 @@ DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt, const
   if (prompt.empty()) fail("decode: empty prompt");
   if (o.steps < 1) fail("decode: the number of iterations must be >= 1, got ", o.steps);
   if (o.max_new_tokens < 1) fail("decode: max_new_tokens must be >= 1");
+  // The criterion's name here; its threshold is exit_threshold.
+  if (o.exit.find(':') != std::string::npos)
+    fail("decode: exit '", o.exit, "': give the criterion's name only (the threshold is exit_threshold)");
   const ExitCriterion crit = ExitCriterion::parse(o.exit);  // throws for an unknown name
   const bool with_exit = crit.kind != ExitKind::None;
+  if (with_exit && !(o.exit_threshold > 0 && std::isfinite(o.exit_threshold)))
+    fail("decode: the exit threshold must be a positive number, got ", o.exit_threshold);
   if ((int64_t)prompt.size() + o.max_new_tokens > c.block_size)
     fail("prompt of ", prompt.size(), " tokens plus ", o.max_new_tokens, " answer tokens exceeds the context of ",
          c.block_size);
@@ -77,7 +82,11 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
   if (settings.empty()) fail("eval: no settings");
   for (auto& st : settings) {
     if (st.steps < 1) fail("eval: iterations must be >= 1, got ", st.steps);
-    ExitCriterion::parse(st.exit);  // throws for an unknown criterion
+    if (st.exit.find(':') != std::string::npos)
+      fail("eval: exit '", st.exit, "': give the criterion's name only (the threshold is a field of its own)");
+    const ExitCriterion c = ExitCriterion::parse(st.exit);  // throws for an unknown name
+    if (c.kind != ExitKind::None && !(st.threshold > 0 && std::isfinite(st.threshold)))
+      fail("eval: the ", st.exit, " exit needs a positive threshold, got ", st.threshold);
   }
   for (int d : difficulties) task.check_difficulty(d);
   const int V = m.config().vocab_size;

@@ -53,8 +53,9 @@ TaskMix parse_task_mix(const std::string& spec) {
     }
     if (item.rfind("curriculum=", 0) == 0) {
       const std::string v = item.substr(11);
-      const int c = whole_number(v, "curriculum length");
-      if (c < 0) fail("task mix '", spec, "': curriculum length must be >= 0, got ", c);
+      long long c = 0;
+      if (!huginn::parse_int(v, c) || c < 0)
+        fail("task mix '", spec, "': the curriculum length must be a whole number >= 0, got '", v, "'");
       mix.curriculum_sequences = (uint64_t)c;
       if (end == spec.size()) break;
       continue;

@@ -166,8 +166,8 @@ DataSources open_data(const std::string& spec, int vocab_size) {
       const std::string k = item.substr(0, eq), v = item.substr(eq + 1);
       if (k != "len" && k != "digits" && k != "seed")
         fail("--data '", spec, "': unknown key '", k, "' (len, digits, seed)");
-      long long x = 0;
-      if (!parse_int(v, x) || x < 0 || (k != "seed" && x > INT32_MAX))
+      unsigned long long x = 0;
+      if (!parse_uint(v, x) || (k != "seed" && x > INT32_MAX))
         fail("--data '", spec, "': bad value for ", k, ": '", v, "'");
       if (k == "len") len = (int)x;
       else if (k == "digits") digits = (int)x;

@@ -19,6 +19,16 @@ bool parse_int(const std::string& s, long long& out) {
   return true;
 }
 
+bool parse_uint(const std::string& s, unsigned long long& out) {
+  if (s.empty() || !std::isdigit((unsigned char)s[0])) return false;  // strtoull would accept "-1"
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (errno == ERANGE || end != s.c_str() + s.size()) return false;
+  out = v;
+  return true;
+}
+
 bool parse_double(const std::string& s, double& out) {
   if (s.empty() || std::isspace((unsigned char)s[0])) return false;
   errno = 0;

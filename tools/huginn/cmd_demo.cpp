@@ -80,7 +80,14 @@ int run(const Opts& o) {
   DecodeOptions base;
   for (const TaskRange& tr : mix.tasks) {
     const Task& task = get_task(tr.task);
-    std::vector<int> diffs = {tr.min_difficulty, (tr.min_difficulty + tr.max_difficulty) / 2, tr.max_difficulty};
+    // The smallest difficulty with --n distinct fresh problems (the smallest
+    // ones have only a handful), the middle of the range and its top.
+    int lo = tr.min_difficulty;
+    for (int distinct = 0; lo < tr.max_difficulty; ++lo) {
+      test_instances(task, lo, o.n, o.seed, &distinct);
+      if (distinct >= o.n) break;
+    }
+    std::vector<int> diffs = {lo, (lo + tr.max_difficulty) / 2, tr.max_difficulty};
     for (int dv : harder_than_training(task, tr, c, o.beyond)) diffs.push_back(dv);
     diffs.erase(std::unique(diffs.begin(), diffs.end()), diffs.end());
     auto res = evaluate(*model, task, diffs, settings, o.n, o.seed, base);

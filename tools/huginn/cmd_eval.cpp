@@ -125,7 +125,8 @@ int run(const Opts& o) {
   const tasks::Task& task = tasks::get_task(o.task);
   const std::vector<int> steps = parse_steps(o.steps);
   if (o.n < 1) fail("--n must be >= 1, got ", o.n);
-  if (o.convergence == 1 || o.convergence < 0) fail("--convergence needs at least 2 iterations, got ", o.convergence);
+  if (o.convergence == 1 || o.convergence < 0 || o.convergence > 4096)
+    fail("--convergence takes 2 to 4096 iterations (0: off), got ", o.convergence);
   if (!(o.settle_tol > 0)) fail("--settle-tol must be > 0");
 
   std::string exit = "none";
@@ -234,7 +235,7 @@ int run(const Opts& o) {
                       {"mean_answer_settle", c.mean_answer_settle}});
       j["convergence"] = cj;
     }
-    j["exit"] = exit == "none" ? "none" : o.exit;
+    j["exit"] = exit == "none" ? std::string("none") : str(exit, ":", threshold);
     j["seed"] = o.seed;
     std::cout << j.dump() << "\n";
   } else {
