@@ -1,10 +1,6 @@
 // Greedy answer decoding for the tasks, and evaluation over test instances.
-#include <omp.h>
-
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <mutex>
 #include <set>
 
 #include "huginn/common.h"
@@ -13,7 +9,7 @@
 #include "huginn/kv_cache.h"
 #include "huginn/model.h"
 #include "huginn/tasks.h"
-#include "tensor/kernels.h"
+#include "tasks/parallel.h"
 
 namespace huginn::tasks {
 
@@ -94,8 +90,7 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
     fail("eval: the model's vocabulary (", V, ") is smaller than the task tokenizer's (", kCharVocabSize,
          "): not a task model");
   const int64_t total = (int64_t)difficulties.size() * settings.size() * n;
-  std::atomic<int64_t> done{0};
-  std::mutex progress_mu;
+  int64_t done = 0;  // counted under for_each_instance's lock
   std::vector<EvalResult> out;
   for (int d : difficulties) {
     int distinct = 0;
@@ -108,28 +103,21 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
       o.max_new_tokens = task.answer_length(d) + 1;
       std::vector<char> ok(n, 0);
       std::vector<int64_t> steps_sum(n, 0), first_steps(n, 0), ntok(n, 0), nprompt(n, 0);
-      std::string error;
       const auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(kern::threads())
-      for (int i = 0; i < n; ++i) {
-        try {
-          DecodeResult r = decode_answer(m, prompt_ids(inst[i]), o);
-          ok[i] = task.score(inst[i], decode_answer_text(r.tokens));
-          for (int sused : r.steps_used) steps_sum[i] += sused;
-          first_steps[i] = r.steps_used.empty() ? 0 : r.steps_used[0];
-          ntok[i] = (int64_t)r.tokens.size();
-          nprompt[i] = r.prompt_tokens;
-        } catch (const std::exception& ex) {
-          std::lock_guard<std::mutex> lk(progress_mu);
-          if (error.empty()) error = ex.what();
-        }
-        const int64_t dn = ++done;
-        if (progress) {
-          std::lock_guard<std::mutex> lk(progress_mu);
-          progress(dn, total);
-        }
-      }
-      if (!error.empty()) throw Error(error);
+      for_each_instance(
+          n,
+          [&](int i) {
+            DecodeResult r = decode_answer(m, prompt_ids(inst[i]), o);
+            ok[i] = task.score(inst[i], decode_answer_text(r.tokens));
+            for (int sused : r.steps_used) steps_sum[i] += sused;
+            first_steps[i] = r.steps_used.empty() ? 0 : r.steps_used[0];
+            ntok[i] = (int64_t)r.tokens.size();
+            nprompt[i] = r.prompt_tokens;
+          },
+          [&] {
+            ++done;
+            if (progress) progress(done, total);
+          });
       EvalResult r;
       r.task = task.name();
       r.difficulty = d;

@@ -4,13 +4,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <mutex>
-#include <omp.h>
 
 #include "huginn/common.h"
 #include "huginn/model.h"
 #include "huginn/tasks.h"
-#include "tensor/kernels.h"
+#include "tasks/parallel.h"
 
 namespace huginn::tasks {
 
@@ -96,6 +94,27 @@ double dist(const float* a, const float* b, int d) {
   return std::sqrt(s);
 }
 
+// ||s_k - s_{k-1}|| / ||s_k|| for iterations k = 1..steps (s_0 = initial, or
+// zeros when null), the states `stride` floats apart.
+std::vector<double> relative_changes(const float* states, int steps, int d, size_t stride, const float* initial) {
+  std::vector<float> zeros(d, 0.f);
+  if (!initial) initial = zeros.data();
+  std::vector<double> rel(steps);
+  for (int k = 0; k < steps; ++k) {
+    const float* s = states + (size_t)k * stride;
+    rel[k] = dist(s, k ? s - stride : initial, d) / std::max(dist(s, zeros.data(), d), 1e-30);
+  }
+  return rel;
+}
+
+// The first iteration from which every relative change stays below tol, or
+// -1 when even the last one does not.
+int settle_iteration(const std::vector<double>& rel, double tol) {
+  int settled = -1;
+  for (int k = (int)rel.size() - 1; k >= 0 && rel[k] < tol; --k) settled = k + 1;
+  return settled;
+}
+
 }  // namespace
 
 Trajectory analyze_trajectory(const float* states, int steps, int d, size_t stride, const float* initial,
@@ -107,12 +126,11 @@ Trajectory analyze_trajectory(const float* states, int steps, int d, size_t stri
   auto row = [&](int k) { return states + (size_t)k * stride; };  // k = 0..steps-1 is iteration k+1
   const float* last = row(steps - 1);
   for (int k = 0; k < steps; ++k) {
-    const double n = dist(row(k), zeros.data(), d);
-    tr.norm.push_back(n);
+    tr.norm.push_back(dist(row(k), zeros.data(), d));
     tr.dist_to_final.push_back(dist(row(k), last, d));
-    tr.rel_change.push_back(dist(row(k), k ? row(k - 1) : initial, d) / std::max(n, 1e-30));
   }
-  for (int k = steps - 1; k >= 0 && tr.rel_change[k] < settle_tol; --k) tr.settle_iteration = k + 1;
+  tr.rel_change = relative_changes(states, steps, d, stride, initial);
+  tr.settle_iteration = settle_iteration(tr.rel_change, settle_tol);
 
   // PCA over iterations: eigenvectors of the Gram matrix of the centred states.
   const int n = steps;
@@ -191,49 +209,32 @@ std::vector<ConvergenceResult> convergence(const Model& m, const Task& task, con
   if (!(tol > 0)) fail("convergence: the tolerance must be > 0");
   for (int d : difficulties) task.check_difficulty(d);
   const int64_t total = (int64_t)difficulties.size() * n;
-  int64_t done = 0;
-  std::mutex mu;
+  int64_t done = 0;  // counted under for_each_instance's lock
   std::vector<ConvergenceResult> out;
   for (int d : difficulties) {
     const std::vector<Instance> inst = test_instances(task, d, n, seed);
     std::vector<int> settle(n), answer_settle(n);
-    std::string error;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(kern::threads())
-    for (int i = 0; i < n; ++i) {
-      try {
-        const LatentTrace lt = trace_latents(m, prompt_ids(inst[i]), max_steps);
-        const size_t stride = (size_t)lt.T * lt.d;
-        const float* s = lt.states.data() + (size_t)(lt.T - 1) * lt.d;  // last position, iteration 1
-        // Relative change of iteration k against k-1 (k = 1 against the zero initial state).
-        int settled = -1;  // stays -1 when even the last iteration moves by more than tol
-        for (int k = max_steps - 1; k >= 0; --k) {
-          double diff = 0, norm = 0;
-          for (int j = 0; j < lt.d; ++j) {
-            const double a = s[(size_t)k * stride + j], b = k ? s[(size_t)(k - 1) * stride + j] : 0.0;
-            diff += (a - b) * (a - b);
-            norm += a * a;
-          }
-          if (std::sqrt(diff) >= tol * std::max(std::sqrt(norm), 1e-30)) break;
-          settled = k + 1;
-        }
-        settle[i] = settled;
-        auto argmax = [&](int k) {
-          const float* l = &lt.logits[(size_t)k * lt.vocab];
-          return (int)(std::max_element(l, l + lt.vocab) - l);
-        };
-        const int final_tok = argmax(max_steps - 1);
-        int a = max_steps;
-        for (int k = max_steps - 1; k >= 0 && argmax(k) == final_tok; --k) a = k + 1;
-        answer_settle[i] = a;
-      } catch (const std::exception& ex) {
-        std::lock_guard<std::mutex> lk(mu);
-        if (error.empty()) error = ex.what();
-      }
-      std::lock_guard<std::mutex> lk(mu);
-      ++done;
-      if (progress) progress(done, total);
-    }
-    if (!error.empty()) throw Error(error);
+    for_each_instance(
+        n,
+        [&](int i) {
+          const LatentTrace lt = trace_latents(m, prompt_ids(inst[i]), max_steps);
+          // The last prompt position (zero initial state), as analyze_trajectory follows it.
+          const std::vector<double> rel = relative_changes(lt.states.data() + (size_t)(lt.T - 1) * lt.d,
+                                                           max_steps, lt.d, (size_t)lt.T * lt.d, nullptr);
+          settle[i] = settle_iteration(rel, tol);
+          auto argmax = [&](int k) {
+            const float* l = &lt.logits[(size_t)k * lt.vocab];
+            return (int)(std::max_element(l, l + lt.vocab) - l);
+          };
+          const int final_tok = argmax(max_steps - 1);
+          int a = max_steps;
+          for (int k = max_steps - 1; k >= 0 && argmax(k) == final_tok; --k) a = k + 1;
+          answer_settle[i] = a;
+        },
+        [&] {
+          ++done;
+          if (progress) progress(done, total);
+        });
     ConvergenceResult r;
     r.task = task.name();
     r.difficulty = d;
