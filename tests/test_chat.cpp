@@ -33,7 +33,7 @@ TEST(Chat, AssistantTurnsAreHuginn) {
 
 // A tokenizer with Huginn's special tokens at Huginn's ids, over single
 // characters (enough to spell the roles and the messages of these tests).
-Tokenizer huginn_like() {
+json huginn_like_json() {
   json vocab;
   int id = 0;
   for (char c : std::string(" abcdefghijklmnopqrstuvwxyzHEU\n+=?.")) vocab[std::string(1, c)] = id++;
@@ -41,8 +41,9 @@ Tokenizer huginn_like() {
   j["added_tokens"] = {added(65504, "<|begin_text|>", true), added(65505, "<|end_text|>", true),
                        added(65506, "<|begin_header|>", true), added(65507, "<|end_header|>", true),
                        added(65508, "<|end_turn|>", true), added(65509, "<|pad|>", true)};
-  return Tokenizer::from_json(j.dump());
+  return j;
 }
+Tokenizer huginn_like() { return Tokenizer::from_json(huginn_like_json().dump()); }
 
 TEST(Chat, EncodesSpecialTokensAndKnowsStopIds) {
   Tokenizer t = huginn_like();
@@ -67,14 +68,7 @@ TEST(Chat, RejectsTokenizersWithoutChatTokens) {
 
 TEST(Chat, PromptIdsFromIdsTextFileOrChat) {
   TempDir d;
-  json vocab;
-  int id = 0;
-  for (char c : std::string(" abcdefghijklmnopqrstuvwxyzHEU\n+=?.")) vocab[std::string(1, c)] = id++;
-  json j = bpe_json(vocab, json::array());
-  j["added_tokens"] = {added(65504, "<|begin_text|>", true), added(65505, "<|end_text|>", true),
-                       added(65506, "<|begin_header|>", true), added(65507, "<|end_header|>", true),
-                       added(65508, "<|end_turn|>", true)};
-  d.write("tokenizer.json", j.dump());
+  d.write("tokenizer.json", huginn_like_json().dump());
   const std::string dir = d.path.string();
   auto src = [](std::string ids, std::string text, std::string file, bool chat = false) {
     PromptSource p;
