@@ -2,12 +2,16 @@
 // standard configuration of shared/notes/benchmarking.md with random weights,
 // so figures are comparable across changes.
 #pragma once
+#include <unistd.h>
+
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "huginn/checkpoint.h"
+#include "huginn/common.h"
 #include "huginn/model.h"
 
 namespace huginn::bench {
@@ -18,7 +22,9 @@ struct BenchModel {
   std::string name;
 };
 
-inline BenchModel load_bench_model(const std::string& dir) {
+// dtype (standard config only): the weights as held: F32 in memory, or BF16/F16
+// written to a temporary checkpoint and memory-mapped from it, as a user runs them.
+inline BenchModel load_bench_model(const std::string& dir, DType dtype = DType::F32) {
   BenchModel b;
   if (!dir.empty()) {
     b.model = Model::load(dir);
@@ -30,8 +36,17 @@ inline BenchModel load_bench_model(const std::string& dir) {
                       {"n_layers_in_recurrent_block", 4}, {"n_layers_in_coda", 2}, {"mean_recurrence", 32}};
   const ModelConfig c = parse_config(j, "standard");
   b.flat = init_params(c, 1);
-  b.model = Model::from_flat(c, b.flat.data());
   b.name = "std-d512 (random weights)";
+  if (dtype == DType::F32) {
+    b.model = Model::from_flat(c, b.flat.data());
+    return b;
+  }
+  const std::filesystem::path tmp =
+      std::filesystem::temp_directory_path() / str("huginn-bench-", dtype_name(dtype), "-", ::getpid());
+  save_checkpoint(tmp.string(), c, b.flat.data(), dtype);
+  b.model = Model::load(tmp.string());  // the mapping outlives the removed files
+  std::filesystem::remove_all(tmp);
+  b.flat.clear();
   return b;
 }
 

@@ -7,6 +7,7 @@
 
 #include "huginn/checkpoint.h"
 #include "huginn/model.h"
+#include "huginn/train.h"
 #include "tensor/kernels.h"
 #include "test_util.h"
 
@@ -32,24 +33,36 @@ TEST(Checkpoint, F32RoundTripUsesWeightsExactly) {
   auto layout = param_layout(c);
   EXPECT_EQ(param_count(layout), (size_t)c.params_total());
   const ModelWeights& w = m->weights();
-  EXPECT_EQ(0, std::memcmp(w.wte, flat.data(), sizeof(float) * c.vocab_size * c.n_embd));
-  EXPECT_EQ(w.lm_head, w.wte);  // tied
+  EXPECT_EQ(w.wte.dtype, DType::F32);
+  EXPECT_EQ(0, std::memcmp(w.wte.data, flat.data(), sizeof(float) * c.vocab_size * c.n_embd));
+  EXPECT_EQ(w.lm_head.data, w.wte.data);  // tied
+  EXPECT_EQ(m->converted_bytes(), 0u);    // every F32 tensor used in place
+  EXPECT_EQ(m->weight_bytes(), param_count(layout) * sizeof(float));
   for (auto& p : layout) {
     if (p.name == "transformer.core_block.1.mlp.proj.weight") {
-      EXPECT_EQ(0, std::memcmp(w.core[1].mlp_proj, flat.data() + p.offset, sizeof(float) * p.numel));
+      EXPECT_EQ(0, std::memcmp(w.core[1].mlp_proj.data, flat.data() + p.offset, sizeof(float) * p.numel));
     }
   }
   fs::remove_all(dir);
 }
 
-TEST(Checkpoint, Bf16AndF16LoadAsRoundedFloats) {
+TEST(Checkpoint, Bf16AndF16AreHeldInTheirTypeAndReadAsRoundedFloats) {
   auto c = test::tiny_config();
   auto flat = init_params(c, 8);
   for (DType dt : {DType::BF16, DType::F16}) {
     auto dir = test::temp_dir("ckpt16");
     save_checkpoint(dir.string(), c, flat.data(), dt);
     auto m = Model::load(dir.string());
-    const float* wte = m->weights().wte;
+    // Matrices stay in the stored type (from the memory map); vectors become F32.
+    EXPECT_EQ(m->weights().wte.dtype, dt);
+    EXPECT_EQ(m->weights().core[0].wqkv.dtype, dt);
+    EXPECT_EQ(m->weights().core[0].norm_1.dtype, DType::F32);
+    EXPECT_LT(m->weight_bytes(), param_count(param_layout(c)) * sizeof(float) * 0.6);
+    auto conv = Model::load(dir.string(), LoadOptions{.convert_to_f32 = true});
+    EXPECT_EQ(conv->weights().wte.dtype, DType::F32);
+    const std::vector<float> held = flatten_weights(*m), converted = flatten_weights(*conv);
+    ASSERT_EQ(held, converted);
+    const float* wte = held.data();
     for (int i = 0; i < 200; ++i) {
       float want = dt == DType::BF16 ? bf16_to_f32(f32_to_bf16(flat[i])) : f16_to_f32(f32_to_f16(flat[i]));
       ASSERT_EQ(wte[i], want) << dtype_name(dt) << " at " << i;

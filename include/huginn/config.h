@@ -6,6 +6,7 @@
 namespace huginn {
 
 struct ModelConfig {
+  std::string arch = "huginn_raven";  // the family (config.json's model_type), see src/model/arch.h
   std::string name = "huginn";
   int n_embd = 0;             // d
   int n_heads = 0;            // attention heads (kv heads are equal)
@@ -30,7 +31,8 @@ struct ModelConfig {
   int64_t params_total() const;
 };
 
-// Parses a config.json object. Accepts the aliases used by published checkpoints
+// Parses a config.json object of any registered architecture (chosen by its
+// model_type / architectures). Accepts the aliases used by published checkpoints
 // (n_heads/num_attention_heads, n_embd/hidden_size); rejects unknown keys and
 // unsupported architecture choices with a message naming them. `source` names
 // the file in error messages.

@@ -12,8 +12,11 @@
 #include "huginn/config.h"
 #include "huginn/kv_cache.h"
 #include "huginn/safetensors.h"
+#include "huginn/weight.h"
 
 namespace huginn {
+
+class Architecture;
 
 // One parameter tensor of the model, in the reference's state_dict order.
 struct ParamSpec {
@@ -22,22 +25,24 @@ struct ParamSpec {
   size_t offset = 0;  // into a flat float buffer holding every parameter
   size_t numel = 0;
 };
-// Every parameter (not freqs_cis; lm_head.weight only when untied).
+// Every parameter of the config's architecture (Huginn: not freqs_cis;
+// lm_head.weight only when untied), in checkpoint order.
 std::vector<ParamSpec> param_layout(const ModelConfig& c);
 size_t param_count(const std::vector<ParamSpec>& layout);
 
+// Typed views of the parameters (matrices in their stored type, vectors F32).
+// Fields an architecture does not use stay empty.
 struct BlockWeights {
-  const float *norm_1 = nullptr, *qk_bias = nullptr, *wqkv = nullptr, *attn_proj = nullptr, *norm_2 = nullptr,
-              *fc = nullptr, *mlp_proj = nullptr, *norm_3 = nullptr, *norm_4 = nullptr;
+  Weight norm_1, qk_bias, wqkv, attn_proj, norm_2, fc, mlp_proj, norm_3, norm_4;
 };
 struct ModelWeights {
-  const float* wte = nullptr;
-  const float* lm_head = nullptr;  // == wte when tied
-  const float* adapter = nullptr;  // [d, 2d]: state columns first
-  const float* ln_f = nullptr;
+  Weight wte;
+  Weight lm_head;  // == wte when tied
+  Weight adapter;  // [d, 2d]: state columns first
+  Weight ln_f;
   std::vector<BlockWeights> prelude, core, coda;
 };
-// Points a ModelWeights at the parameters of a flat buffer laid out by param_layout.
+// Points a ModelWeights at the parameters of a flat F32 buffer laid out by param_layout.
 ModelWeights bind_weights(const ModelConfig& c, const float* flat);
 
 // Activations of one forward call, preallocated and reused (no allocation once
@@ -50,11 +55,27 @@ struct Workspace {
   void ensure(const ModelConfig& c, int tokens, int keys);
 };
 
+// What a training forward keeps of one block application for the backward
+// pass (llm.c style: buffers owned by the trainer, written by the one forward).
+struct BlockActs {
+  float *x_in, *qkv, *att, *r1, *x1, *r2, *h, *act;
+};
+// ... and of the head: the coda blocks, the coda output and its ln_f.
+struct HeadActs {
+  const BlockActs* coda = nullptr;
+  float* xc = nullptr;
+  float* xf = nullptr;
+};
+
 // A batch of independent sequences in one call: segment i owns the next
 // `rows` rows of the activations, at positions pos0.., and attends over its own
 // cache (without one: causally over its own rows). Row-wise work (projections,
 // MLP, norms) runs on all rows together; each row's result is bitwise the same
 // as in a call for its segment alone.
+//
+// With activation sinks (training), the same definition runs the training
+// schedule: segments are B equal sequences without cache, projections are one
+// sgemm over all rows and attention is batched sgemm per (sequence, head).
 struct Segment {
   int rows = 0;
   int pos0 = 0;
@@ -66,48 +87,73 @@ struct Segment {
 // debug_intermediates names.
 using TraceFn = std::function<void(const std::string& name, const float* data, int rows, int cols)>;
 
+// Options of Model::load.
+struct LoadOptions {
+  // Convert BF16/F16 matrices to F32 at load (more memory; the F32 kernels).
+  // Default: matrices are read in their stored type from the memory map.
+  bool convert_to_f32 = false;
+};
+
+// The model: its architecture (chosen from config.json's model_type), typed
+// weights over the memory-mapped checkpoint, and the forward pieces every
+// generation mode and the trainer compose: embed -> prelude -> iterations of
+// the core -> head. The pieces dispatch to the architecture
+// (src/model/arch*.cpp); everything else (decode loop, caches, exits,
+// trainer) only sees this interface.
 class Model {
  public:
   // Loads config.json and the weights of an HF model directory; validates every
-  // tensor's presence and shape. F32 weights are used in place from the
-  // memory map; BF16/F16 are converted to float32 once.
-  static std::unique_ptr<Model> load(const std::string& dir);
-  // A model over a flat parameter buffer (param_layout order) that the caller owns.
+  // tensor's presence and shape. Matrices are used in their stored type from
+  // the memory map (F32, BF16, F16); vectors (norms, biases) are held as F32.
+  static std::unique_ptr<Model> load(const std::string& dir, const LoadOptions& o = {});
+  // A model over a flat F32 parameter buffer (param_layout order) that the caller owns.
   static std::unique_ptr<Model> from_flat(const ModelConfig& c, const float* flat);
+  ~Model();
 
   const ModelConfig& config() const { return cfg_; }
+  const Architecture& arch() const { return *arch_; }
   const ModelWeights& weights() const { return w_; }
+  // Every parameter, in param_layout order.
+  const std::vector<Weight>& params() const { return params_; }
+  // Re-points the weights at another flat F32 buffer of the same layout (training).
+  void rebind_flat(const float* flat);
   const std::string& rope_source() const { return rope_source_; }
   // dtype of each stored tensor, for `huginn info`.
   const std::vector<std::pair<std::string, std::string>>& stored_dtypes() const { return dtypes_; }
+  // Bytes of the weights as held in memory (in their held types), and of those
+  // the loader converted into memory of its own.
+  size_t weight_bytes() const { return weight_bytes_; }
+  size_t converted_bytes() const { return converted_bytes_; }
 
   // Throws a clear error for ids outside the vocabulary or positions beyond the context.
   void check_tokens(const int* ids, int T, int pos0) const;
 
-  // e[T, d] = wte[ids] * sqrt(d)
+  // e[T, d]: the input embedding of each token (Huginn: wte[ids] * sqrt(d)).
   void embed(const int* ids, int T, float* e) const;
-  // One sandwich block in place on x[T, d]; writes/reads K/V under `step` when a cache is given.
-  void block(const BlockWeights& b, float* x, int T, int pos0, KVCache* cache, int step, Workspace& ws) const;
-  // The same over several sequences (see Segment).
-  void block_segments(const BlockWeights& b, float* x, const Segment* seg, int nseg, int step, Workspace& ws) const;
-  void prelude_segments(float* e, const Segment* seg, int nseg, Workspace& ws) const;
-  void core_iteration_segments(float* s, const float* e, const Segment* seg, int nseg, int iter, Workspace& ws,
-                               const TraceFn* trace = nullptr) const;
-  // Logits: each segment's `logit_rows` last rows, concatenated in segment order.
-  void head_segments(const float* s, const Segment* seg, int nseg, float* latent, float* logits, Workspace& ws,
-                     const TraceFn* trace = nullptr) const;
-  // Prelude blocks on e (in place), steps 0..P-1.
-  void prelude(float* e, int T, int pos0, KVCache* cache, Workspace& ws, const TraceFn* trace = nullptr) const;
-  // One recurrence, s <- core(adapter([s, e])), as iteration `iter` (0-based).
-  void core_iteration(float* s, const float* e, int T, int pos0, KVCache* cache, int iter, Workspace& ws,
-                      const TraceFn* trace = nullptr) const;
-  // From the raw state s[T, d]: latent = ln_f(s) (optional out), coda blocks,
-  // ln_f, and lm_head for the last `logit_rows` rows into logits[logit_rows, V].
-  void head(const float* s, int T, int pos0, KVCache* cache, float* latent, float* logits, int logit_rows,
-            Workspace& ws, const TraceFn* trace = nullptr) const;
   // The initial state: zeros for init_scale = 0, else the reference's truncated
   // normal (std sqrt(2/(5d)) * init_scale, cut at 3 std, times sqrt(d)).
   void init_state(float* s, int T, float init_scale, uint64_t seed) const;
+  // The prelude on e (in place) for several sequences.
+  void prelude_segments(float* e, const Segment* seg, int nseg, Workspace& ws, const BlockActs* acts = nullptr,
+                        const TraceFn* trace = nullptr) const;
+  // One recurrence over several sequences, as iteration `iter` (0-based):
+  // Huginn s <- core(adapter([s, e])). acts: one BlockActs per core layer.
+  void core_iteration_segments(float* s, const float* e, const Segment* seg, int nseg, int iter, Workspace& ws,
+                               const TraceFn* trace = nullptr, const BlockActs* acts = nullptr) const;
+  // Logits: each segment's `logit_rows` last rows, concatenated in segment order.
+  // latent (optional): the normalised state of every row.
+  void head_segments(const float* s, const Segment* seg, int nseg, float* latent, float* logits, Workspace& ws,
+                     const TraceFn* trace = nullptr, const HeadActs* acts = nullptr) const;
+  // The same for one sequence (optionally with a cache, positions from pos0).
+  void prelude(float* e, int T, int pos0, KVCache* cache, Workspace& ws, const TraceFn* trace = nullptr) const;
+  void core_iteration(float* s, const float* e, int T, int pos0, KVCache* cache, int iter, Workspace& ws,
+                      const TraceFn* trace = nullptr) const;
+  void head(const float* s, int T, int pos0, KVCache* cache, float* latent, float* logits, int logit_rows,
+            Workspace& ws, const TraceFn* trace = nullptr) const;
+  // ln_f of states (the latent the head starts from; continuous thought).
+  void normalize_state(const float* s, int T, float* out) const;
+  // A new KV cache laid out for this architecture's layer applications.
+  KVCache make_cache(int capacity, const CacheStrategy& cs) const;
 
   struct ForwardResult {
     std::vector<float> logits;   // [logit_rows, V]
@@ -120,20 +166,32 @@ class Model {
                const float* input_states = nullptr, float init_scale = 0.f, uint64_t seed = 0,
                int logit_rows = -1, const TraceFn* trace = nullptr) const;
 
+  // ---- building blocks for architectures (src/model/arch_*.cpp) ----
+  // y = x · Wᵀ over the rows of all segments, each row computed exactly as in
+  // a call for its segment alone; `joint`: one product over all rows (training).
+  void matmul_segments(const float* x, const Weight& W, float* y, const Segment* seg, int nseg, bool joint) const;
+  // Multi-head attention of every segment: q/k/v rows `ld` apart (positions
+  // already rotated), K/V written to and read from the segment's cache under
+  // `step`; `joint`: equal cacheless segments, batched sgemm (training).
+  void attention_segments(const float* q, float* k, float* v, int ld, const Segment* seg, int nseg, int step,
+                          Workspace& ws, float* out, bool joint) const;
+  const float* rope_cos() const { return rope_cos_.data(); }
+  const float* rope_sin() const { return rope_sin_.data(); }
+
  private:
   Model() = default;
   void build_rope(const TensorView* stored);
-  // y = x · Wᵀ over the rows of all segments, each row computed exactly as in
-  // a call for its segment alone.
-  void matmul_segments(const float* x, const float* W, float* y, const Segment* seg, int nseg, int K, int N) const;
 
   ModelConfig cfg_;
+  const Architecture* arch_ = nullptr;
   ModelWeights w_;
+  std::vector<Weight> params_;
   TensorStore store_;
   std::vector<std::vector<float>> owned_;  // converted weights
   std::vector<float> rope_cos_, rope_sin_;
   std::string rope_source_;
   std::vector<std::pair<std::string, std::string>> dtypes_;
+  size_t weight_bytes_ = 0, converted_bytes_ = 0;
 };
 
 }  // namespace huginn

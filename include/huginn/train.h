@@ -83,8 +83,8 @@ class AdamW {
   int64_t t_ = 0;
 };
 
-// Copies a model's weights into one flat buffer in param_layout order.
-std::vector<float> flatten_weights(const ModelConfig& c, const ModelWeights& w);
+// Copies a model's weights into one flat F32 buffer in param_layout order.
+std::vector<float> flatten_weights(const Model& m);
 
 // Sets flush-to-zero / denormals-are-zero on the calling thread and every
 // OpenMP thread (the Trainer does this; denormals slow training ~100x).
@@ -124,6 +124,11 @@ class GradEngine {
 
   // After forward_backward: d loss / d initial state [B*T*d] (zero when no_grad > 0).
   const std::vector<float>& input_state_grad() const;
+  // Of the last call: the raw final state [B*T, d] (the state the head
+  // started from) and, after loss() (forward_backward overwrites them with
+  // their gradient), the logits [B*T, V].
+  const float* logits() const;
+  const float* final_state() const;
   // After forward_backward: d loss / d (wte[ids] * sqrt(d)) [B*T*d], the
   // gradient reaching the scaled embedding output.
   const std::vector<float>& embedding_output_grad() const;

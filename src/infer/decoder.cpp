@@ -14,7 +14,7 @@ Decoder::Decoder(const Model& m, int capacity, const CacheStrategy& cs, int max_
       V_(m.config().vocab_size),
       rows_(max_rows),
       logit_rows_(std::max(1, max_logit_rows)),
-      cache_(m.config().n_prelude, m.config().n_core, m.config().n_coda, m.config().n_embd, capacity, cs),
+      cache_(m.make_cache(capacity, cs)),
       tracker_(exit, m.config().vocab_size, m.config().n_embd),
       init_scale_(init_scale),
       seed_(seed) {

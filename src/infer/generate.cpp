@@ -11,11 +11,12 @@
 
 #include "huginn/common.h"
 #include "infer/decoder.h"
+#include "model/arch.h"
 #include "tensor/kernels.h"
 
 namespace huginn {
 
-std::vector<int> default_stop_tokens() { return {65504, 65505, 65508}; }
+std::vector<int> default_stop_tokens() { return huginn_architecture().default_stop_tokens({}); }
 
 void GenerateOptions::validate(const ModelConfig& c) const {
   if (max_new_tokens < 0) fail("max tokens must be >= 0, got ", max_new_tokens);
@@ -61,11 +62,7 @@ class SoftEmbedder {
     double z = 0;
     for (int j = 0; j < n; ++j) z += p_[idx_[j]];
     std::fill(acc_.begin(), acc_.end(), 0.f);
-    const float* wte = m_.weights().wte;
-    for (int j = 0; j < n; ++j) {
-      const float w = (float)(p_[idx_[j]] / z);
-      kern::axpy(w, wte + (size_t)idx_[j] * d_, acc_.data(), d_);
-    }
+    for (int j = 0; j < n; ++j) kern::axpy_row((float)(p_[idx_[j]] / z), m_.weights().wte, idx_[j], acc_.data());
     const float scale = std::sqrt((float)d_);
     for (int i = 0; i < d_; ++i) out[i] = acc_[i] * scale;
     return top;
@@ -162,7 +159,7 @@ struct Sequence {
     if (o.continuous) {
       const float* last = dec.state(last_T - 1);
       if (o.continuous_from == ContinuousFrom::Raw) std::memcpy(cont.data(), last, sizeof(float) * d);
-      else kern::rmsnorm(last, m.weights().ln_f, cont.data(), 1, d, m.config().norm_eps);
+      else m.normalize_state(last, 1, cont.data());
     }
     const float* logits = dec.logits(0);
     const int position = dec.cache().length();  // of the next input

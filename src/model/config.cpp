@@ -75,7 +75,7 @@ int64_t ModelConfig::params_total() const {
          params_adapter() + n_embd;
 }
 
-ModelConfig parse_config(const json& j, const std::string& src) {
+ModelConfig parse_huginn_config(const json& j, const std::string& src) {
   if (!j.is_object()) fail(src, ": config must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!ignored_keys().count(it.key()))
@@ -137,7 +137,7 @@ ModelConfig load_config(const std::string& path) {
   return parse_config(j, path);
 }
 
-json config_to_json(const ModelConfig& c) {
+json huginn_config_to_json(const ModelConfig& c) {
   json j;
   j["name"] = c.name;
   j["architectures"] = {"RavenForCausalLM"};

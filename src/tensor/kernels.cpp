@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
+
+#include "huginn/common.h"
+#include "tensor/simd.h"
 
 namespace huginn::kern {
-
-void dot4(const float* x, const float* w0, const float* w1, const float* w2, const float* w3, size_t n, float* y);
 
 namespace {
 int g_threads = 0;
@@ -28,14 +30,16 @@ int threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 // all T rows of x against each block of four weight rows.
 constexpr int kGemvMaxRows = 8;  // measured: GEMV beats sgemm (packing) below ~8 rows at d=512
 
-void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int ldy, int T, int K, int N,
-               bool accumulate) {
-  if (T <= 0 || N <= 0) return;
-  if (T >= kGemvMaxRows) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, ldx, W, ldw, accumulate ? 1.0f : 0.0f,
-                y, ldy);
-    return;
-  }
+namespace {
+// y[T, N] = x[T, K] · W[N, K]ᵀ over rows of W `ldw` elements apart, in the
+// weight's stored type: one pass over W, all T rows of x against each block
+// of four weight rows.
+void gemv(const float* x, int ldx, const void* W, DType wt, size_t ldw, float* y, int ldy, int T, int K, int N,
+          bool accumulate) {
+  const simd::Dot4Fn dot4 = simd::dot4_fn(wt);
+  const simd::DotFn dot1 = simd::dot_fn(wt);
+  const size_t es = dtype_size(wt);
+  auto row = [&](int n) { return static_cast<const uint8_t*>(W) + (size_t)n * ldw * es; };
   const int nblocks = (N + 3) / 4;
 #pragma omp parallel for schedule(static) if ((int64_t)N * K > 32768)
   for (int b = 0; b < nblocks; ++b) {
@@ -45,12 +49,11 @@ void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int l
       float* yt = y + (size_t)t * ldy;
       float r[4];
       if (n0 + 4 <= N) {
-        dot4(xt, W + (size_t)n0 * ldw, W + (size_t)(n0 + 1) * ldw, W + (size_t)(n0 + 2) * ldw,
-             W + (size_t)(n0 + 3) * ldw, (size_t)K, r);
+        dot4(xt, row(n0), row(n0 + 1), row(n0 + 2), row(n0 + 3), (size_t)K, r);
         for (int i = 0; i < 4; ++i) yt[n0 + i] = accumulate ? yt[n0 + i] + r[i] : r[i];
       } else {
         for (int n = n0; n < N; ++n) {
-          float v = dot(xt, W + (size_t)n * ldw, (size_t)K);
+          float v = dot1(xt, row(n), (size_t)K);
           yt[n] = accumulate ? yt[n] + v : v;
         }
       }
@@ -58,8 +61,86 @@ void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int l
   }
 }
 
+// Rows of W widened to F32 per panel, then single-threaded sgemm per panel
+// inside one parallel loop (the panel split is fixed, so results do not
+// depend on the thread count).
+constexpr int kPanelRows = 64;
+void gemm_widened(const float* x, const Weight& W, float* y, int T, bool accumulate) {
+  const int K = (int)W.cols, N = (int)W.rows;
+  const int npanels = (N + kPanelRows - 1) / kPanelRows;
+  const simd::WidenFn widen = simd::widen_fn(W.dtype);
+#pragma omp parallel
+  {
+    thread_local std::vector<float> panel;
+    if (panel.size() < (size_t)kPanelRows * K) panel.resize((size_t)kPanelRows * K);
+#pragma omp for schedule(static)
+    for (int p = 0; p < npanels; ++p) {
+      const int n0 = p * kPanelRows, nb = std::min(kPanelRows, N - n0);
+      widen(W.row_ptr(n0), 1.f, panel.data(), (size_t)nb * K);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nb, K, 1.0f, x, K, panel.data(), K,
+                  accumulate ? 1.0f : 0.0f, y + n0, N);
+    }
+  }
+}
+}  // namespace
+
+void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int ldy, int T, int K, int N,
+               bool accumulate) {
+  if (T <= 0 || N <= 0) return;
+  if (T >= kGemvMaxRows) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, ldx, W, ldw, accumulate ? 1.0f : 0.0f, y,
+                ldy);
+    return;
+  }
+  gemv(x, ldx, W, DType::F32, (size_t)ldw, y, ldy, T, K, N, accumulate);
+}
+
 void matmul(const float* x, const float* W, float* y, int T, int K, int N, bool accumulate) {
   matmul_ld(x, K, W, K, y, N, T, K, N, accumulate);
+}
+
+void matmul(const float* x, const Weight& W, float* y, int T, bool accumulate) {
+  const int K = (int)W.cols, N = (int)W.rows;
+  if (W.dtype == DType::F32) return matmul_ld(x, K, static_cast<const float*>(W.data), K, y, N, T, K, N, accumulate);
+  if (!is_kernel_dtype(W.dtype)) fail("matmul: no kernel for ", dtype_name(W.dtype), " weights");
+  if (T <= 0 || N <= 0) return;
+  if (T >= kGemvMaxRows) return gemm_widened(x, W, y, T, accumulate);
+  gemv(x, K, W.data, W.dtype, (size_t)K, y, N, T, K, N, accumulate);
+}
+
+void gather_rows(const Weight& W, const int* ids, int T, float scale, float* out) {
+  const simd::WidenFn widen = simd::widen_fn(W.dtype);
+  const size_t d = (size_t)W.cols;
+  for (int t = 0; t < T; ++t) widen(W.row_ptr(ids[t]), scale, out + (size_t)t * d, d);
+}
+
+void axpy_row(float a, const Weight& W, int64_t r, float* y) {
+  simd::axpy_fn(W.dtype)(a, W.row_ptr(r), y, (size_t)W.cols);
+}
+
+void to_f32(const Weight& W, float* out) { simd::widen_fn(W.dtype)(W.data, 1.f, out, (size_t)W.numel()); }
+
+void add(const float* a, const float* b, float* y, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 262144)
+  for (size_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+void add_bias(float* x, int T, int n, int ld, const float* bias) {
+#pragma omp parallel for schedule(static) if ((int64_t)T * n > 65536)
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < n; ++i) x[(size_t)t * ld + i] += bias[i];
+}
+
+void scale(const float* x, float s, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = x[i] * s;
+}
+
+void concat_rows(const float* a, int da, const float* b, int db, int T, float* out) {
+  const size_t w = (size_t)da + db;
+  for (int t = 0; t < T; ++t) {
+    std::memcpy(out + (size_t)t * w, a + (size_t)t * da, sizeof(float) * da);
+    std::memcpy(out + (size_t)t * w + da, b + (size_t)t * db, sizeof(float) * db);
+  }
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps) {
@@ -114,8 +195,8 @@ void softmax(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk,
-               int n_heads, int head_dim, int causal_offset, float* out, float* scratch) {
+void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk, int n_heads,
+               int head_dim, int causal_offset, float* out, float* scratch) {
   const float scale = 1.0f / std::sqrt((float)head_dim);
   const int d = n_heads * head_dim;
   const int work = Tq * n_heads;

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "huginn/weight.h"
+
 namespace huginn::kern {
 
 // Number of threads used by the parallel kernels (OpenMP and BLAS).
@@ -19,6 +21,26 @@ void axpy(float a, const float* x, float* y, size_t n);
 // y[T, N] = x[T, K] · W[N, K]ᵀ (+ y if accumulate). Small T uses a
 // multithreaded memory-bound GEMV; larger T uses BLAS sgemm.
 void matmul(const float* x, const float* W, float* y, int T, int K, int N, bool accumulate = false);
+// The same for a typed weight W [N = rows, K = cols] (F32, BF16, F16): GEMV
+// reads the stored type directly; sgemm runs on panels widened to F32. For
+// BF16/F16, GEMV results equal those over the weights converted to F32.
+void matmul(const float* x, const Weight& W, float* y, int T, bool accumulate = false);
+
+// out[t, :] = W[ids[t], :] * scale (an embedding lookup, widened to F32).
+void gather_rows(const Weight& W, const int* ids, int T, float scale, float* out);
+// y[:] += a * W[r, :]
+void axpy_row(float a, const Weight& W, int64_t r, float* y);
+// The whole tensor widened to F32 (numel floats).
+void to_f32(const Weight& W, float* out);
+
+// y = a + b (n floats; y may alias a or b).
+void add(const float* a, const float* b, float* y, size_t n);
+// x[t, i] += bias[i] for i < n, rows `ld` apart.
+void add_bias(float* x, int T, int n, int ld, const float* bias);
+// y[i] = x[i] * s
+void scale(const float* x, float s, float* y, size_t n);
+// out[t] = [a[t], b[t]]: rows of width da and db side by side.
+void concat_rows(const float* a, int da, const float* b, int db, int T, float* out);
 // Same with an explicit row stride for W (a column slice [N, K] of a wider
 // [N, ldw] matrix, e.g. one half of the adapter).
 void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int ldy, int T, int K, int N,

@@ -1,56 +1,125 @@
 // SIMD inner loops, compiled once per instruction set by Highway and chosen at
 // run time, so one binary is fast on AVX2 and AVX-512 machines alike.
+//
+// The weight-reading loops are templates over the stored weight type (F32,
+// BF16, F16): a BF16/F16 element is widened to float32 in the register and
+// then goes through exactly the same multiply-adds in the same order, so a
+// product over BF16 weights equals, bit for bit, the product over the same
+// weights converted to F32 (tested).
 #include <cstddef>
+#include <cstdint>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#ifndef HUGINN_SIMD_SCALAR_ONCE
+#define HUGINN_SIMD_SCALAR_ONCE
+namespace huginn::simd_scalar {
+// Scalar widening for loop tails (exact; F16 subnormals included).
+inline float widen(float x) { return x; }
+struct BF16 {
+  uint16_t bits;
+};
+struct F16 {
+  uint16_t bits;
+};
+inline float widen(BF16 x) {
+  uint32_t u = (uint32_t)x.bits << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+inline float widen(F16 x) {
+  const uint32_t sign = (uint32_t)(x.bits & 0x8000) << 16;
+  uint32_t exp = (x.bits >> 10) & 0x1f, man = x.bits & 0x3ff, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {
+      int e = -1;
+      do {
+        man <<= 1;
+        ++e;
+      } while (!(man & 0x400));
+      u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 0x1f) {
+    u = sign | 0x7f800000u | (man << 13);
+  } else {
+    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+}  // namespace huginn::simd_scalar
+#endif
+
 HWY_BEFORE_NAMESPACE();
 namespace huginn {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+using simd_scalar::BF16;
+using simd_scalar::F16;
+using simd_scalar::widen;
+using DF = hn::ScalableTag<float>;
 
-float DotImpl(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n) {
-  const hn::ScalableTag<float> d;
+HWY_INLINE hn::Vec<DF> LoadW(DF d, const float* HWY_RESTRICT p) { return hn::LoadU(d, p); }
+HWY_INLINE hn::Vec<DF> LoadW(DF d, const BF16* HWY_RESTRICT p) {
+  const hn::Rebind<uint16_t, DF> d16;
+  const hn::RebindToUnsigned<DF> d32;
+  const auto v = hn::PromoteTo(d32, hn::LoadU(d16, reinterpret_cast<const uint16_t*>(p)));
+  return hn::BitCast(d, hn::ShiftLeft<16>(v));
+}
+HWY_INLINE hn::Vec<DF> LoadW(DF d, const F16* HWY_RESTRICT p) {
+  const hn::Rebind<hwy::float16_t, DF> d16;
+  return hn::PromoteTo(d, hn::LoadU(d16, reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+// a · b with b in weight type W; four accumulators.
+template <class W>
+float DotT(const float* HWY_RESTRICT a, const W* HWY_RESTRICT b, size_t n) {
+  const DF d;
   const size_t N = hn::Lanes(d);
   auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
   size_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N) {
-    s0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), s0);
-    s1 = hn::MulAdd(hn::LoadU(d, a + i + N), hn::LoadU(d, b + i + N), s1);
-    s2 = hn::MulAdd(hn::LoadU(d, a + i + 2 * N), hn::LoadU(d, b + i + 2 * N), s2);
-    s3 = hn::MulAdd(hn::LoadU(d, a + i + 3 * N), hn::LoadU(d, b + i + 3 * N), s3);
+    s0 = hn::MulAdd(hn::LoadU(d, a + i), LoadW(d, b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(d, a + i + N), LoadW(d, b + i + N), s1);
+    s2 = hn::MulAdd(hn::LoadU(d, a + i + 2 * N), LoadW(d, b + i + 2 * N), s2);
+    s3 = hn::MulAdd(hn::LoadU(d, a + i + 3 * N), LoadW(d, b + i + 3 * N), s3);
   }
-  for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), s0);
+  for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(d, a + i), LoadW(d, b + i), s0);
   s0 = hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
   float r = hn::GetLane(hn::SumOfLanes(d, s0));
-  for (; i < n; ++i) r += a[i] * b[i];
+  for (; i < n; ++i) r += a[i] * widen(b[i]);
   return r;
 }
 
 // y[0..3] = rows w0..w3 · x: reads x once for four rows (the GEMV inner loop).
-void Dot4Impl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w0, const float* HWY_RESTRICT w1,
-              const float* HWY_RESTRICT w2, const float* HWY_RESTRICT w3, size_t n, float* HWY_RESTRICT y) {
-  const hn::ScalableTag<float> d;
+template <class W>
+void Dot4T(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w0, const W* HWY_RESTRICT w1, const W* HWY_RESTRICT w2,
+           const W* HWY_RESTRICT w3, size_t n, float* HWY_RESTRICT y) {
+  const DF d;
   const size_t N = hn::Lanes(d);
   auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
   size_t i = 0;
   for (; i + N <= n; i += N) {
     const auto xv = hn::LoadU(d, x + i);
-    s0 = hn::MulAdd(hn::LoadU(d, w0 + i), xv, s0);
-    s1 = hn::MulAdd(hn::LoadU(d, w1 + i), xv, s1);
-    s2 = hn::MulAdd(hn::LoadU(d, w2 + i), xv, s2);
-    s3 = hn::MulAdd(hn::LoadU(d, w3 + i), xv, s3);
+    s0 = hn::MulAdd(LoadW(d, w0 + i), xv, s0);
+    s1 = hn::MulAdd(LoadW(d, w1 + i), xv, s1);
+    s2 = hn::MulAdd(LoadW(d, w2 + i), xv, s2);
+    s3 = hn::MulAdd(LoadW(d, w3 + i), xv, s3);
   }
   float r0 = hn::GetLane(hn::SumOfLanes(d, s0)), r1 = hn::GetLane(hn::SumOfLanes(d, s1));
   float r2 = hn::GetLane(hn::SumOfLanes(d, s2)), r3 = hn::GetLane(hn::SumOfLanes(d, s3));
   for (; i < n; ++i) {
-    r0 += w0[i] * x[i];
-    r1 += w1[i] * x[i];
-    r2 += w2[i] * x[i];
-    r3 += w3[i] * x[i];
+    r0 += widen(w0[i]) * x[i];
+    r1 += widen(w1[i]) * x[i];
+    r2 += widen(w2[i]) * x[i];
+    r3 += widen(w3[i]) * x[i];
   }
   y[0] = r0;
   y[1] = r1;
@@ -58,28 +127,117 @@ void Dot4Impl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w0, const f
   y[3] = r3;
 }
 
-void AxpyImpl(float a, const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n) {
-  const hn::ScalableTag<float> d;
+// y[i] += a * w[i] (w in weight type W).
+template <class W>
+void AxpyT(float a, const W* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n) {
+  const DF d;
   const size_t N = hn::Lanes(d);
   const auto av = hn::Set(d, a);
   size_t i = 0;
-  for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(av, hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, y + i);
-  for (; i < n; ++i) y[i] += a * x[i];
+  for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(av, LoadW(d, x + i), hn::LoadU(d, y + i)), d, y + i);
+  for (; i < n; ++i) y[i] += a * widen(x[i]);
 }
+
+// out[i] = w[i] * scale (widening copy, e.g. an embedding row).
+template <class W>
+void WidenScaleT(const W* HWY_RESTRICT w, float scale, float* HWY_RESTRICT out, size_t n) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const auto sv = hn::Set(d, scale);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(LoadW(d, w + i), sv), d, out + i);
+  for (; i < n; ++i) out[i] = widen(w[i]) * scale;
+}
+
+float DotF32(const float* a, const void* b, size_t n) { return DotT(a, static_cast<const float*>(b), n); }
+float DotBF16(const float* a, const void* b, size_t n) { return DotT(a, static_cast<const BF16*>(b), n); }
+float DotF16(const float* a, const void* b, size_t n) { return DotT(a, static_cast<const F16*>(b), n); }
+void Dot4F32(const float* x, const void* w0, const void* w1, const void* w2, const void* w3, size_t n, float* y) {
+  using P = const float*;
+  Dot4T(x, P(w0), P(w1), P(w2), P(w3), n, y);
+}
+void Dot4BF16(const float* x, const void* w0, const void* w1, const void* w2, const void* w3, size_t n, float* y) {
+  using P = const BF16*;
+  Dot4T(x, P(w0), P(w1), P(w2), P(w3), n, y);
+}
+void Dot4F16(const float* x, const void* w0, const void* w1, const void* w2, const void* w3, size_t n, float* y) {
+  using P = const F16*;
+  Dot4T(x, P(w0), P(w1), P(w2), P(w3), n, y);
+}
+void AxpyF32(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const float*>(x), y, n); }
+void AxpyBF16(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const BF16*>(x), y, n); }
+void AxpyF16(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const F16*>(x), y, n); }
+void WidenF32(const void* w, float s, float* o, size_t n) { WidenScaleT(static_cast<const float*>(w), s, o, n); }
+void WidenBF16(const void* w, float s, float* o, size_t n) { WidenScaleT(static_cast<const BF16*>(w), s, o, n); }
+void WidenF16(const void* w, float s, float* o, size_t n) { WidenScaleT(static_cast<const F16*>(w), s, o, n); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace huginn
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include "tensor/simd.h"
+// The chosen target's function (the first call may go through Highway's
+// target-choosing stub, which is just as correct).
+#define HUGINN_SIMD_PTR(f) (&HWY_DYNAMIC_DISPATCH(f))
 namespace huginn::kern {
-HWY_EXPORT(DotImpl);
-HWY_EXPORT(Dot4Impl);
-HWY_EXPORT(AxpyImpl);
-float dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
-void dot4(const float* x, const float* w0, const float* w1, const float* w2, const float* w3, size_t n, float* y) {
-  HWY_DYNAMIC_DISPATCH(Dot4Impl)(x, w0, w1, w2, w3, n, y);
+HWY_EXPORT(DotF32);
+HWY_EXPORT(DotBF16);
+HWY_EXPORT(DotF16);
+HWY_EXPORT(Dot4F32);
+HWY_EXPORT(Dot4BF16);
+HWY_EXPORT(Dot4F16);
+HWY_EXPORT(AxpyF32);
+HWY_EXPORT(AxpyBF16);
+HWY_EXPORT(AxpyF16);
+HWY_EXPORT(WidenF32);
+HWY_EXPORT(WidenBF16);
+HWY_EXPORT(WidenF16);
+
+float dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotF32)(a, b, n); }
+void axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyF32)(a, x, y, n); }
+
+namespace simd {
+DotFn dot_fn(DType t) {
+  switch (t) {
+    case DType::BF16:
+      return HUGINN_SIMD_PTR(DotBF16);
+    case DType::F16:
+      return HUGINN_SIMD_PTR(DotF16);
+    default:
+      return HUGINN_SIMD_PTR(DotF32);
+  }
 }
-void axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n); }
+Dot4Fn dot4_fn(DType t) {
+  switch (t) {
+    case DType::BF16:
+      return HUGINN_SIMD_PTR(Dot4BF16);
+    case DType::F16:
+      return HUGINN_SIMD_PTR(Dot4F16);
+    default:
+      return HUGINN_SIMD_PTR(Dot4F32);
+  }
+}
+AxpyFn axpy_fn(DType t) {
+  switch (t) {
+    case DType::BF16:
+      return HUGINN_SIMD_PTR(AxpyBF16);
+    case DType::F16:
+      return HUGINN_SIMD_PTR(AxpyF16);
+    default:
+      return HUGINN_SIMD_PTR(AxpyF32);
+  }
+}
+WidenFn widen_fn(DType t) {
+  switch (t) {
+    case DType::BF16:
+      return HUGINN_SIMD_PTR(WidenBF16);
+    case DType::F16:
+      return HUGINN_SIMD_PTR(WidenF16);
+    default:
+      return HUGINN_SIMD_PTR(WidenF32);
+  }
+}
+}  // namespace simd
 }  // namespace huginn::kern
 #endif

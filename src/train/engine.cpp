@@ -1,7 +1,8 @@
 // The training forward and backward (llm.c style): every activation the
-// backward needs is saved in buffers allocated once; the forward mirrors
-// Model::block / core_iteration / head operation for operation (same kernels,
-// same order), the backward differentiates each op by hand.
+// backward needs is saved in buffers allocated once. The forward is the
+// model's own (Model::prelude_segments / core_iteration_segments /
+// head_segments with activation sinks: one definition for inference and
+// training); the backward differentiates each op by hand.
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -14,15 +15,8 @@
 namespace huginn {
 
 namespace {
-// Saved activations of one sandwich block application.
-struct BlockActs {
-  float *x_in, *qkv, *att, *r1, *x1, *r2, *h, *act;
-};
-
-void add_into(float* y, const float* a, const float* b, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 262144)
-  for (size_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
-}
+// A gradient buffer's view of a parameter (the flat gradient buffer is ours to write).
+float* mut(const Weight& w) { return const_cast<float*>(w.f32()); }
 }  // namespace
 
 struct GradEngine::Impl {
@@ -32,30 +26,36 @@ struct GradEngine::Impl {
   int d, I, H, hd, V;
   std::vector<float> arena;
   std::vector<BlockActs> pre, core, coda;  // core: Kmax * n_core, iteration-major
-  BlockActs scratch;                      // no-grad iterations and loss-only
-  float *e, *s, *cat, *s_fin, *xc, *xf, *logits;
+  // No-grad block applications (no-grad iterations, loss only) run the same
+  // training schedule into one shared scratch: each block reads only its input.
+  std::vector<BlockActs> scratch_pre, scratch_core, scratch_coda;
+  float *e, *s, *s_fin, *xc, *xf, *logits;
   std::vector<float*> s_in;  // per graded iteration
   // scratch
   float *xn, *tmp, *dA, *dB, *dxn, *dact, *dh, *datt, *dqkv, *de, *ds, *ds2;
-  std::vector<float> cos_tab, sin_tab, nsin_tab;
+  std::vector<float> nsin_tab;  // RoPE's backward rotates by the negative angle
   std::vector<int> pos;
   std::vector<float> state_grad, emb_grad;
+  std::unique_ptr<Model> model;  // the one forward, over the caller's flat parameters
+  const float* bound = nullptr;
+  Workspace ws;
+  std::vector<Segment> segs;
   size_t act_floats = 0;
   bool grad_ready = false;
 
   Impl(const ModelConfig& cfg, int B, int T_, int K) : c(cfg), Bmax(B), T(T_), Kmax(K) {
     if (B <= 0 || T <= 0) fail("training batch and sequence length must be positive (got ", B, ", ", T, ")");
     if (K < 0) fail("backprop depth must be >= 0, got ", K);
-    if (T > c.block_size) fail("sequence length ", T, " exceeds the model's context of ", c.block_size, " (block_size)");
+    if (T > c.block_size)
+      fail("sequence length ", T, " exceeds the model's context of ", c.block_size, " (block_size)");
     N = (size_t)B * T;
     d = c.n_embd, I = c.intermediate_size, H = c.n_heads, hd = c.head_dim, V = c.vocab_size;
     const size_t per_block = N * (8 * (size_t)d + 3 * (size_t)I);
     const size_t nblocks = c.n_prelude + (size_t)K * c.n_core + c.n_coda + 1;
     size_t total = per_block * nblocks;
     act_floats = total;
-    total += N * d * (5 + (size_t)K);  // e, s, s_fin, xc, xf, s_in[K]
-    total += N * 2 * d;                // cat
-    total += N * (size_t)V;            // logits
+    total += N * d * (5 + (size_t)K);                                            // e, s, s_fin, xc, xf, s_in[K]
+    total += N * (size_t)V;                                                      // logits
     total += N * d * 9 + N * (size_t)I + N * 2 * (size_t)I + N * 3 * (size_t)d;  // scratch
     arena.assign(total, 0.f);
     float* p = arena.data();
@@ -79,83 +79,28 @@ struct GradEngine::Impl {
     for (int i = 0; i < c.n_prelude; ++i) pre.push_back(block());
     for (int i = 0; i < K * c.n_core; ++i) core.push_back(block());
     for (int i = 0; i < c.n_coda; ++i) coda.push_back(block());
-    scratch = block();
+    const BlockActs scratch = block();
+    scratch_pre.assign(c.n_prelude, scratch);
+    scratch_core.assign(c.n_core, scratch);
+    scratch_coda.assign(c.n_coda, scratch);
     e = take(N * d), s = take(N * d), s_fin = take(N * d), xc = take(N * d), xf = take(N * d);
     for (int i = 0; i < K; ++i) s_in.push_back(take(N * d));
-    cat = take(N * 2 * d);
     logits = take(N * V);
     xn = take(N * d), tmp = take(N * d), dA = take(N * d), dB = take(N * d), dxn = take(N * d);
     datt = take(N * d), de = take(N * d), ds = take(N * d), ds2 = take(N * d);
     dact = take(N * I), dh = take(N * 2 * I), dqkv = take(N * 3 * d);
-    // RoPE tables exactly as Model::build_rope computes them from rope_base.
+    model = Model::from_flat(c, nullptr);
     const int half = hd / 2;
-    cos_tab.assign((size_t)T * half, 0.f);
-    sin_tab.assign((size_t)T * half, 0.f);
-    nsin_tab.assign((size_t)T * half, 0.f);
-    for (int i = 0; i < half; ++i) {
-      const float inv = 1.0f / std::pow(c.rope_base, (float)(2 * i) / (float)hd);
-      for (int t = 0; t < T; ++t) {
-        const float a = (float)t * inv;
-        cos_tab[(size_t)t * half + i] = (float)std::cos((double)a);
-        sin_tab[(size_t)t * half + i] = (float)std::sin((double)a);
-        nsin_tab[(size_t)t * half + i] = -sin_tab[(size_t)t * half + i];
-      }
-    }
+    nsin_tab.resize((size_t)T * half);
+    for (size_t i = 0; i < nsin_tab.size(); ++i) nsin_tab[i] = -model->rope_sin()[i];
     pos.resize(N);
     for (size_t i = 0; i < N; ++i) pos[i] = (int)(i % T);
   }
 
-  // ---- forward pieces (mirror Model::block) ----
-  void block_fwd(const BlockWeights& w, float* x, const BlockActs& A, int B) {
-    const size_t n = (size_t)B * T;
-    std::memcpy(A.x_in, x, sizeof(float) * n * d);
-    kern::rmsnorm(x, w.norm_1, xn, (int)n, d, c.norm_eps);
-    kern::matmul(xn, w.wqkv, A.qkv, (int)n, d, 3 * d);
-    float* q = A.qkv;
-    float* k = q + d;
-    if (w.qk_bias) {
-#pragma omp parallel for schedule(static) if (n * d > 65536)
-      for (size_t t = 0; t < n; ++t)
-        for (int i = 0; i < d; ++i) {
-          q[t * 3 * d + i] += w.qk_bias[i];
-          k[t * 3 * d + i] += w.qk_bias[d + i];
-        }
-    }
-    kern::rope(q, (int)n, H, hd, 3 * d, pos.data(), cos_tab.data(), sin_tab.data());
-    kern::rope(k, (int)n, H, hd, 3 * d, pos.data(), cos_tab.data(), sin_tab.data());
-    // kern::attention's computation, batched as sgemm per (sequence, head)
-    // (tests/test_backward.cpp checks the two agree).
-    bwd::attention_forward(A.qkv, A.qkv + d, A.qkv + 2 * d, 3 * d, A.att, B, T, H, hd);
-    kern::matmul(A.att, w.attn_proj, tmp, (int)n, d, d);
-    add_into(A.r1, tmp, A.x_in, n * d);
-    kern::rmsnorm(A.r1, w.norm_2, A.x1, (int)n, d, c.norm_eps);
-    kern::rmsnorm(A.x1, w.norm_3, xn, (int)n, d, c.norm_eps);
-    kern::matmul(xn, w.fc, A.h, (int)n, d, 2 * I);
-    kern::swiglu(A.h, A.act, (int)n, I);
-    kern::matmul(A.act, w.mlp_proj, tmp, (int)n, I, d);
-    add_into(A.r2, tmp, A.x1, n * d);
-    kern::rmsnorm(A.r2, w.norm_4, x, (int)n, d, c.norm_eps);
-  }
-
-  // s <- core(adapter([s, e])), saving into acts[0..n_core-1].
-  void iteration_fwd(const ModelWeights& w, const BlockActs* acts, int B) {
-    const size_t n = (size_t)B * T;
-    for (size_t t = 0; t < n; ++t) {
-      std::memcpy(cat + t * 2 * d, s + t * d, sizeof(float) * d);
-      std::memcpy(cat + t * 2 * d + d, e + t * d, sizeof(float) * d);
-    }
-    kern::matmul(cat, w.adapter, s, (int)n, 2 * d, d);
-    for (int l = 0; l < c.n_core; ++l) block_fwd(w.core[l], s, acts ? acts[l] : scratch, B);
-  }
-
-  void embed(const ModelWeights& w, const int* ids, int B) {
-    const size_t n = (size_t)B * T;
-    const float scale = std::sqrt((float)d);
-    for (size_t t = 0; t < n; ++t) {
-      if (ids[t] < 0 || ids[t] >= V) fail("token id ", ids[t], " is outside the vocabulary (0..", V - 1, ")");
-      const float* row = w.wte + (size_t)ids[t] * d;
-      for (int i = 0; i < d; ++i) e[t * d + i] = row[i] * scale;
-    }
+  // The model's forward over B sequences of T tokens: one segment each.
+  const Segment* batch(int B) {
+    segs.assign(B, Segment{T, 0, nullptr, T});
+    return segs.data();
   }
 
   void init_states(const float* input_states, float init_scale, const uint64_t* seeds, int B) {
@@ -164,24 +109,8 @@ struct GradEngine::Impl {
       std::memcpy(s, input_states, sizeof(float) * per * B);
       return;
     }
-    if (init_scale == 0.f) {
-      std::fill(s, s + per * B, 0.f);
-      return;
-    }
-    // As Model::init_state, one generator per sequence.
-    const float dd = (float)d;
-    const float scale = std::sqrt(2.0f / (5.0f * dd)) * init_scale * std::sqrt(dd);
-    for (int b = 0; b < B; ++b) {
-      std::mt19937_64 rng(seeds ? seeds[b] : (uint64_t)b);
-      std::normal_distribution<float> nd(0.f, 1.f);
-      float* sb = s + (size_t)b * per;
-      for (size_t i = 0; i < per; ++i) {
-        float z;
-        do z = nd(rng);
-        while (std::fabs(z) > 3.f);
-        sb[i] = z * scale;
-      }
-    }
+    // One generator per sequence.
+    for (int b = 0; b < B; ++b) model->init_state(s + (size_t)b * per, T, init_scale, seeds ? seeds[b] : (uint64_t)b);
   }
 
   void check_labels(const int* labels, int B) {
@@ -196,27 +125,27 @@ struct GradEngine::Impl {
     const int n = B * T;
     const float eps = c.norm_eps;
     float* dr2 = dA;
-    bwd::rmsnorm_backward(A.r2, w.norm_4, dx, dr2, const_cast<float*>(g.norm_4), n, d, eps, false);
-    kern::rmsnorm(A.x1, w.norm_3, xn, n, d, eps);
-    bwd::linear_weight_grad(dr2, d, A.act, I, const_cast<float*>(g.mlp_proj), I, n, I, d);
-    bwd::linear_input_grad(dr2, d, w.mlp_proj, I, dact, I, n, I, d, false);
+    bwd::rmsnorm_backward(A.r2, w.norm_4.f32(), dx, dr2, mut(g.norm_4), n, d, eps, false);
+    kern::rmsnorm(A.x1, w.norm_3.f32(), xn, n, d, eps);
+    bwd::linear_weight_grad(dr2, d, A.act, I, mut(g.mlp_proj), I, n, I, d);
+    bwd::linear_input_grad(dr2, d, w.mlp_proj.f32(), I, dact, I, n, I, d, false);
     bwd::swiglu_backward(A.h, dact, dh, n, I);
-    bwd::linear_weight_grad(dh, 2 * I, xn, d, const_cast<float*>(g.fc), d, n, d, 2 * I);
-    bwd::linear_input_grad(dh, 2 * I, w.fc, d, dxn, d, n, d, 2 * I, false);
+    bwd::linear_weight_grad(dh, 2 * I, xn, d, mut(g.fc), d, n, d, 2 * I);
+    bwd::linear_input_grad(dh, 2 * I, w.fc.f32(), d, dxn, d, n, d, 2 * I, false);
     float* dx1 = dB;
     std::memcpy(dx1, dr2, sizeof(float) * n * d);
-    bwd::rmsnorm_backward(A.x1, w.norm_3, dxn, dx1, const_cast<float*>(g.norm_3), n, d, eps, true);
+    bwd::rmsnorm_backward(A.x1, w.norm_3.f32(), dxn, dx1, mut(g.norm_3), n, d, eps, true);
     float* dr1 = dA;
-    bwd::rmsnorm_backward(A.r1, w.norm_2, dx1, dr1, const_cast<float*>(g.norm_2), n, d, eps, false);
-    bwd::linear_weight_grad(dr1, d, A.att, d, const_cast<float*>(g.attn_proj), d, n, d, d);
-    bwd::linear_input_grad(dr1, d, w.attn_proj, d, datt, d, n, d, d, false);
-    bwd::attention_backward(A.qkv, A.qkv + d, A.qkv + 2 * d, 3 * d, A.att, datt, dqkv, dqkv + d, dqkv + 2 * d, 3 * d,
-                            B, T, H, hd);
+    bwd::rmsnorm_backward(A.r1, w.norm_2.f32(), dx1, dr1, mut(g.norm_2), n, d, eps, false);
+    bwd::linear_weight_grad(dr1, d, A.att, d, mut(g.attn_proj), d, n, d, d);
+    bwd::linear_input_grad(dr1, d, w.attn_proj.f32(), d, datt, d, n, d, d, false);
+    bwd::attention_backward(A.qkv, A.qkv + d, A.qkv + 2 * d, 3 * d, A.att, datt, dqkv, dqkv + d, dqkv + 2 * d, 3 * d, B,
+                            T, H, hd);
     // RoPE is a rotation: its backward rotates by the negative angle.
-    kern::rope(dqkv, n, H, hd, 3 * d, pos.data(), cos_tab.data(), nsin_tab.data());
-    kern::rope(dqkv + d, n, H, hd, 3 * d, pos.data(), cos_tab.data(), nsin_tab.data());
+    kern::rope(dqkv, n, H, hd, 3 * d, pos.data(), model->rope_cos(), nsin_tab.data());
+    kern::rope(dqkv + d, n, H, hd, 3 * d, pos.data(), model->rope_cos(), nsin_tab.data());
     if (w.qk_bias) {
-      float* gb = const_cast<float*>(g.qk_bias);
+      float* gb = mut(g.qk_bias);
 #pragma omp parallel for schedule(static) if ((int64_t)n * d > 65536)
       for (int i = 0; i < 2 * d; ++i) {
         double acc = 0;
@@ -224,22 +153,11 @@ struct GradEngine::Impl {
         gb[i] += (float)acc;
       }
     }
-    kern::rmsnorm(A.x_in, w.norm_1, xn, n, d, eps);
-    bwd::linear_weight_grad(dqkv, 3 * d, xn, d, const_cast<float*>(g.wqkv), d, n, d, 3 * d);
-    bwd::linear_input_grad(dqkv, 3 * d, w.wqkv, d, dxn, d, n, d, 3 * d, false);
+    kern::rmsnorm(A.x_in, w.norm_1.f32(), xn, n, d, eps);
+    bwd::linear_weight_grad(dqkv, 3 * d, xn, d, mut(g.wqkv), d, n, d, 3 * d);
+    bwd::linear_input_grad(dqkv, 3 * d, w.wqkv.f32(), d, dxn, d, n, d, 3 * d, false);
     std::memcpy(dx, dr1, sizeof(float) * n * d);
-    bwd::rmsnorm_backward(A.x_in, w.norm_1, dxn, dx, const_cast<float*>(g.norm_1), n, d, eps, true);
-  }
-
-  // The head's forward from s (raw final state): latent, coda, ln_f, logits.
-  void head_fwd(const ModelWeights& w, bool save, int B) {
-    const int n = B * T;
-    float* x = dB;  // coda residual stream
-    kern::rmsnorm(s, w.ln_f, x, n, d, c.norm_eps);
-    for (int j = 0; j < c.n_coda; ++j) block_fwd(w.coda[j], x, save ? coda[j] : scratch, B);
-    std::memcpy(xc, x, sizeof(float) * n * d);
-    kern::rmsnorm(xc, w.ln_f, xf, n, d, c.norm_eps);
-    kern::matmul(xf, w.lm_head, logits, n, d, V);
+    bwd::rmsnorm_backward(A.x_in, w.norm_1.f32(), dxn, dx, mut(g.norm_1), n, d, eps, true);
   }
 
   Result run(const float* params, float* grads, const int* ids, const int* labels, int B, RecurrenceSplit split,
@@ -247,24 +165,30 @@ struct GradEngine::Impl {
     if (B <= 0 || B > Bmax) fail("batch of ", B, " sequences, the engine holds at most ", Bmax);
     if (split.no_grad < 0 || split.grad < 0) fail("iteration counts must be >= 0");
     const bool want_grad = grads != nullptr;
-    if (want_grad && split.grad > Kmax)
-      fail(split.grad, " iterations with gradient, the engine was sized for ", Kmax);
+    if (want_grad && split.grad > Kmax) fail(split.grad, " iterations with gradient, the engine was sized for ", Kmax);
     check_labels(labels, B);
-    const ModelWeights w = bind_weights(c, params);
+    if (params != bound) {
+      model->rebind_flat(params);
+      bound = params;
+    }
+    const ModelWeights& w = model->weights();
     const int n = B * T;
-    embed(w, ids, B);
-    for (int j = 0; j < c.n_prelude; ++j) block_fwd(w.prelude[j], e, want_grad ? pre[j] : scratch, B);
+    const Segment* seg = batch(B);
+    for (int t = 0; t < n; ++t)
+      if (ids[t] < 0 || ids[t] >= V) fail("token id ", ids[t], " is outside the vocabulary (0..", V - 1, ")");
+    model->embed(ids, n, e);
+    model->prelude_segments(e, seg, B, ws, want_grad ? pre.data() : scratch_pre.data());
     init_states(input_states, init_scale, seeds, B);
-    for (int it = 0; it < split.no_grad; ++it) iteration_fwd(w, nullptr, B);
     const int k = want_grad ? split.grad : 0;
-    if (!want_grad)
-      for (int it = 0; it < split.grad; ++it) iteration_fwd(w, nullptr, B);
+    for (int it = 0; it < split.total() - k; ++it)
+      model->core_iteration_segments(s, e, seg, B, it, ws, nullptr, scratch_core.data());
     for (int g = 0; g < k; ++g) {
       std::memcpy(s_in[g], s, sizeof(float) * n * d);
-      iteration_fwd(w, &core[(size_t)g * c.n_core], B);
+      model->core_iteration_segments(s, e, seg, B, split.no_grad + g, ws, nullptr, &core[(size_t)g * c.n_core]);
     }
     std::memcpy(s_fin, s, sizeof(float) * n * d);
-    head_fwd(w, want_grad, B);
+    const HeadActs head_acts{want_grad ? coda.data() : scratch_coda.data(), xc, xf};
+    model->head_segments(s, seg, B, nullptr, logits, ws, nullptr, &head_acts);
     Result r;
     if (!want_grad) {
       r.loss_sum = bwd::cross_entropy_loss(logits, labels, n, V, kIgnoreLabel, &r.n_valid);
@@ -274,21 +198,21 @@ struct GradEngine::Impl {
 
     ModelWeights gw = bind_weights(c, grads);
     // logits = xf · lm_headᵀ
-    bwd::linear_weight_grad(logits, V, xf, d, const_cast<float*>(gw.lm_head), d, n, d, V);
+    bwd::linear_weight_grad(logits, V, xf, d, mut(gw.lm_head), d, n, d, V);
     float* dx = ds2;
-    bwd::linear_input_grad(logits, V, w.lm_head, d, dxn, d, n, d, V, false);
-    bwd::rmsnorm_backward(xc, w.ln_f, dxn, dx, const_cast<float*>(gw.ln_f), n, d, c.norm_eps, false);
+    bwd::linear_input_grad(logits, V, w.lm_head.f32(), d, dxn, d, n, d, V, false);
+    bwd::rmsnorm_backward(xc, w.ln_f.f32(), dxn, dx, mut(gw.ln_f), n, d, c.norm_eps, false);
     for (int j = c.n_coda - 1; j >= 0; --j) block_bwd(w.coda[j], gw.coda[j], dx, coda[j], B);
-    bwd::rmsnorm_backward(s_fin, w.ln_f, dx, ds, const_cast<float*>(gw.ln_f), n, d, c.norm_eps, false);
+    bwd::rmsnorm_backward(s_fin, w.ln_f.f32(), dx, ds, mut(gw.ln_f), n, d, c.norm_eps, false);
     std::fill(de, de + (size_t)n * d, 0.f);
-    float* gad = const_cast<float*>(gw.adapter);
+    float* gad = mut(gw.adapter);
     for (int g = k - 1; g >= 0; --g) {
       for (int l = c.n_core - 1; l >= 0; --l) block_bwd(w.core[l], gw.core[l], ds, core[(size_t)g * c.n_core + l], B);
       // adapter output y = s_in · A[:, :d]ᵀ + e · A[:, d:]ᵀ
       bwd::linear_weight_grad(ds, d, s_in[g], d, gad, 2 * d, n, d, d);
       bwd::linear_weight_grad(ds, d, e, d, gad + d, 2 * d, n, d, d);
-      bwd::linear_input_grad(ds, d, w.adapter + d, 2 * d, de, d, n, d, d, true);
-      bwd::linear_input_grad(ds, d, w.adapter, 2 * d, ds2, d, n, d, d, false);
+      bwd::linear_input_grad(ds, d, w.adapter.f32() + d, 2 * d, de, d, n, d, d, true);
+      bwd::linear_input_grad(ds, d, w.adapter.f32(), 2 * d, ds2, d, n, d, d, false);
       std::swap(ds, ds2);
     }
     state_grad.assign((size_t)n * d, 0.f);
@@ -301,7 +225,7 @@ struct GradEngine::Impl {
     else
       std::fill(dpre, dpre + (size_t)n * d, 0.f);
     emb_grad.assign(dpre, dpre + (size_t)n * d);
-    float* gwte = const_cast<float*>(gw.wte);
+    float* gwte = mut(gw.wte);
     const float scale = std::sqrt((float)d);
 #pragma omp parallel for schedule(static) if ((int64_t)n * d > 65536)
     for (int i = 0; i < d; ++i)
@@ -330,6 +254,8 @@ GradEngine::Result GradEngine::loss(const float* params, const int* ids, const i
 }
 
 const std::vector<float>& GradEngine::input_state_grad() const { return p_->state_grad; }
+const float* GradEngine::logits() const { return p_->logits; }
+const float* GradEngine::final_state() const { return p_->s_fin; }
 const std::vector<float>& GradEngine::embedding_output_grad() const { return p_->emb_grad; }
 int GradEngine::seq_len() const { return p_->T; }
 int GradEngine::max_batch() const { return p_->Bmax; }

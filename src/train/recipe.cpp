@@ -4,6 +4,7 @@
 
 #include "huginn/common.h"
 #include "huginn/train.h"
+#include "tensor/kernels.h"
 
 namespace huginn {
 
@@ -92,27 +93,12 @@ double grad_norm(const float* g, size_t n) {
 }  // namespace huginn
 
 namespace huginn {
-std::vector<float> flatten_weights(const ModelConfig& c, const ModelWeights& w) {
-  auto layout = param_layout(c);
-  std::vector<const float*> src;
-  src.push_back(w.wte);
-  auto blocks = [&](const std::vector<BlockWeights>& bs) {
-    for (auto& b : bs) {
-      src.push_back(b.norm_1);
-      if (c.qk_bias) src.push_back(b.qk_bias);
-      for (const float* q : {b.wqkv, b.attn_proj, b.norm_2, b.fc, b.mlp_proj, b.norm_3, b.norm_4}) src.push_back(q);
-    }
-  };
-  blocks(w.prelude);
-  src.push_back(w.adapter);
-  blocks(w.core);
-  blocks(w.coda);
-  src.push_back(w.ln_f);
-  if (!c.tie_embeddings) src.push_back(w.lm_head);
-  if (src.size() != layout.size()) fail("flatten_weights: layout mismatch");
+std::vector<float> flatten_weights(const Model& m) {
+  const auto layout = param_layout(m.config());
+  const std::vector<Weight>& params = m.params();
+  if (params.size() != layout.size()) fail("flatten_weights: layout mismatch");
   std::vector<float> flat(param_count(layout));
-  for (size_t i = 0; i < layout.size(); ++i)
-    std::copy(src[i], src[i] + layout[i].numel, flat.begin() + layout[i].offset);
+  for (size_t i = 0; i < layout.size(); ++i) kern::to_f32(params[i], flat.data() + layout[i].offset);
   return flat;
 }
 }  // namespace huginn

@@ -167,7 +167,7 @@ void Trainer::load_params(const std::string& dir) {
   for (size_t i = 0; i < lay.size(); ++i)
     if (lay[i].name != p_->layout[i].name || lay[i].shape != p_->layout[i].shape)
       fail(dir, ": parameter ", lay[i].name, " does not match the model being trained");
-  p_->params = flatten_weights(c, m->weights());
+  p_->params = flatten_weights(*m);
   p_->have_params = true;
 }
 

@@ -54,7 +54,7 @@ std::string run_train_grad(const Ctx& cx, const json& cs) {
     states = cx.expected.get(cs["input_states"].get<std::string>()).to_f32();
   int valid = 0;
   for (int l : labels) valid += l != kIgnoreLabel;
-  auto params = flatten_weights(c, cx.model.weights());
+  auto params = flatten_weights(cx.model);
   std::vector<float> grads(params.size(), 0.f);
   GradEngine eng(c, 1, T, split.grad);
   auto r = eng.forward_backward(params.data(), grads.data(), ids.data(), labels.data(), 1, split, 1.0f / valid,
@@ -133,7 +133,7 @@ std::string run_adamw(const Ctx& cx, const json& cs) {
   if (!gcase) return "gradients_from case '" + from + "' not found";
   if ((*gcase).contains("grad_rows") && !(*gcase)["grad_rows"].empty())
     return "gradients_from case stores partial gradients";
-  auto params = flatten_weights(c, cx.model.weights());
+  auto params = flatten_weights(cx.model);
   std::vector<float> grads(params.size(), 0.f);
   AdamW opt(c, ac);
   std::string err;

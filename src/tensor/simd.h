@@ -1,0 +1,19 @@
+// Per-weight-type SIMD inner loops (src/tensor/simd.cpp), as function
+// pointers chosen once per call site by weight type.
+#pragma once
+#include <cstddef>
+
+#include "huginn/safetensors.h"
+
+namespace huginn::kern::simd {
+using DotFn = float (*)(const float* x, const void* w, size_t n);
+using Dot4Fn = void (*)(const float* x, const void* w0, const void* w1, const void* w2, const void* w3, size_t n,
+                        float* y);
+using AxpyFn = void (*)(float a, const void* w, float* y, size_t n);
+using WidenFn = void (*)(const void* w, float scale, float* out, size_t n);
+// F32, BF16 or F16 weights.
+DotFn dot_fn(DType t);
+Dot4Fn dot4_fn(DType t);
+AxpyFn axpy_fn(DType t);
+WidenFn widen_fn(DType t);
+}  // namespace huginn::kern::simd
