@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "huginn/common.h"
+#include "tensor/kernels.h"
 #include "huginn/generate.h"
 #include "infer/decoder.h"
 
@@ -120,19 +121,17 @@ DiffusionResult generate_diffusion(const Model& m, const std::vector<int>& promp
     if (a > 0) {
       const int off = cpos - old_base;
       const int mm = std::max(0, std::min(L, old_rows - off));
-      for (size_t i = 0; i < (size_t)L * d; ++i) e[i] = (1.f - a) * e[i];
-      for (int i = 0; i < mm; ++i)
-        for (int j = 0; j < d; ++j) e[(size_t)i * d + j] += a * old[(size_t)(off + i) * d + j];
+      kern::scale(e.data(), 1.f - a, e.data(), (size_t)L * d);
+      kern::add_scaled(a, old.data() + (size_t)off * d, e.data(), (size_t)mm * d);
       std::memcpy(old.data(), e.data(), sizeof(float) * (size_t)L * d);
       old_rows = L;
       old_base = cpos;
     }
     // 4. state damping
     if (sigma > 0)
-      for (int i = 0; i < L; ++i) {
-        const float f = 1.f - sigma / (1.f + (float)rec[cpos + i]);
-        for (int j = 0; j < d; ++j) states[(size_t)i * d + j] *= f;
-      }
+      for (int i = 0; i < L; ++i)
+        kern::scale(states.data() + (size_t)i * d, 1.f - sigma / (1.f + (float)rec[cpos + i]),
+                    states.data() + (size_t)i * d, d);
     // 5. R recurrences over the wave
     for (int j = 0; j < R; ++j) m.core_iteration(states.data(), e.data(), L, cpos, &cache, j, ws);
     for (int i = 0; i < L; ++i) rec[cpos + i] += R;

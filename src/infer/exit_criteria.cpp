@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "huginn/common.h"
+#include "tensor/kernels.h"
 #include "huginn/sampling.h"
 
 namespace huginn {
@@ -22,26 +23,9 @@ const Named kNames[] = {{ExitKind::None, "none"},
                         {ExitKind::Cosine, "cosine"},
                         {ExitKind::ArgmaxStability, "argmax-stability"}};
 
-// log_softmax of x[n] into out (float32, max-subtracted, sum in double).
-void log_softmax(const float* x, float* out, int n) {
-  float mx = -INFINITY;
-  for (int i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-  double s = 0;
-  for (int i = 0; i < n; ++i) s += std::exp((double)x[i] - mx);
-  const float ls = (float)std::log(s);
-  for (int i = 0; i < n; ++i) out[i] = x[i] - mx - ls;
-}
 }  // namespace
 
-double relative_change(const float* cur, const float* prev, int d) {
-  double dd = 0, nn = 0;
-  for (int j = 0; j < d; ++j) {
-    const double x = cur[j], y = prev[j];
-    dd += (x - y) * (x - y);
-    nn += x * x;
-  }
-  return std::sqrt(dd) / std::sqrt(nn);
-}
+double relative_change(const float* cur, const float* prev, int d) { return kern::relative_change(cur, prev, d); }
 
 const char* ExitCriterion::name(ExitKind k) {
   for (auto& n : kNames)
@@ -127,10 +111,10 @@ double ExitTracker::value(const float* logits, const float* s, int T) {
     case ExitKind::MinpKL: {
       float* lp = logp_.data();
       if (c_.kind == ExitKind::KL) {
-        log_softmax(logits, lp, V_);
+        kern::log_softmax(logits, lp, V_);
       } else {
         // softmax, then probabilities below 0.1 * max become 1/V, renormalised
-        log_softmax(logits, lp, V_);
+        kern::log_softmax(logits, lp, V_);
         float mx = 0.f;
         for (int i = 0; i < V_; ++i) {
           lp[i] = std::exp(lp[i]);
@@ -153,7 +137,7 @@ double ExitTracker::value(const float* logits, const float* s, int T) {
     }
     case ExitKind::EntropyDiff: {
       float* lp = logp_.data();
-      log_softmax(logits, lp, V_);
+      kern::log_softmax(logits, lp, V_);
       double h = 0;
       for (int i = 0; i < V_; ++i) {
         const double p = std::exp((double)lp[i]);

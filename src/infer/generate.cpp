@@ -51,7 +51,7 @@ class SoftEmbedder {
       idx_[0] = top;
       p_[top] = 1.f;
     } else {
-      for (int i = 0; i < V_; ++i) p_[i] = logits[i] / temp_;
+      for (int i = 0; i < V_; ++i) p_[i] = logits[i] / temp_;  // a division, as the reference
       kern::softmax(p_.data(), V_);
       std::iota(idx_.begin(), idx_.end(), 0);
       if (k_ < V_)
@@ -64,7 +64,7 @@ class SoftEmbedder {
     std::fill(acc_.begin(), acc_.end(), 0.f);
     for (int j = 0; j < n; ++j) kern::axpy_row((float)(p_[idx_[j]] / z), m_.weights().wte, idx_[j], acc_.data());
     const float scale = std::sqrt((float)d_);
-    for (int i = 0; i < d_; ++i) out[i] = acc_[i] * scale;
+    kern::scale(acc_.data(), scale, out, d_);
     return top;
   }
 

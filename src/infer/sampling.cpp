@@ -47,7 +47,7 @@ int Sampler::sample(const float* logits, const int* context, int n_context) {
   if (o_.greedy()) return argmax(p, V_);
   // temperature, softmax
   const float inv_t = 1.f / o_.temperature;
-  for (int i = 0; i < V_; ++i) p[i] *= inv_t;
+  kern::scale(p, inv_t, p, V_);
   kern::softmax(p, V_);
   // top-k: drop probabilities below the k-th largest (ties kept, as the reference)
   if (o_.top_k > 0 && o_.top_k < V_) {

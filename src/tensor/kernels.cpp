@@ -135,6 +135,29 @@ void scale(const float* x, float s, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] = x[i] * s;
 }
 
+void add_scaled(float a, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void log_softmax(const float* x, float* out, int n) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += std::exp((double)x[i] - mx);
+  const float ls = (float)std::log(s);
+  for (int i = 0; i < n; ++i) out[i] = x[i] - mx - ls;
+}
+
+double relative_change(const float* cur, const float* prev, int n) {
+  double dd = 0, nn = 0;
+  for (int j = 0; j < n; ++j) {
+    const double x = cur[j], y = prev[j];
+    dd += (x - y) * (x - y);
+    nn += x * x;
+  }
+  return std::sqrt(dd) / std::sqrt(nn);
+}
+
 void concat_rows(const float* a, int da, const float* b, int db, int T, float* out) {
   const size_t w = (size_t)da + db;
   for (int t = 0; t < T; ++t) {

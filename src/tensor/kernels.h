@@ -39,6 +39,13 @@ void add(const float* a, const float* b, float* y, size_t n);
 void add_bias(float* x, int T, int n, int ld, const float* bias);
 // y[i] = x[i] * s
 void scale(const float* x, float s, float* y, size_t n);
+// y[i] += a * x[i], a multiply then an add (no fused multiply-add: the
+// reference's rounding, unlike axpy).
+void add_scaled(float a, const float* x, float* y, size_t n);
+// out = log_softmax(x) over n values (max-subtracted, the sum in double).
+void log_softmax(const float* x, float* out, int n);
+// |cur - prev| / |cur| (L2, in double).
+double relative_change(const float* cur, const float* prev, int n);
 // out[t] = [a[t], b[t]]: rows of width da and db side by side.
 void concat_rows(const float* a, int da, const float* b, int db, int T, float* out);
 // Same with an explicit row stride for W (a column slice [N, K] of a wider
