@@ -91,6 +91,7 @@ class Api {
   std::vector<int> stop_ids_;
   std::string name_;
   ServerConfig cfg_;
+  DecodeSpec defaults_;  // cfg_ parsed: what a request starts from
 };
 
 // Serialises JSON for the wire (invalid UTF-8 replaced, never a throw).

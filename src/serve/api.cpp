@@ -154,8 +154,11 @@ Api::Api(const Model& model, std::optional<Tokenizer> tokenizer, std::vector<int
   if (cfg_.max_steps < 1) fail("the largest steps a request may ask for must be >= 1, got ", cfg_.max_steps);
   if (cfg_.steps == 0 || cfg_.steps < -1) fail("--steps must be >= 1, got ", cfg_.steps);
   if (default_steps() > cfg_.max_steps) cfg_.max_steps = default_steps();
-  DecodeSpec::parse_exit(cfg_.exit);
-  DecodeSpec::parse_cache(cfg_.cache);
+  // The server's defaults as one spec, parsed once; a request overrides its fields.
+  defaults_.steps = default_steps();
+  defaults_.exit = DecodeSpec::parse_exit(cfg_.exit);
+  defaults_.cache = DecodeSpec::parse_cache(cfg_.cache);
+  defaults_.stop_tokens = stop_ids_;
 }
 
 Api::Api(const LoadedModel& lm, ServerConfig config)
@@ -289,6 +292,7 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
 
   // ---- generation options ----
   GenerateOptions& g = r.options;
+  static_cast<DecodeSpec&>(g) = defaults_;
   const int room = c.block_size - P;
   if (auto mt = get_int(j, "max_tokens", 1, 1 << 30)) {
     if (*mt > room)
@@ -298,9 +302,9 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
   } else {
     g.max_new_tokens = chat ? room : std::min(cfg_.default_max_tokens, room);
   }
-  g.steps = (int)get_int(j, "steps", 1, cfg_.max_steps).value_or(default_steps());
+  g.steps = (int)get_int(j, "steps", 1, cfg_.max_steps).value_or(defaults_.steps);
   try {
-    g.exit = DecodeSpec::parse_exit(get_string(j, "exit").value_or(cfg_.exit));
+    if (auto e = get_string(j, "exit")) g.exit = DecodeSpec::parse_exit(*e);
   } catch (const ApiError&) {
     throw;
   } catch (const Error& e) {
@@ -308,7 +312,7 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
   }
   g.min_steps = (int)get_int(j, "min_steps", 0, g.steps).value_or(0);
   try {
-    g.cache = DecodeSpec::parse_cache(get_string(j, "cache").value_or(cfg_.cache));
+    if (auto cs = get_string(j, "cache")) g.cache = DecodeSpec::parse_cache(*cs);
   } catch (const ApiError&) {
     throw;
   } catch (const Error& e) {
@@ -341,7 +345,6 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
     g.seed = s.seed;  // as the CLI: also seeds a random initial state
   }
 
-  g.stop_tokens = stop_ids_;
   if (auto it = j.find("stop"); it != j.end() && !it->is_null()) {
     if (it->is_string()) {
       g.stop_strings.push_back(it->get<std::string>());
