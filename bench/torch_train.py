@@ -5,7 +5,7 @@ SwiGLU, adapter over [state, embedding], tied head, ln_f used twice) and the
 same step (n no-grad iterations, k with gradient, cross-entropy, AdamW with the
 reference's parameter groups), timed per optimizer step.
 
-Configured fairly as /work/shared/notes/benchmarking.md describes: the script
+Configured fairly (the same conditions as bench_train): the script
 re-executes itself with OPENBLAS_NUM_THREADS=1, OMP_WAIT_POLICY=PASSIVE and the
 glibc malloc thresholds, and calls torch.set_num_threads(threads).
 

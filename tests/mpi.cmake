@@ -5,7 +5,7 @@ add_test(NAME train.cli_resume
                  ${CMAKE_BINARY_DIR}/test_train_cli_resume)
 set_tests_properties(train.cli_resume PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" TIMEOUT 300)
 find_program(MPIRUN_EXE NAMES mpirun mpiexec)
-if(MPIRUN_EXE)
+if(MPIRUN_EXE AND HUGINN_HAVE_MPI)
   add_test(NAME train.mpi2
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/train_cli.sh mpi $<TARGET_FILE:huginn_cli>
                    ${CMAKE_BINARY_DIR}/test_train_mpi2)

@@ -40,7 +40,7 @@ TEST(Demo, ShippedModelShowsTestTimeScaling) {
   const tasks::Task& t = tasks::get_task("jumps");
   tasks::DecodeOptions base;
   const int n = 60;
-  auto res = tasks::evaluate(*m, t, {24, 40}, {{1, "none", 0}, {8, "none", 0}, {32, "kl", 1e-6}}, n, 7, base);
+  auto res = tasks::evaluate(*m, t, {24, 40}, {{1, {}}, {8, {}}, {32, DecodeSpec::parse_exit("kl:1e-6")}}, n, 7, base);
   ASSERT_EQ(res.size(), 6u);
   EXPECT_LT(res[0].accuracy(), 0.75);   // n=24, r=1
   EXPECT_GE(res[1].accuracy(), 0.95);   // n=24, r=8

@@ -89,16 +89,14 @@ TEST(Eval, KlExitRespectsThresholdAndMinSteps) {
   DecodeResult ref = decode_answer(*m, prompt, fixed);
   // A threshold no KL reaches: every token runs the maximum and decodes as at fixed depth.
   DecodeOptions never = fixed;
-  never.exit = "kl";
-  never.exit_threshold = 1e-300;
+  never.exit = DecodeSpec::parse_exit("kl:1e-300");
   DecodeResult r = decode_answer(*m, prompt, never);
   EXPECT_EQ(r.tokens, ref.tokens);
   for (int s : r.steps_used) EXPECT_EQ(s, 8);
-  // A threshold every KL is below: exits at min_steps.
+  // A threshold every KL is below: exits at the first check, after min_steps + 1 iterations.
   DecodeOptions always = fixed;
-  always.exit = "kl";
-  always.exit_threshold = 1e30;
-  always.min_steps = 3;
+  always.exit = DecodeSpec::parse_exit("kl:1e30");
+  always.min_steps = 2;
   r = decode_answer(*m, prompt, always);
   for (int s : r.steps_used) EXPECT_EQ(s, 3);
   DecodeOptions fixed3 = fixed;
@@ -106,26 +104,24 @@ TEST(Eval, KlExitRespectsThresholdAndMinSteps) {
   EXPECT_EQ(r.tokens, decode_answer(*m, prompt, fixed3).tokens);
   // Unknown criteria and bad depths are errors.
   DecodeOptions bad = fixed;
-  bad.exit = "entropy";
-  EXPECT_THROW(decode_answer(*m, prompt, bad), Error);
-  bad = fixed;
   bad.steps = 0;
   EXPECT_THROW(decode_answer(*m, prompt, bad), Error);
-  bad = fixed;
-  bad.exit = "kl:1e-3";  // the threshold is exit_threshold, never silently replaced
-  EXPECT_THROW(decode_answer(*m, prompt, bad), Error);
+  EXPECT_THROW(DecodeSpec::parse_exit("entropy"), Error);
+  EXPECT_THROW(DecodeSpec::parse_exit("kl:-1"), Error);
   bad = always;
-  bad.exit_threshold = -1;
+  bad.exit.threshold = -1;
   EXPECT_THROW(decode_answer(*m, prompt, bad), Error);
-  EXPECT_THROW(evaluate(*m, get_task("addition"), {2}, {{4, "kl", 0}}, 2, 0, DecodeOptions{}), Error);
-  EXPECT_THROW(evaluate(*m, get_task("addition"), {2}, {{4, "kl:1e-3", 1e-3}}, 2, 0, DecodeOptions{}), Error);
+  bad.exit.threshold = 0;  // decoding answers needs a threshold > 0
+  EXPECT_THROW(decode_answer(*m, prompt, bad), Error);
+  EXPECT_THROW(evaluate(*m, get_task("addition"), {2}, {{4, ExitCriterion{ExitKind::KL, 0}}}, 2, 0, DecodeOptions{}),
+               Error);
 }
 
 TEST(Eval, EvaluateCountsAndAgreesWithDecodeAnswer) {
   auto m = Model::load(model_dir());
   const Task& t = get_task("addition");
   DecodeOptions base;
-  auto res = evaluate(*m, t, {2, 3}, {{1, "none", 0}, {4, "kl", 1e30}}, 6, 0, base);
+  auto res = evaluate(*m, t, {2, 3}, {{1, {}}, {4, DecodeSpec::parse_exit("kl:1e30")}}, 6, 0, base);
   ASSERT_EQ(res.size(), 4u);
   for (auto& r : res) {
     EXPECT_EQ(r.n, 6);
@@ -137,7 +133,7 @@ TEST(Eval, EvaluateCountsAndAgreesWithDecodeAnswer) {
   }
   for (auto& r : res) EXPECT_EQ(r.distinct, 6);
   // Reach with 2 rows has few test grids: n beyond them repeats, and says so.
-  auto small = evaluate(*m, get_task("reach"), {2}, {{1, "none", 0}}, 400, 0, base);
+  auto small = evaluate(*m, get_task("reach"), {2}, {{1, {}}}, 400, 0, base);
   EXPECT_LT(small[0].distinct, 400);
   EXPECT_GT(small[0].distinct, 10);
   EXPECT_EQ(small[0].n, 400);

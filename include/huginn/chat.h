@@ -76,5 +76,8 @@ struct PromptSource {
 };
 // Exactly one of ids/text/file must be set; clear errors otherwise.
 std::vector<int> prompt_ids(const std::string& model_dir, const PromptSource& p);
+// The same with a tokenizer already loaded (LoadedModel::prompt_ids); a text
+// prompt without one (null) is an error naming model_dir.
+std::vector<int> prompt_ids(const Tokenizer* tok, const PromptSource& p, const std::string& model_dir);
 
 }  // namespace huginn

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "huginn/decode_spec.h"
 #include "huginn/exit_criteria.h"
 #include "huginn/kv_cache.h"
 #include "huginn/model.h"
@@ -19,29 +20,9 @@
 
 namespace huginn {
 
-// Huginn-0125's stop tokens: <|begin_text|>, <|end_text|>, <|end_turn|>.
-std::vector<int> default_stop_tokens();
-
-// Where a continuous (warm-started) token takes its start state from.
-enum class ContinuousFrom {
-  Raw,     // the previous position's raw final state (generate_with_adaptive_compute)
-  Latent,  // ln_f of it (generate_minimal's latent_states)
-};
-
-struct GenerateOptions {
-  int max_new_tokens = 16;
-  int steps = 32;  // iterations per token; the maximum when an exit criterion is set
-  ExitCriterion exit;
-  int min_steps = 0;              // no check before this many iterations
-  int check_every = 1;            // check every n iterations (counted from min_steps)
-  bool no_exit_in_prefill = false;
-  bool continuous = false;        // warm-start each token from the previous token's state
-  ContinuousFrom continuous_from = ContinuousFrom::Raw;
-  std::string cache = "full";     // CacheStrategy name
-  float init_scale = 0.f;         // 0: zero initial state (deterministic)
-  SamplingOptions sampling;
-  std::vector<int> stop_tokens = default_stop_tokens();
-  std::vector<std::string> stop_strings;      // needs token_text
+// The engine's input: a DecodeSpec (decode_spec.h: depth, exit, cache,
+// sampling, stops) plus what only the engine's drivers read.
+struct GenerateOptions : DecodeSpec {
   std::function<std::string(int)> token_text;  // text of one token (stop strings)
   // Soft-distribution thoughts: after the prompt, this many positions are fed
   // sum_i p_i * wte[i] over the top-k (renormalised; k = 0: all) of the
@@ -51,7 +32,6 @@ struct GenerateOptions {
   float soft_temperature = 1.f;
   bool record_checks = false;  // fill SequenceResult::checks
   bool record_logits = false;  // fill SequenceResult::step_logits
-  uint64_t seed = 0;           // state initialisation when init_scale > 0
   void validate(const ModelConfig& c) const;
 };
 
@@ -112,16 +92,13 @@ std::vector<int> generate_fixed_greedy(const Model& m, const std::vector<int>& p
                                        std::vector<float>* step_logits = nullptr);
 
 // ---- self-speculative decoding (the reference's generate_speculative) ----
-struct SpeculativeOptions {
-  int steps = 32;        // verifier depth
+// The spec's depth (steps: the verifier's), max_new_tokens, cache,
+// init_scale, sampling (drafts and the corrected token; verification uses
+// argmax) and stop_tokens; its exit fields are not used.
+struct SpeculativeOptions : DecodeSpec {
   int draft_steps = 4;   // drafter depth
   int lookahead = 8;     // drafted tokens per round
   double threshold = 1;  // >= 1: exact argmax match; else accept if p(draft) >= threshold * max p
-  int max_new_tokens = 16;
-  std::string cache = "full";
-  float init_scale = 0.f;
-  SamplingOptions sampling;  // for drafts and the corrected token; verification uses argmax
-  std::vector<int> stop_tokens = default_stop_tokens();
   void validate(const ModelConfig& c) const;
 };
 struct SpeculativeResult {
@@ -138,21 +115,20 @@ SpeculativeResult generate_speculative(const Model& m, const std::vector<int>& p
 
 // ---- parallel (diffusion-style) sampler (generate_diffusion_style) ----
 enum class FreezeStrategy { LatentDiff, Fixed, TokenStability };
-struct DiffusionOptions {
-  int steps = 32;             // S: recurrences of the prefill; sets the fixed/token-stability thresholds
+// The spec's steps (S: recurrences of the prefill; they set the fixed and
+// token-stability thresholds), max_new_tokens, continuous (a new position
+// starts from the last wave state), cache (default latest-m4-compress-s4),
+// sampling (greedy only for now: the fixtures' setting) and stop_tokens.
+struct DiffusionOptions : DecodeSpec {
+  DiffusionOptions() { cache = "latest-m4-compress-s4"; }
   int inner_recurrence = 4;   // R: recurrences per pass
-  int max_new_tokens = 16;
   FreezeStrategy freeze = FreezeStrategy::LatentDiff;
   double exit_t = 0.03;       // latent-diff threshold
   int max_wavefront = 128;    // 0: unbounded
   float ema_embeds = 0.1f;
   float state_mixing = 0.5f;  // dampened state mixer sigma (noise part is zero at init_scale 0)
   bool full_prefill = true;
-  bool continuous = false;    // a new position starts from the last wave state
-  std::string cache = "latest-m4-compress-s4";
   int max_passes = 4096;
-  SamplingOptions sampling;   // greedy only for now (the fixtures' setting)
-  std::vector<int> stop_tokens = default_stop_tokens();
   void validate(const ModelConfig& c) const;
   static FreezeStrategy parse_freeze(const std::string& s);
 };

@@ -87,8 +87,14 @@ struct Segment {
 // debug_intermediates names.
 using TraceFn = std::function<void(const std::string& name, const float* data, int rows, int cols)>;
 
-// Options of Model::load.
+// Options of loading a model (Model::load, load_model in loaded_model.h).
 struct LoadOptions {
+  // false: no weights and no config.json (tokenizer, generation config and
+  // stop ids only, e.g. `huginn tokenize -m DIR`); the path may then also be
+  // a tokenizer.json file (load_model only).
+  bool weights = true;
+  // false: leave tokenizer.json unread even when the directory has one.
+  bool tokenizer = true;
   // Convert BF16/F16 matrices to F32 at load (more memory; the F32 kernels).
   // Default: matrices are read in their stored type from the memory map.
   bool convert_to_f32 = false;

@@ -13,6 +13,7 @@
 
 #include "huginn/common.h"
 #include "huginn/generate.h"
+#include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "huginn/tokenizer.h"
 
@@ -57,7 +58,10 @@ class Api {
   // stop tokens (empty: Huginn-0125's default_stop_tokens()).
   Api(const Model& model, std::optional<Tokenizer> tokenizer, std::vector<int> stop_ids, std::string name,
       ServerConfig config = {});
-  // The model directory's tokenizer.json (if any) and stop ids (model_stop_ids).
+  // A loaded model directory: its model, tokenizer, stop ids and name (the
+  // bundle must outlive the Api).
+  explicit Api(const LoadedModel& lm, ServerConfig config = {});
+  // The model directory's tokenizer.json (if any, read once) and stop ids, as load_model finds them.
   static Api for_model_dir(const Model& model, const std::string& dir, ServerConfig config = {});
 
   const std::string& name() const { return name_; }
@@ -87,6 +91,7 @@ class Api {
   std::vector<int> stop_ids_;
   std::string name_;
   ServerConfig cfg_;
+  DecodeSpec defaults_;  // cfg_ parsed: what a request starts from
 };
 
 // Serialises JSON for the wire (invalid UTF-8 replaced, never a throw).

@@ -29,9 +29,11 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "huginn/data.h"
+#include "huginn/decode_spec.h"
 
 namespace huginn {
 class Model;
+class Tokenizer;
 }
 
 namespace huginn::tasks {
@@ -68,6 +70,9 @@ nlohmann::json tokenizer_json();
 // vocabulary is not this character vocabulary (a model directory without one
 // is accepted: test models made by `huginn init`).
 void check_char_tokenizer(const std::string& model_dir);
+// The same for a tokenizer already loaded (LoadedModel::tokenizer(); null:
+// the model has none, accepted); `origin` names it in the error.
+void check_char_tokenizer(const Tokenizer* tok, const std::string& origin);
 // Writes tokenizer.json, tokenizer_config.json (BOS/EOS/PAD names) and
 // generation_config.json (their ids, greedy) into a model directory, atomically.
 void write_tokenizer_files(const std::string& dir);
@@ -176,19 +181,18 @@ class TaskSequenceSource : public SequenceSource {
 // Greedy answer decoding through the Model API, the one function evaluation
 // uses: prefill the prompt with a KV cache, then one token at a time, at a
 // fixed depth or with a per-token exit.
-struct DecodeOptions {
-  int steps = 32;             // fixed depth, or the maximum with an exit criterion
-  int max_new_tokens = 8;     // stops earlier at EOS
-  // Exit criterion: "none" or a criterion name of huginn::ExitCriterion
-  // ("kl": KL between successive next-token distributions below
-  // exit_threshold; "latent-diff", "entropy-diff", ...), run by the engine's
-  // decode loop.
-  std::string exit = "none";
-  double exit_threshold = 5e-4;
-  int min_steps = 1;
-  std::string cache = "";     // KV cache strategy; "" = full (fixed) / latest-m4 (exit)
-  float init_scale = 0.f;     // initial state: zeros by default
-  uint64_t seed = 0;
+// DecodeOptions is a DecodeSpec (decode_spec.h), with the tasks' defaults:
+// at most 8 answer tokens, and the cache "" = the mode's default (full at a
+// fixed depth, latest-m4 with an exit). Decoding is greedy and stops at EOS
+// (the spec's sampling and stop tokens are not used). The exit criterion
+// ("kl:5e-4", "latent-diff:0.03", ...) needs a threshold > 0; min_steps is
+// the spec's (the reference's): the earliest exit is after min_steps + 1
+// iterations.
+struct DecodeOptions : DecodeSpec {
+  DecodeOptions() {
+    max_new_tokens = 8;
+    cache = "";
+  }
 };
 struct DecodeResult {
   std::vector<int> tokens;      // generated ids (including a final EOS)
@@ -206,9 +210,8 @@ std::vector<int> prompt_ids(const Instance& inst);
 // the difficulty has fewer), decoded by decode_answer under each setting,
 // scored by exact match. Instances run in parallel across threads.
 struct EvalSetting {
-  int steps = 32;            // fixed depth, or the maximum with an exit
-  std::string exit = "none";  // "none" or an ExitCriterion name ("kl", "latent-diff", ...)
-  double threshold = 0;
+  int steps = 32;      // fixed depth, or the maximum with an exit
+  ExitCriterion exit;  // none, or a criterion with its threshold (> 0): DecodeSpec::parse_exit("kl:1e-6")
 };
 struct EvalResult {
   std::string task;

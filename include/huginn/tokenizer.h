@@ -1,6 +1,7 @@
 // Text <-> token ids: a Hugging Face tokenizer.json (model type BPE) with the
 // exact behaviour of Hugging Face tokenizers (checked by the npm parity test).
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,7 +40,14 @@ class Tokenizer {
 };
 
 // The tokenizer.json of a model directory (clear error if it has none).
+// Programs load a model directory once with load_model (loaded_model.h),
+// which parses it once and shares it.
 Tokenizer load_model_tokenizer(const std::string& model_dir);
+
+// How many tokenizer.json texts this process has parsed (Tokenizer::from_json
+// calls, from_file included): evidence for tests that a model's tokenizer is
+// parsed once, however many commands and turns use it.
+uint64_t tokenizer_parse_count();
 
 // Incremental detokenization for streaming generation: push ids as they come,
 // get back the text that became final (never a partial UTF-8 character).

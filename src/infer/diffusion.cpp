@@ -31,6 +31,8 @@ void DiffusionOptions::validate(const ModelConfig& c) const {
   if (!(state_mixing >= 0.f && state_mixing <= 1.f)) fail("parallel: state mixing must be in [0, 1], got ", state_mixing);
   if (max_passes < 0) fail("parallel: max passes must be >= 0");
   if (!sampling.greedy()) fail("parallel: only greedy decoding is implemented (temperature 0)");
+  if (exit.kind != ExitKind::None) fail("parallel: positions freeze by its own rule (exit_t), not a per-token exit criterion");
+  if (init_scale != 0.f) fail("parallel: only the zero initial state is implemented (init scale 0)");
   CacheStrategy::parse(cache);
   (void)c;
 }

@@ -16,23 +16,13 @@
 
 namespace huginn {
 
-std::vector<int> default_stop_tokens() { return huginn_architecture().default_stop_tokens({}); }
 
 void GenerateOptions::validate(const ModelConfig& c) const {
-  if (max_new_tokens < 0) fail("max tokens must be >= 0, got ", max_new_tokens);
-  if (steps < 0) fail("steps must be >= 0, got ", steps);
-  if (min_steps < 0) fail("min steps must be >= 0, got ", min_steps);
-  if (check_every < 1) fail("check-every must be >= 1, got ", check_every);
+  DecodeSpec::validate(c);
+  if (!stop_strings.empty() && !token_text) fail("stop strings need the tokenizer (token texts)");
   if (soft_thoughts < 0) fail("soft thoughts: the number of thought positions must be >= 0, got ", soft_thoughts);
   if (soft_top_k < 0) fail("soft thoughts: k must be >= 0 (0 = whole vocabulary), got ", soft_top_k);
   if (!(soft_temperature > 0.f)) fail("soft thoughts: temperature must be > 0, got ", soft_temperature);
-  if (!(init_scale >= 0.f)) fail("init scale must be >= 0, got ", init_scale);
-  if (!stop_strings.empty() && !token_text) fail("stop strings need the tokenizer (token texts)");
-  for (auto& s : stop_strings)
-    if (s.empty()) fail("empty stop string");
-  sampling.validate();
-  CacheStrategy::parse(cache);
-  (void)c;
 }
 
 namespace {

@@ -18,6 +18,7 @@ void SpeculativeOptions::validate(const ModelConfig& c) const {
   if (!(threshold > 0) || !std::isfinite(threshold)) fail("speculative: threshold must be > 0, got ", threshold);
   if (max_new_tokens < 0) fail("max tokens must be >= 0, got ", max_new_tokens);
   if (lookahead >= c.block_size) fail("speculative: lookahead ", lookahead, " exceeds the context");
+  if (exit.kind != ExitKind::None) fail("speculative: the verifier runs at a fixed depth; no exit criterion");
   sampling.validate();
   CacheStrategy::parse(cache);
 }

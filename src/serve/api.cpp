@@ -154,17 +154,24 @@ Api::Api(const Model& model, std::optional<Tokenizer> tokenizer, std::vector<int
   if (cfg_.max_steps < 1) fail("the largest steps a request may ask for must be >= 1, got ", cfg_.max_steps);
   if (cfg_.steps == 0 || cfg_.steps < -1) fail("--steps must be >= 1, got ", cfg_.steps);
   if (default_steps() > cfg_.max_steps) cfg_.max_steps = default_steps();
-  ExitCriterion::parse(cfg_.exit);
-  CacheStrategy::parse(cfg_.cache);
+  // The server's defaults as one spec, parsed once; a request overrides its fields.
+  defaults_.steps = default_steps();
+  defaults_.exit = DecodeSpec::parse_exit(cfg_.exit);
+  defaults_.cache = DecodeSpec::parse_cache(cfg_.cache);
+  defaults_.stop_tokens = stop_ids_;
 }
 
+Api::Api(const LoadedModel& lm, ServerConfig config)
+    : Api(lm.model(), lm.tokenizer() ? std::optional<Tokenizer>(*lm.tokenizer()) : std::nullopt, lm.stop_ids(),
+          lm.name(), std::move(config)) {}
+
 Api Api::for_model_dir(const Model& model, const std::string& dir, ServerConfig config) {
-  std::optional<Tokenizer> tok;
-  if (std::filesystem::is_regular_file(std::filesystem::path(dir) / "tokenizer.json")) tok = load_model_tokenizer(dir);
+  // The directory's files without its weights (the caller has the model).
+  const LoadedModel files = load_model(dir, LoadOptions{.weights = false});
   std::string name = model.config().name;
-  if (name.empty() || name == "huginn") name = std::filesystem::path(dir).lexically_normal().filename().string();
-  if (name.empty()) name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
-  return Api(model, std::move(tok), model_stop_ids(dir), name, std::move(config));
+  if (name.empty() || name == "huginn") name = files.name();
+  return Api(model, files.tokenizer() ? std::optional<Tokenizer>(*files.tokenizer()) : std::nullopt, files.stop_ids(),
+             name, std::move(config));
 }
 
 int Api::default_steps() const { return cfg_.steps > 0 ? cfg_.steps : std::max(1, m_.config().mean_recurrence); }
@@ -285,6 +292,7 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
 
   // ---- generation options ----
   GenerateOptions& g = r.options;
+  static_cast<DecodeSpec&>(g) = defaults_;
   const int room = c.block_size - P;
   if (auto mt = get_int(j, "max_tokens", 1, 1 << 30)) {
     if (*mt > room)
@@ -294,18 +302,19 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
   } else {
     g.max_new_tokens = chat ? room : std::min(cfg_.default_max_tokens, room);
   }
-  g.steps = (int)get_int(j, "steps", 1, cfg_.max_steps).value_or(default_steps());
+  g.steps = (int)get_int(j, "steps", 1, cfg_.max_steps).value_or(defaults_.steps);
   try {
-    g.exit = ExitCriterion::parse(get_string(j, "exit").value_or(cfg_.exit));
+    if (auto e = get_string(j, "exit")) g.exit = DecodeSpec::parse_exit(*e);
   } catch (const ApiError&) {
     throw;
   } catch (const Error& e) {
     bad(str("'exit': ", e.what()));
   }
   g.min_steps = (int)get_int(j, "min_steps", 0, g.steps).value_or(0);
-  g.cache = get_string(j, "cache").value_or(cfg_.cache);
   try {
-    CacheStrategy::parse(g.cache);
+    if (auto cs = get_string(j, "cache")) g.cache = DecodeSpec::parse_cache(*cs);
+  } catch (const ApiError&) {
+    throw;
   } catch (const Error& e) {
     bad(str("'cache': ", e.what()));
   }
@@ -336,7 +345,6 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
     g.seed = s.seed;  // as the CLI: also seeds a random initial state
   }
 
-  g.stop_tokens = stop_ids_;
   if (auto it = j.find("stop"); it != j.end() && !it->is_null()) {
     if (it->is_string()) {
       g.stop_strings.push_back(it->get<std::string>());
@@ -427,7 +435,7 @@ json Api::complete(const ApiRequest& r, const ChunkFn& on_chunk) const {
                        {"kv_bytes", res.kv_bytes},
                        {"stop_reason", res.stop_reason},
                        {"max_steps", r.options.steps},
-                       {"exit", r.options.exit.kind == ExitKind::None ? std::string("none") : r.options.exit.str()},
+                       {"exit", r.options.exit_str()},
                        {"cache", r.options.cache}};
   const char* fin = finish_reason(res.stop_reason);
   if (on_chunk) {

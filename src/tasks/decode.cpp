@@ -20,30 +20,19 @@ DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt, const
   if (prompt.empty()) fail("decode: empty prompt");
   if (o.steps < 1) fail("decode: the number of iterations must be >= 1, got ", o.steps);
   if (o.max_new_tokens < 1) fail("decode: max_new_tokens must be >= 1");
-  // The criterion's name here; its threshold is exit_threshold.
-  if (o.exit.find(':') != std::string::npos)
-    fail("decode: exit '", o.exit, "': give the criterion's name only (the threshold is exit_threshold)");
-  const ExitCriterion crit = ExitCriterion::parse(o.exit);  // throws for an unknown name
-  const bool with_exit = crit.kind != ExitKind::None;
-  if (with_exit && !(o.exit_threshold > 0 && std::isfinite(o.exit_threshold)))
-    fail("decode: the exit threshold must be a positive number, got ", o.exit_threshold);
+  const bool with_exit = o.exit.kind != ExitKind::None;
+  if (with_exit && !(o.exit.threshold > 0 && std::isfinite(o.exit.threshold)))
+    fail("decode: the exit threshold must be a positive number, got ", o.exit.threshold);
   if ((int64_t)prompt.size() + o.max_new_tokens > c.block_size)
     fail("prompt of ", prompt.size(), " tokens plus ", o.max_new_tokens, " answer tokens exceeds the context of ",
          c.block_size);
   GenerateOptions g;
-  g.max_new_tokens = o.max_new_tokens;
-  g.steps = o.steps;
-  if (with_exit) {
-    g.exit = crit;
-    g.exit.threshold = o.exit_threshold;
-    // DecodeOptions::min_steps counts iterations before the first check; the
-    // loop's min_steps is the reference's (first check after min_steps + 1).
-    g.min_steps = std::max(0, o.min_steps - 1);
-  }
+  static_cast<DecodeSpec&>(g) = o;
+  if (!with_exit) g.min_steps = 0;
   g.cache = !o.cache.empty() ? o.cache : with_exit ? "latest-m4" : "full";
-  g.init_scale = o.init_scale;
-  g.seed = o.seed;
+  g.sampling = SamplingOptions{};  // greedy
   g.stop_tokens = {kEosId};
+  g.stop_strings.clear();
   const SequenceResult r = generate(m, prompt, g);
   DecodeResult res;
   res.prompt_tokens = (int)prompt.size();
@@ -78,11 +67,9 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
   if (settings.empty()) fail("eval: no settings");
   for (auto& st : settings) {
     if (st.steps < 1) fail("eval: iterations must be >= 1, got ", st.steps);
-    if (st.exit.find(':') != std::string::npos)
-      fail("eval: exit '", st.exit, "': give the criterion's name only (the threshold is a field of its own)");
-    const ExitCriterion c = ExitCriterion::parse(st.exit);  // throws for an unknown name
-    if (c.kind != ExitKind::None && !(st.threshold > 0 && std::isfinite(st.threshold)))
-      fail("eval: the ", st.exit, " exit needs a positive threshold, got ", st.threshold);
+    if (st.exit.kind != ExitKind::None && !(st.exit.threshold > 0 && std::isfinite(st.exit.threshold)))
+      fail("eval: the ", ExitCriterion::name(st.exit.kind), " exit needs a positive threshold, got ",
+           st.exit.threshold);
   }
   for (int d : difficulties) task.check_difficulty(d);
   const int V = m.config().vocab_size;
@@ -99,7 +86,6 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
       DecodeOptions o = base;
       o.steps = st.steps;
       o.exit = st.exit;
-      o.exit_threshold = st.threshold;
       o.max_new_tokens = task.answer_length(d) + 1;
       std::vector<char> ok(n, 0);
       std::vector<int64_t> steps_sum(n, 0), first_steps(n, 0), ntok(n, 0), nprompt(n, 0);

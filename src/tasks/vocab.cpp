@@ -6,6 +6,7 @@
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
 #include "huginn/tasks.h"
+#include "huginn/tokenizer.h"
 
 namespace huginn::tasks {
 
@@ -129,6 +130,16 @@ void check_char_tokenizer(const std::string& model_dir) {
   const auto ours = tokenizer_json()["model"]["vocab"];
   if (!j.contains("model") || !j["model"].contains("vocab") || j["model"]["vocab"] != ours)
     fail(path.string(), ": not the task models' character tokenizer (this command decodes task answers with it)");
+}
+
+void check_char_tokenizer(const Tokenizer* tok, const std::string& origin) {
+  if (!tok) return;
+  bool same = tok->vocab_size() == kCharVocabSize;
+  for (int id = 0; same && id < kBosId; ++id) same = tok->token_to_id(byte_level(id_char(id))) == id;
+  for (auto [id, text] : {std::pair<int, const char*>{kBosId, kBosText}, {kEosId, kEosText}, {kPadId, kPadText}})
+    same = same && tok->token_to_id(text) == id;
+  if (!same)
+    fail(origin, ": not the task models' character tokenizer (this command decodes task answers with it)");
 }
 
 void write_tokenizer_files(const std::string& dir) {

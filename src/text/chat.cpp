@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "huginn/common.h"
@@ -125,6 +126,15 @@ std::vector<int> model_stop_ids(const std::string& model_dir) {
 }
 
 std::vector<int> prompt_ids(const std::string& model_dir, const PromptSource& p) {
+  std::optional<Tokenizer> tok;
+  // loaded only where the prompt is text, after the checks that need no tokenizer
+  const int given = !p.ids.empty() + !p.text.empty() + !p.file.empty();
+  if (given == 1 && (!p.text.empty() || (!p.file.empty() && std::ifstream(p.file, std::ios::binary))))
+    tok = load_model_tokenizer(model_dir);
+  return prompt_ids(tok ? &*tok : nullptr, p, model_dir);
+}
+
+std::vector<int> prompt_ids(const Tokenizer* tok, const PromptSource& p, const std::string& model_dir) {
   const int given = !p.ids.empty() + !p.text.empty() + !p.file.empty();
   if (given != 1) fail("give exactly one prompt: token ids, a text (-p) or a prompt file (--prompt-file)");
   if (!p.ids.empty()) {
@@ -145,14 +155,16 @@ std::vector<int> prompt_ids(const std::string& model_dir, const PromptSource& p)
     ss << f.rdbuf();
     text = ss.str();
   }
-  const Tokenizer tok = load_model_tokenizer(model_dir);
+  if (!tok)
+    fail("model directory '", model_dir,
+         "' has no tokenizer.json (text input needs the model's Hugging Face tokenizer.json; token ids still work)");
   if (p.chat) {
     std::vector<ChatMessage> msgs;
     if (!p.system.empty()) msgs.push_back({"system", p.system});
     msgs.push_back({"user", text});
-    return encode_chat(tok, msgs, true);
+    return encode_chat(*tok, msgs, true);
   }
-  return tok.encode(text, p.add_special);
+  return tok->encode(text, p.add_special);
 }
 
 }  // namespace huginn

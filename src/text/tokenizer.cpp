@@ -3,6 +3,7 @@
 #include "huginn/tokenizer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -170,7 +171,13 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
   return from_json(ss.str(), path);
 }
 
+namespace {
+std::atomic<uint64_t> g_parses{0};
+}
+uint64_t tokenizer_parse_count() { return g_parses.load(); }
+
 Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin) {
+  g_parses.fetch_add(1);
   auto impl = std::make_shared<Impl>();
   impl->origin = origin;
   json j;

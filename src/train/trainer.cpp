@@ -3,7 +3,12 @@
 // loss plot, and atomic checkpoints that resume bit-exactly.
 #include <fcntl.h>
 #include <omp.h>
+#if defined(__SSE__) || defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
+#define HUGINN_HAVE_MXCSR 1
+#elif defined(__aarch64__)
+#define HUGINN_HAVE_FPCR 1
+#endif
 #include <unistd.h>
 
 #include <algorithm>
@@ -103,9 +108,19 @@ void enable_flush_denormals() {
   // Denormal floats (tiny softmax tails, decaying optimizer moments) make every
   // op touching them ~100x slower; training flushes them to zero on every
   // thread of the pool (BLAS shares the OpenMP pool).
-  _mm_setcsr(_mm_getcsr() | 0x8040);
+  // x86: MXCSR's FTZ and DAZ bits; AArch64: FPCR's FZ bit; elsewhere nothing.
+  auto flush = [] {
+#if defined(HUGINN_HAVE_MXCSR)
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+#elif defined(HUGINN_HAVE_FPCR)
+    uint64_t fpcr;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(fpcr));
+    __asm__ __volatile__("msr fpcr, %0" ::"r"(fpcr | (1ull << 24)));
+#endif
+  };
+  flush();
 #pragma omp parallel
-  { _mm_setcsr(_mm_getcsr() | 0x8040); }
+  { flush(); }
 }
 
 Trainer::Trainer(const ModelConfig& cfg, TrainOptions opt, std::shared_ptr<const SequenceSource> train,

@@ -11,6 +11,7 @@
 #include "gen_options.h"
 #include "huginn/common.h"
 #include "huginn/generate.h"
+#include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "prompt.h"
 
@@ -25,13 +26,12 @@ struct ChatOpts {
 
 int run(ChatOpts& co) {
   GenCliOptions& o = co.gen;
-  auto model = Model::load(o.model);
-  const Model& m = *model;
+  const LoadedModel lm = load_model(o.model);  // weights, tokenizer, stop ids: read once for every turn
+  const Model& m = lm.model();
   if (o.mode() != "sequential") fail("chat decodes sequentially; --speculative and --parallel are for generate");
-  if (!co.raw_ids && !have_tokenizer(o.model))
-    render_chat({{"user", "hi"}}, true, o.model);  // throws the clear "needs tokenizer" error
-  o.model_stops = model_stop_ids(o.model);
-  TokenPrinter printer(o.model);
+  if (!co.raw_ids) lm.need_tokenizer("the chat format");  // the clear "needs tokenizer" error
+  o.model_stops = lm.stop_ids();
+  TokenPrinter printer(lm.tokenizer());
   GenerateOptions g = o.generate_options(m.config(), printer.token_text());
   const bool tty = isatty(0);
   std::vector<ChatMessage> messages;
@@ -63,7 +63,7 @@ int run(ChatOpts& co) {
         full.insert(full.end(), ids.begin(), ids.end());
       } else {
         messages.push_back({"user", line});
-        full = render_chat(messages, true, o.model);
+        full = lm.encode_chat(messages, true);
       }
     } catch (const Error& e) {
       std::printf("error: %s\n", e.what());
@@ -84,10 +84,10 @@ int run(ChatOpts& co) {
       turn = full;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    TokenPrinter out(o.model);
+    TokenPrinter out(lm.tokenizer());
     auto r = session.turn(turn, [&](const TokenEvent& ev) {
       if (ev.thought) return;
-      if (ev.token >= 65504 && !out.text()) return;  // stop tokens are not part of the reply
+      if (!out.text() && lm.is_stop(ev.token)) return;  // stop tokens are not part of the reply
       const std::string s = out.push(ev.token, o.show_steps ? ev.steps : -1);
       std::fwrite(s.data(), 1, s.size(), stdout);
       std::fflush(stdout);
@@ -116,7 +116,7 @@ static Register reg("chat", "interactive multi-turn chat in the model's chat for
                     [](CLI::App& app) {
                       auto o = std::make_shared<ChatOpts>();
                       o->gen.add_to(app, false);
-                      o->gen.max_tokens = 256;
+                      o->gen.spec.max_new_tokens = 256;
                       app.add_flag("--raw-ids", o->raw_ids,
                                    "each input line is token ids appended to the conversation (no chat format, "
                                    "no tokenizer needed)");

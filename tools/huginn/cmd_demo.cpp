@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "huginn/common.h"
+#include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "huginn/plot.h"
 #include "huginn/tasks.h"
@@ -44,18 +45,20 @@ std::vector<int> harder_than_training(const Task& task, const TaskRange& tr, con
 
 int run(const Opts& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  auto model = Model::load(o.model);
-  check_char_tokenizer(o.model);
+  const LoadedModel lm = load_model(o.model);
+  const Model* model = &lm.model();
+  check_char_tokenizer(lm.tokenizer(), o.model + "/tokenizer.json");
   const TaskMix mix = read_task_manifest(o.model);
   const ModelConfig& c = model->config();
   fs::create_directories(o.out);
   std::vector<int> depths;
   for (int r = 1; r <= o.max_steps; r *= 2) depths.push_back(r);
   std::vector<EvalSetting> settings;
-  for (int r : depths) settings.push_back({r, "none", 0});
+  for (int r : depths) settings.push_back({r, ExitCriterion{}});
   // Two adaptive exits, up to twice the largest fixed depth: the paper's KL
   // criterion and the relative change of the latent state.
-  const std::vector<EvalSetting> exits = {{2 * o.max_steps, "kl", o.kl}, {2 * o.max_steps, "latent-diff", o.latent}};
+  const std::vector<EvalSetting> exits = {{2 * o.max_steps, ExitCriterion{ExitKind::KL, o.kl}},
+                                          {2 * o.max_steps, ExitCriterion{ExitKind::LatentDiff, o.latent}}};
   for (auto& e : exits) settings.push_back(e);
 
   std::printf("huginn demo: %s (d=%d, %d/%d/%d layers, trained at mean depth %d)\n", o.model.c_str(), c.n_embd,
@@ -115,7 +118,7 @@ int run(const Opts& o) {
       std::vector<double> xs, ys;
       for (auto& e : res) {
         if (e.difficulty != dv) continue;
-        if (e.setting.exit == "none") {
+        if (e.setting.exit.kind == ExitKind::None) {
           std::printf(" %6s", pct(e.accuracy()).c_str());
           xs.push_back(e.setting.steps);
           ys.push_back(e.accuracy());
@@ -124,7 +127,7 @@ int run(const Opts& o) {
           std::snprintf(cell, sizeof cell, "%s (%.1f)", pct(e.accuracy()).c_str(), e.mean_first_steps);
           std::printf(" %20s", cell);
           for (size_t k = 0; k < exits.size(); ++k)
-            if (exits[k].exit == e.setting.exit) yit[k].push_back(e.mean_first_steps);
+            if (exits[k].exit.kind == e.setting.exit.kind) yit[k].push_back(e.mean_first_steps);
         }
       }
       xd.push_back(dv);
@@ -140,7 +143,7 @@ int run(const Opts& o) {
     }
     for (size_t k = 0; k < exits.size(); ++k)
       iters_chart.series.push_back(plot::make_series(
-          str(task.name(), ": used, ", exits[k].exit == "kl" ? "KL exit" : "latent exit"), xd, yit[k]));
+          str(task.name(), ": used, ", exits[k].exit.kind == ExitKind::KL ? "KL exit" : "latent exit"), xd, yit[k]));
     auto settle_series = plot::make_series(str(task.name(), ": iterations until the latent state settles"), xd, ysettle);
     settle_series.dashed = true;
     iters_chart.series.push_back(settle_series);

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "huginn/common.h"
 #include "huginn/exit_criteria.h"
+#include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "huginn/plot.h"
 #include "huginn/tasks.h"
@@ -23,7 +24,7 @@ struct Opts {
   int n = 100;
   uint64_t seed = 0;
   float init_scale = 0.f;
-  int min_steps = 1;
+  int min_steps = 0;  // DecodeSpec::min_steps: the earliest exit is after min_steps + 1 iterations
   int convergence = 0;  // > 0: also trace the latent state for this many iterations
   double settle_tol = 1e-3;
   bool json = false, list_tasks = false, quiet = false;
@@ -100,7 +101,7 @@ nlohmann::ordered_json results_json(const std::vector<const tasks::EvalResult*>&
                                 {"accuracy", r->accuracy()},
                                 {"mean_steps", r->mean_steps},
                                 {"mean_first_token_steps", r->mean_first_steps}};
-    if (r->setting.exit != "none") j["exit"] = str(r->setting.exit, ":", r->setting.threshold);
+    if (r->setting.exit.kind != ExitKind::None) j["exit"] = r->setting.exit.str();
     j["correct"] = r->correct;
     j["n"] = r->n;
     if (r->distinct) j["distinct"] = r->distinct;
@@ -129,21 +130,14 @@ int run(const Opts& o) {
     fail("--convergence takes 2 to 4096 iterations (0: off), got ", o.convergence);
   if (!(o.settle_tol > 0)) fail("--settle-tol must be > 0");
 
-  std::string exit = "none";
-  double threshold = 0;
-  if (o.exit != "none") {
-    ExitCriterion c;
-    try {
-      c = ExitCriterion::parse(o.exit);
-    } catch (const Error& e) {
-      fail("--exit: ", e.what());
-    }
-    if (c.kind != ExitKind::None) {
-      if (!(c.threshold > 0)) fail("--exit: the threshold must be > 0");
-      exit = ExitCriterion::name(c.kind);
-      threshold = c.threshold;
-    }
+  ExitCriterion crit;
+  try {
+    crit = DecodeSpec::parse_exit(o.exit);
+  } catch (const Error& e) {
+    fail("--exit: ", e.what());
   }
+  if (crit.kind != ExitKind::None && !(crit.threshold > 0)) fail("--exit: the threshold must be > 0");
+  const std::string exit = crit.kind == ExitKind::None ? "none" : ExitCriterion::name(crit.kind);
 
   std::vector<int> diffs;
   std::string diff_label;
@@ -163,10 +157,11 @@ int run(const Opts& o) {
   }
   for (int d : diffs) task.check_difficulty(d);
 
-  auto model = Model::load(o.model);
-  tasks::check_char_tokenizer(o.model);
+  const LoadedModel lm = load_model(o.model);
+  const Model* model = &lm.model();
+  tasks::check_char_tokenizer(lm.tokenizer(), o.model + "/tokenizer.json");
   std::vector<tasks::EvalSetting> settings;
-  for (int s : steps) settings.push_back({s, exit, threshold});
+  for (int s : steps) settings.push_back({s, crit});
   tasks::DecodeOptions base;
   base.cache = o.cache;
   base.init_scale = o.init_scale;
@@ -235,7 +230,7 @@ int run(const Opts& o) {
                       {"mean_answer_settle", c.mean_answer_settle}});
       j["convergence"] = cj;
     }
-    j["exit"] = exit == "none" ? std::string("none") : str(exit, ":", threshold);
+    j["exit"] = crit.kind == ExitKind::None ? std::string("none") : crit.str();
     j["seed"] = o.seed;
     std::cout << j.dump() << "\n";
   } else {
@@ -306,8 +301,10 @@ static Register reg(
                      "per-token exit: none, or a criterion with its threshold (kl:5e-4, latent-diff:0.01, "
                      "entropy-diff:1e-3, ...)")
           ->capture_default_str();
-      app.add_option("--min-steps", o->min_steps, "with --exit: iterations before the first exit check")
-          ->check(CLI::Range(1, 4096));
+      app.add_option("--min-steps", o->min_steps,
+                     "with --exit: iterations never checked (as generate's --min-steps; the earliest exit is after "
+                     "min-steps + 1)")
+          ->check(CLI::Range(0, 4095));
       app.add_option("--n", o->n, "test instances per difficulty")->capture_default_str();
       app.add_option("--seed", o->seed, "seed of the test instances")->capture_default_str();
       app.add_option("--init-scale", o->init_scale, "initial state scale (0 = zeros)");

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "huginn/chat.h"
 #include "huginn/common.h"
+#include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "huginn/safetensors.h"
 
@@ -21,13 +22,14 @@ struct Opts {
 };
 
 int run(const Opts& o) {
-  auto m = Model::load(o.model);
+  const LoadedModel lm = load_model(o.model);
+  const Model* m = &lm.model();
   const ModelConfig& c = m->config();
   if (o.ids.empty() == o.text.empty()) fail("give exactly one of --ids and -p");
   PromptSource ps;
   ps.ids = o.ids;
   ps.text = o.text;
-  std::vector<int> ids = prompt_ids(o.model, ps);
+  std::vector<int> ids = lm.prompt_ids(ps);
   if (ids.empty()) fail("the input holds no tokens");
   const int steps = o.steps >= 0 ? o.steps : c.mean_recurrence;
   const int T = (int)ids.size();

@@ -11,6 +11,7 @@
 #include "gen_options.h"
 #include "huginn/common.h"
 #include "huginn/generate.h"
+#include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "prompt.h"
 
@@ -48,14 +49,14 @@ void print_summary(const Summary& s) {
 }
 
 int run(GenCliOptions& o) {
-  auto model = Model::load(o.model);
-  const Model& m = *model;
-  o.model_stops = model_stop_ids(o.model);
-  auto prompts = read_prompts(o.prompt, o.model);
+  const LoadedModel lm = load_model(o.model);  // weights, tokenizer, stop ids: read once
+  const Model& m = lm.model();
+  o.model_stops = lm.stop_ids();
+  auto prompts = read_prompts(o.prompt, lm);
   const std::string mode = o.mode();
   if (mode != "sequential" && prompts.size() > 1)
     fail("--", mode, " decodes one prompt at a time; give a single --ids");
-  TokenPrinter printer(o.model);
+  TokenPrinter printer(lm.tokenizer());
   const bool stream = prompts.size() == 1 && !o.quiet;
   auto put = [&](const std::string& s) {
     std::fwrite(s.data(), 1, s.size(), stdout);

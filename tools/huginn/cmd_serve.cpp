@@ -18,7 +18,7 @@
 #include "huginn/common.h"
 #include "huginn/model.h"
 #include "huginn/server_api.h"
-#include "tensor/kernels.h"
+#include "huginn/threads.h"
 
 namespace huginn::cli {
 namespace {
@@ -55,13 +55,13 @@ int run(const ServeOptions& o) {
   if (o.max_steps < 1) fail("--max-steps must be >= 1, got ", o.max_steps);
   if (o.host.empty()) fail("--host is empty");
 
-  auto model = Model::load(o.model);
+  const LoadedModel lm = load_model(o.model);  // weights, tokenizer, stop ids: read once for every request
   serve::ServerConfig cfg;
   cfg.steps = o.steps;
   cfg.exit = o.exit;
   cfg.cache = o.cache;
   cfg.max_steps = o.max_steps;
-  const Api api = Api::for_model_dir(*model, o.model, cfg);
+  const Api api(lm, cfg);
 
   httplib::Server svr;
   svr.set_payload_max_length((size_t)o.max_body);
@@ -81,7 +81,7 @@ int run(const ServeOptions& o) {
       }
       if (!r->stream) {
         std::lock_guard<std::mutex> lock(generating);
-        kern::set_threads(kern::threads());  // OpenMP's thread count is per thread: -t for this worker too
+        set_threads(threads());  // OpenMP's thread count is per thread: -t for this worker too
         try {
           send_json(res, 200, api.complete(*r));
         } catch (const Error& e) {
@@ -94,7 +94,7 @@ int run(const ServeOptions& o) {
       res.set_header("Cache-Control", "no-cache");
       res.set_chunked_content_provider("text/event-stream", [&api, &generating, r](size_t, httplib::DataSink& sink) {
         std::lock_guard<std::mutex> lock(generating);
-        kern::set_threads(kern::threads());
+        set_threads(threads());
         auto emit = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         try {
           const json whole = api.complete(*r, [&](const json& c) { return emit("data: " + serve::dump(c) + "\n\n"); });

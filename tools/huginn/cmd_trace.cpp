@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "huginn/chat.h"
 #include "huginn/common.h"
+#include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "huginn/plot.h"
 #include "huginn/safetensors.h"
@@ -46,7 +47,8 @@ int run(const Opts& o) {
   if (o.steps < 1 || o.steps > 4096) fail("--steps must be between 1 and 4096, got ", o.steps);
   if (o.top < 1) fail("--top must be >= 1");
   if (o.plot_format != "svg" && o.plot_format != "png") fail("--plot-format must be svg or png");
-  auto model = Model::load(o.model);
+  const LoadedModel lm = load_model(o.model);
+  const Model* model = &lm.model();
   const ModelConfig& c = model->config();
   const bool char_vocab = c.vocab_size >= tasks::kCharVocabSize && c.vocab_size <= tasks::kCharModelVocabSize;
   std::vector<int> ids;
@@ -54,7 +56,7 @@ int run(const Opts& o) {
     // The model's own tokenizer.json, with its special tokens (BOS for task models).
     PromptSource ps;
     ps.text = o.prompt;
-    ids = prompt_ids(o.model, ps);
+    ids = lm.prompt_ids(ps);
   } else {
     ids = parse_ids(o.ids);
     if (ids.empty()) fail("--ids: no token ids");

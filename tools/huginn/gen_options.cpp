@@ -38,6 +38,13 @@ double spec_double(const std::string& v, const std::string& key, const char* wha
   return x;
 }
 
+DecodeSpec GenCliOptions::cli_defaults() {
+  DecodeSpec d;
+  d.max_new_tokens = 32;
+  d.stop_tokens.clear();  // stop_tokens(): the model's, then --stop-token
+  return d;
+}
+
 void GenCliOptions::add_to(CLI::App& app, bool prompt_options) {
   app.add_option("-m,--model", model, "model directory (config.json, weights)")->required();
   if (prompt_options) {
@@ -50,14 +57,15 @@ void GenCliOptions::add_to(CLI::App& app, bool prompt_options) {
   app.add_option("--exit", exit,
                  "per-token exit criterion[:threshold]: none, kl, minp-kl, entropy-diff, latent-diff, cosine, "
                  "argmax-stability (e.g. kl:5e-4)");
-  app.add_option("--min-steps", min_steps, "no exit before this many iterations")->check(CLI::Range(0, 100000));
-  app.add_option("--check-every", check_every, "check the exit criterion every n iterations")
+  app.add_option("--min-steps", spec.min_steps,
+                 "iterations never checked: the earliest exit is after min-steps + 1 (the reference's min_steps)")->check(CLI::Range(0, 100000));
+  app.add_option("--check-every", spec.check_every, "check the exit criterion every n iterations")
       ->check(CLI::Range(1, 100000));
-  app.add_flag("--no-exit-in-prefill", no_exit_in_prefill, "run the prompt at full depth");
+  app.add_flag("--no-exit-in-prefill", spec.no_exit_in_prefill, "run the prompt at full depth");
   app.add_option("--cache", cache,
                  "KV cache strategy: full, compress-sN, compress-rN, latest-m4, available-m4, always-last-m4, skip, "
                  "or combinations such as latest-m4-compress-s4");
-  app.add_flag("--continuous", continuous, "continuous chain of thought: warm-start each token from the last state");
+  app.add_flag("--continuous", spec.continuous, "continuous chain of thought: warm-start each token from the last state");
   app.add_option("--continuous-from", continuous_from, "raw (final state) or latent (ln_f of it)")
       ->check(CLI::IsMember({"raw", "latent"}));
   spec_opt = app.add_option("--speculative", speculative,
@@ -68,20 +76,20 @@ void GenCliOptions::add_to(CLI::App& app, bool prompt_options) {
                            "token-stability,ema=A,mix=S,continuous,no-prefill,max-passes=N")
                 ->expected(0, 1);
   app.add_option("--soft-thoughts", soft, "N[,k=K][,temp=T]: N soft-distribution thought positions before answering");
-  app.add_option("--temperature", sampling.temperature, "sampling temperature (0 = greedy)")
+  app.add_option("--temperature", spec.sampling.temperature, "sampling temperature (0 = greedy)")
       ->check(CLI::Range(0.0, 100.0));
-  app.add_option("--top-k", sampling.top_k, "keep the k most likely tokens (0 = off)")->check(CLI::Range(0, 1 << 30));
-  app.add_option("--top-p", sampling.top_p, "nucleus sampling mass (1 = off)")->check(CLI::Range(0.0, 1.0));
-  app.add_option("--min-p", sampling.min_p, "drop tokens below min-p times the top probability")
+  app.add_option("--top-k", spec.sampling.top_k, "keep the k most likely tokens (0 = off)")->check(CLI::Range(0, 1 << 30));
+  app.add_option("--top-p", spec.sampling.top_p, "nucleus sampling mass (1 = off)")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--min-p", spec.sampling.min_p, "drop tokens below min-p times the top probability")
       ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--repetition-penalty", sampling.repetition_penalty, "penalise tokens already in the context (1 = off)")
+  app.add_option("--repetition-penalty", spec.sampling.repetition_penalty, "penalise tokens already in the context (1 = off)")
       ->check(CLI::Range(0.01, 100.0));
-  app.add_option("--seed", sampling.seed, "seed of the sampler and of the random initial state (runs are reproducible)");
-  app.add_option("--max-tokens,-n", max_tokens, "tokens to generate at most")->check(CLI::Range(0, 1 << 24));
+  app.add_option("--seed", spec.sampling.seed, "seed of the sampler and of the random initial state (runs are reproducible)");
+  app.add_option("--max-tokens,-n", spec.max_new_tokens, "tokens to generate at most")->check(CLI::Range(0, 1 << 24));
   app.add_option("--stop-token", stop_ids, "stop after this token id (repeatable)");
-  app.add_option("--stop", stop_strings, "stop once the output contains this string (needs the tokenizer)");
+  app.add_option("--stop", spec.stop_strings, "stop once the output contains this string (needs the tokenizer)");
   app.add_flag("--no-default-stops", no_default_stops, "do not stop on Huginn's <|end_text|>/<|end_turn|> tokens");
-  app.add_option("--init-scale", init_scale, "scale of the random initial state (0 = zeros)")
+  app.add_option("--init-scale", spec.init_scale, "scale of the random initial state (0 = zeros)")
       ->check(CLI::Range(0.0, 100.0));
   app.add_flag("--show-steps", show_steps, "mark every token with the iterations it used: id[steps]");
   app.add_flag("--compare", compare,
@@ -96,7 +104,7 @@ std::string GenCliOptions::mode() const {
     const char* m = sp ? "--speculative" : "--parallel";
     if (exit != "none") fail(m, " does not combine with --exit");
     if (!soft.empty()) fail(m, " does not combine with --soft-thoughts");
-    if (sp && continuous) fail("--speculative does not combine with --continuous (the reference cannot run it)");
+    if (sp && spec.continuous) fail("--speculative does not combine with --continuous (the reference cannot run it)");
   }
   return sp ? "speculative" : pa ? "parallel" : "sequential";
 }
@@ -107,23 +115,26 @@ std::vector<int> GenCliOptions::stop_tokens() const {
   return s;
 }
 
+DecodeSpec GenCliOptions::decode_spec(const ModelConfig& c) const {
+  DecodeSpec d = spec;
+  d.steps = depth(c);
+  try {
+    d.exit = DecodeSpec::parse_exit(exit);
+  } catch (const Error& e) {
+    fail("--exit: ", e.what());
+  }
+  d.cache = cache.empty() ? "full" : DecodeSpec::parse_cache(cache);
+  d.continuous_from = DecodeSpec::parse_continuous_from(continuous_from);
+  d.seed = spec.sampling.seed;  // --seed also seeds a random initial state
+  d.stop_tokens = stop_tokens();
+  d.validate(c);
+  return d;
+}
+
 GenerateOptions GenCliOptions::generate_options(const ModelConfig& c, std::function<std::string(int)> token_text) const {
   GenerateOptions g;
-  g.steps = depth(c);
-  g.exit = ExitCriterion::parse(exit);
-  g.min_steps = min_steps;
-  g.check_every = check_every;
-  g.no_exit_in_prefill = no_exit_in_prefill;
-  g.cache = cache.empty() ? "full" : cache;
-  g.continuous = continuous;
-  g.continuous_from = continuous_from == "latent" ? ContinuousFrom::Latent : ContinuousFrom::Raw;
-  g.init_scale = init_scale;
-  g.seed = sampling.seed;
-  g.sampling = sampling;
-  g.max_new_tokens = max_tokens;
-  g.stop_tokens = stop_tokens();
-  g.stop_strings = stop_strings;
-  if (!stop_strings.empty()) {
+  static_cast<DecodeSpec&>(g) = decode_spec(c);
+  if (!g.stop_strings.empty()) {
     if (!token_text) fail("--stop needs the model's tokenizer; use --stop-token ID");
     g.token_text = std::move(token_text);
   }
@@ -153,12 +164,8 @@ GenerateOptions GenCliOptions::generate_options(const ModelConfig& c, std::funct
 
 SpeculativeOptions GenCliOptions::speculative_options(const ModelConfig& c) const {
   SpeculativeOptions s;
-  s.steps = depth(c);
+  static_cast<DecodeSpec&>(s) = decode_spec(c);
   s.draft_steps = std::max(1, s.steps / 8);
-  s.max_new_tokens = max_tokens;
-  if (!cache.empty()) s.cache = cache;
-  s.init_scale = init_scale;
-  s.sampling = sampling;
   for (auto& [k, v] : split_spec(speculative, "--speculative")) {
     if (k == "draft") s.draft_steps = spec_int(v, k, "--speculative", 0, 100000);
     else if (k == "lookahead") s.lookahead = spec_int(v, k, "--speculative", 1, 100000);
@@ -171,10 +178,8 @@ SpeculativeOptions GenCliOptions::speculative_options(const ModelConfig& c) cons
 
 DiffusionOptions GenCliOptions::parallel_options(const ModelConfig& c) const {
   DiffusionOptions d;
-  d.steps = depth(c);
-  d.max_new_tokens = max_tokens;
-  if (!cache.empty()) d.cache = cache;
-  d.sampling = sampling;
+  static_cast<DecodeSpec&>(d) = decode_spec(c);
+  if (cache.empty()) d.cache = DiffusionOptions().cache;
   for (auto& [k, v] : split_spec(parallel, "--parallel")) {
     if (k == "inner") d.inner_recurrence = spec_int(v, k, "--parallel", 1, 100000);
     else if (k == "wave") d.max_wavefront = spec_int(v, k, "--parallel", 0, 1 << 20);
@@ -189,7 +194,6 @@ DiffusionOptions GenCliOptions::parallel_options(const ModelConfig& c) const {
       fail("--parallel: unknown item '", k, v.empty() ? "" : "=" + v,
            "' (use inner=R,wave=W,exit=T,freeze=...,ema=A,mix=S,continuous,no-prefill,max-passes=N)");
   }
-  if (continuous) d.continuous = true;
   d.validate(c);
   return d;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "huginn/config.h"
+#include "huginn/decode_spec.h"
 #include "huginn/generate.h"
 #include "prompt.h"
 
@@ -21,30 +22,28 @@ double spec_double(const std::string& v, const std::string& key, const char* wha
 struct GenCliOptions {
   std::string model;
   PromptOptions prompt;
+  // What the options set directly; the textual ones below go through the
+  // spec's parsers in decode_spec().
+  DecodeSpec spec = cli_defaults();
   int steps = -1;  // default: the model's mean_recurrence
   std::string exit = "none";
-  int min_steps = 0, check_every = 1;
-  bool no_exit_in_prefill = false;
   std::string cache;  // empty: the mode's default (full; latest-m4-compress-s4 for --parallel)
-  bool continuous = false;
   std::string continuous_from = "raw";
   std::string speculative, parallel, soft;
   CLI::Option *spec_opt = nullptr, *par_opt = nullptr;
-  SamplingOptions sampling;
-  int max_tokens = 32;
   std::vector<int> stop_ids;
-  std::vector<std::string> stop_strings;
   bool no_default_stops = false;
-  std::vector<int> model_stops;  // the model's own stop ids (from its tokenizer); empty: Huginn-0125's
-  float init_scale = 0.f;
-  uint64_t init_seed = 0;
+  std::vector<int> model_stops;  // the model's stop ids (LoadedModel::stop_ids)
   bool show_steps = false, compare = false, quiet = false;
 
+  static DecodeSpec cli_defaults();
   // prompt_options: generate takes --ids/-p/--prompt-file; chat reads stdin.
   void add_to(CLI::App& app, bool prompt_options);
   std::string mode() const;  // sequential, speculative or parallel
   int depth(const ModelConfig& c) const { return steps >= 0 ? steps : c.mean_recurrence; }
   std::vector<int> stop_tokens() const;
+  // The parsed, checked spec of this command line for a model.
+  DecodeSpec decode_spec(const ModelConfig& c) const;
   GenerateOptions generate_options(const ModelConfig& c, std::function<std::string(int)> token_text) const;
   SpeculativeOptions speculative_options(const ModelConfig& c) const;
   DiffusionOptions parallel_options(const ModelConfig& c) const;

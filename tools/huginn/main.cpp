@@ -1,12 +1,14 @@
 // huginn: one program, many subcommands (see commands.h).
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <map>
 
 #include "commands.h"
 #include "huginn/common.h"
-#include "tensor/kernels.h"
+#include "huginn/threads.h"
+#include "huginn/tokenizer.h"
 
 namespace huginn::cli {
 
@@ -59,9 +61,15 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    huginn::kern::set_threads(threads);
+    huginn::set_threads(threads);
     for (auto& [sub, run] : runners)
-      if (sub->parsed()) return run();
+      if (sub->parsed()) {
+        const int rc = run();
+        // HUGINN_STATS=1: what the command read, for tests (the model's tokenizer is parsed once)
+        if (const char* s = std::getenv("HUGINN_STATS"); s && *s && std::string(s) != "0")
+          std::cerr << "stats: tokenizer.json parsed " << huginn::tokenizer_parse_count() << " time(s)\n";
+        return rc;
+      }
   } catch (const huginn::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

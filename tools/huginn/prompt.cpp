@@ -1,9 +1,6 @@
 #include "prompt.h"
 
-#include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "commands.h"
 #include "huginn/chat.h"
@@ -11,18 +8,8 @@
 #include "huginn/tokenizer.h"
 
 namespace huginn::cli {
-namespace fs = std::filesystem;
 
-bool have_tokenizer(const std::string& model_dir) { return fs::is_regular_file(fs::path(model_dir) / "tokenizer.json"); }
-
-static Tokenizer need_tokenizer(const std::string& model_dir, const char* what) {
-  if (!have_tokenizer(model_dir))
-    fail(what, " needs the model's tokenizer.json, and ", model_dir,
-         " has none; use token ids instead (generate --ids 1,2,3, chat --raw-ids)");
-  return load_model_tokenizer(model_dir);
-}
-
-std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::string& model_dir) {
+std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const LoadedModel& lm) {
   std::vector<std::vector<int>> out;
   const int sources = (!o.ids.empty()) + (!o.text.empty()) + (!o.file.empty());
   if (sources == 0) fail("no prompt: give --ids 1,2,3, -p TEXT or --prompt-file FILE");
@@ -33,13 +20,13 @@ std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::st
     out.push_back(std::move(ids));
   }
   if (!o.text.empty() || !o.file.empty()) {
-    need_tokenizer(model_dir, o.text.empty() ? "--prompt-file" : "-p/--prompt");
+    lm.need_tokenizer(o.text.empty() ? "--prompt-file" : "-p/--prompt");
     PromptSource ps;
     ps.text = o.text;
     ps.file = o.file;
     ps.chat = o.chat;
     ps.add_special = o.add_bos;
-    out.push_back(prompt_ids(model_dir, ps));
+    out.push_back(lm.prompt_ids(ps));
     if (out.back().empty()) fail("the prompt encodes to no tokens");
   }
   return out;
@@ -50,9 +37,9 @@ struct TokenPrinter::Impl {
   std::optional<TextStream> stream;
 };
 
-TokenPrinter::TokenPrinter(const std::string& model_dir) : impl_(std::make_unique<Impl>()) {
-  if (have_tokenizer(model_dir)) {
-    impl_->tok = load_model_tokenizer(model_dir);
+TokenPrinter::TokenPrinter(const Tokenizer* tok) : impl_(std::make_unique<Impl>()) {
+  if (tok) {
+    impl_->tok = *tok;  // shares the loaded tokenizer
     impl_->stream.emplace(*impl_->tok, /*skip_special=*/false);
   }
 }
@@ -77,14 +64,6 @@ std::function<std::string(int)> TokenPrinter::token_text() const {
   if (!impl_->tok) return {};
   Tokenizer tok = *impl_->tok;
   return [tok](int id) { return tok.decode({id}); };
-}
-
-std::vector<int> render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
-                             const std::string& model_dir) {
-  const Tokenizer tok = need_tokenizer(model_dir, "the chat format");
-  std::vector<::huginn::ChatMessage> m;
-  for (auto& x : messages) m.push_back({x.role, x.content});
-  return encode_chat(tok, m, add_generation_prompt);
 }
 
 }  // namespace huginn::cli

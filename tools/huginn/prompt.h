@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "huginn/chat.h"
+#include "huginn/loaded_model.h"
 
 namespace huginn::cli {
 
@@ -22,19 +23,14 @@ struct PromptOptions {
 // The prompts as token ids (at least one). Throws huginn::Error with a clear
 // message for bad ids, an unreadable file, no prompt at all, or text without
 // a tokenizer.
-std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const std::string& model_dir);
-
-// Whether the model directory has a tokenizer the CLI can use for text.
-bool have_tokenizer(const std::string& model_dir);
-
-// The ids generation stops on for this model: huginn::model_stop_ids (chat.h).
-using ::huginn::model_stop_ids;
+std::vector<std::vector<int>> read_prompts(const PromptOptions& o, const LoadedModel& lm);
 
 // Streaming output of generated tokens: text when a tokenizer is connected,
 // else the ids separated by spaces.
 class TokenPrinter {
  public:
-  explicit TokenPrinter(const std::string& model_dir);
+  // tok: the model's tokenizer (LoadedModel::tokenizer()), or null for ids.
+  explicit TokenPrinter(const Tokenizer* tok);
   ~TokenPrinter();
   bool text() const;
   // What became printable after this token (ids mode: "id " / "id[steps] ").
@@ -49,13 +45,5 @@ class TokenPrinter {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// A conversation in the model's chat format (Huginn: <|begin_header|>ROLE
-// <|end_header|>\n\nCONTENT<|end_turn|>, BOS first, assistant role "Huginn").
-struct ChatMessage {
-  std::string role, content;
-};
-std::vector<int> render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
-                             const std::string& model_dir);
 
 }  // namespace huginn::cli
