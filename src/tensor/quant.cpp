@@ -220,23 +220,20 @@ void fit_asym(const float* x, int n, int nmax, float* s_out, float* m_out) {
   }
 }
 
-// Q4_K (nmax 15) and Q5_K (nmax 31): 8 sub-blocks of 32.
-void q_qk_asym(const float* x, uint8_t* b, int nmax) {
-  float s[8], m[8], smax = 0, mmax = 0;
-  for (int j = 0; j < 8; ++j) {
-    fit_asym(x + 32 * j, 32, nmax, &s[j], &m[j]);
-    smax = std::max(smax, s[j]), mmax = std::max(mmax, m[j]);
-  }
-  const float d = as_half(smax / 63), dmin = as_half(mmax / 63);
-  int sc[8], mi[8];
-  uint8_t q[256];
+// Sub-block quants and integer scale/min for stored super-block scales d,
+// dmin: each sub-block tries the integer scales and mins within `reach` of the
+// rounded float fit, scored with the exact dequantized values. Returns the
+// block's squared error.
+double encode_asym(const float* x, const float* s, const float* m, float d, float dmin, int nmax, int reach, int* sc,
+                   int* mi, uint8_t* q) {
+  double total = 0;
   for (int j = 0; j < 8; ++j) {
     const float* xs = x + 32 * j;
     const int sc0 = d > 0 ? std::clamp(nearest(s[j] / d), 0, 63) : 0;
     const int m0 = dmin > 0 ? std::clamp(nearest(m[j] / dmin), 0, 63) : 0;
     double best = INFINITY;
-    for (int a = std::max(0, sc0 - 2); a <= std::min(63, sc0 + 2); ++a)
-      for (int c = std::max(0, m0 - 2); c <= std::min(63, m0 + 2); ++c) {
+    for (int a = std::max(0, sc0 - reach); a <= std::min(63, sc0 + reach); ++a)
+      for (int c = std::max(0, m0 - reach); c <= std::min(63, m0 + reach); ++c) {
         const float d1 = d * (float)a, m1 = dmin * (float)c;  // exactly as dequantized
         const float id = d1 > 0 ? 1.0f / d1 : 0.0f;
         double err = 0;
@@ -255,15 +252,38 @@ void q_qk_asym(const float* x, uint8_t* b, int nmax) {
           std::memcpy(q + 32 * j, qq, 32);
         }
       }
+    total += best;
   }
-  put_half(b, d);
-  put_half(b + 2, dmin);
-  pack_scale_min_k4(sc, mi, b + 4);
+  return total;
+}
+
+// Q4_K (nmax 15) and Q5_K (nmax 31): 8 sub-blocks of 32. The super-block
+// scales are tried with a few divisors (largest sub-block scale on 63, 62, ...):
+// their f16 rounding differs, and one often fits much better (constant rows).
+void q_qk_asym(const float* x, uint8_t* b, int nmax) {
+  float s[8], m[8], smax = 0, mmax = 0;
+  for (int j = 0; j < 8; ++j) {
+    fit_asym(x + 32 * j, 32, nmax, &s[j], &m[j]);
+    smax = std::max(smax, s[j]), mmax = std::max(mmax, m[j]);
+  }
+  int sc[8], mi[8], bsc[8], bmi[8];
+  uint8_t q[256], bq[256];
+  float bd = 0, bdmin = 0;
+  double best = INFINITY;
+  for (int div = 63; div >= 56; --div) {
+    const float d = as_half(smax / (float)div), dmin = as_half(mmax / (float)div);
+    const double err = encode_asym(x, s, m, d, dmin, nmax, 1, sc, mi, q);
+    if (err < best) best = err, bd = d, bdmin = dmin;
+  }
+  encode_asym(x, s, m, bd, bdmin, nmax, 2, bsc, bmi, bq);
+  put_half(b, bd);
+  put_half(b + 2, bdmin);
+  pack_scale_min_k4(bsc, bmi, b + 4);
   uint8_t* qs = b + (nmax == 15 ? 16 : 48);
   if (nmax == 31) std::memset(b + 16, 0, 32);
   for (int c = 0; c < 4; ++c)
     for (int l = 0; l < 32; ++l) {
-      const int lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+      const int lo = bq[64 * c + l], hi = bq[64 * c + 32 + l];
       qs[32 * c + l] = (uint8_t)((lo & 0xF) | (hi & 0xF) << 4);
       if (nmax == 31) b[16 + l] |= (uint8_t)((lo >> 4) << (2 * c) | (hi >> 4) << (2 * c + 1));
     }
@@ -292,20 +312,14 @@ float fit_sym6(const float* x) {
   return best_s;
 }
 
-void q_q6_k(const float* x, uint8_t* b) {
-  float s[16], smax = 0;
-  for (int j = 0; j < 16; ++j) {
-    s[j] = fit_sym6(x + 16 * j);
-    if (std::fabs(s[j]) > std::fabs(smax)) smax = s[j];
-  }
-  const float d = as_half(smax / -128);
-  int8_t* sc = (int8_t*)(b + 192);
-  int q[256];
+// Q6_K's sub-block scales for a stored d (as encode_asym). Returns the error.
+double encode_q6(const float* x, const float* s, float d, int reach, int8_t* sc, int* q) {
+  double total = 0;
   for (int j = 0; j < 16; ++j) {
     const float* xs = x + 16 * j;
     const int s0 = d != 0 ? std::clamp(nearest(s[j] / d), -128, 127) : 0;
     double best = INFINITY;
-    for (int a = std::max(-128, s0 - 2); a <= std::min(127, s0 + 2); ++a) {
+    for (int a = std::max(-128, s0 - reach); a <= std::min(127, s0 + reach); ++a) {
       const float ds = d * (float)a;
       const float id = ds != 0 ? 1.0f / ds : 0.0f;
       double err = 0;
@@ -323,7 +337,27 @@ void q_q6_k(const float* x, uint8_t* b) {
         std::memcpy(q + 16 * j, qq, sizeof qq);
       }
     }
+    total += best;
   }
+  return total;
+}
+
+void q_q6_k(const float* x, uint8_t* b) {
+  float s[16], smax = 0;
+  for (int j = 0; j < 16; ++j) {
+    s[j] = fit_sym6(x + 16 * j);
+    if (std::fabs(s[j]) > std::fabs(smax)) smax = s[j];
+  }
+  int8_t* sc = (int8_t*)(b + 192);
+  int q[256];
+  float bd = 0;
+  double best = INFINITY;
+  for (int div = 128; div >= 120; --div) {  // as for Q4_K: a few f16 roundings of d
+    const float d = as_half(smax / -(float)div);
+    const double err = encode_q6(x, s, d, 1, sc, q);
+    if (err < best) best = err, bd = d;
+  }
+  encode_q6(x, s, bd, 2, sc, q);
   uint8_t* ql = b;
   uint8_t* qh = b + 128;
   std::memset(b, 0, 192);
@@ -333,7 +367,7 @@ void q_q6_k(const float* x, uint8_t* b) {
       ql[64 * h + l + (k & 1 ? 32 : 0)] |= (uint8_t)(k >= 2 ? (v & 0xF) << 4 : v & 0xF);
       qh[32 * h + l] |= (uint8_t)((v >> 4) << (2 * k));
     }
-  put_half(b + 208, d);
+  put_half(b + 208, bd);
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ size_t first_bit_diff(const float* a, const float* b, size_t n) {
   return n;
 }
 
-std::string run_quant(const TensorStore& data, const json& cs) {
+std::string run_quant(const TensorStore& data, const json& cs, std::string* note) {
   const quant::TypeInfo* ti = quant::find_type(cs["type"].get<std::string>());
   if (!ti) return str("unknown type ", cs["type"]);
   if ((int)ti->type != cs["ggml_type"].get<int>() || ti->block_elems != cs["block_elems"].get<int>() ||
@@ -63,6 +63,7 @@ std::string run_quant(const TensorStore& data, const json& cs) {
   for (int r = 0; r < rows; ++r) quant::dequantize_row(ti->type, mine.data() + r * rb, back.data() + (size_t)r * n, n);
   const double e_mine = rmse(back.data(), input.data(), input.size()), e_ggml = rmse(want.data(), input.data(), input.size());
   if (!(e_mine <= 1.02 * e_ggml)) return str("quantize: RMSE ", e_mine, " > 1.02 x ggml's ", e_ggml);
+  *note = str(" (quantize RMSE ", e_mine, ", ggml's ", e_ggml, ")");
   return "";
 }
 
@@ -132,15 +133,15 @@ int run_without_model(const std::string& dir_s, const json& top, const std::stri
   for (const json& cs : top["cases"]) {
     const std::string name = cs["name"].get<std::string>();
     if (!filter.empty() && name.find(filter) == std::string::npos) continue;
-    std::string err;
+    std::string err, note;
     try {
-      err = cs["kind"] == "quant" ? run_quant(data, cs) : run_gguf_read(dir, cs);
+      err = cs["kind"] == "quant" ? run_quant(data, cs, &note) : run_gguf_read(dir, cs);
     } catch (const std::exception& e) {
       err = str("error: ", e.what());
     }
     if (err.empty()) {
       ++passed;
-      if (verbose) std::printf("PASS %s\n", name.c_str());
+      if (verbose) std::printf("PASS %s%s\n", name.c_str(), note.c_str());
     } else {
       ++failed;
       std::printf("FAIL %s: %s\n", name.c_str(), err.c_str());
