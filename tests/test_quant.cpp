@@ -159,6 +159,24 @@ TEST(Quant, DequantizeRowsAndGemm) {
   }
 }
 
+// Every finite f16 block scale (normal, subnormal, zero, both signs) reaches
+// the kernel as the dequantizer reads it.
+TEST(Quant, GemvEveryHalfScale) {
+  Mat m{Type::Q8_0, 0, 32, 34, {}, {}};
+  for (uint32_t h = 0; h < 65536; ++h) {
+    if ((h & 0x7c00) == 0x7c00) continue;  // inf/NaN
+    uint8_t b[34] = {(uint8_t)h, (uint8_t)(h >> 8)};
+    for (int j = 0; j < 32; ++j) b[2 + j] = (uint8_t)(int8_t)(j * 7 - 100);
+    m.bytes.insert(m.bytes.end(), b, b + 34);
+    ++m.N;
+  }
+  m.deq.resize((size_t)m.N * 32);
+  for (int n = 0; n < m.N; ++n) quant::dequantize_row(Type::Q8_0, m.bytes.data() + 34 * n, m.deq.data() + 32 * n, 32);
+  std::vector<float> x = test::randv(32, 4), y(m.N);
+  quant::gemv(Type::Q8_0, m.bytes.data(), 34, m.N, 32, x.data(), 1, y.data());
+  expect_close(m, x.data(), 1, y.data());
+}
+
 TEST(Quant, BadArguments) {
   std::vector<uint8_t> w(1000);
   std::vector<float> x(256), y(4);

@@ -27,11 +27,21 @@
 namespace huginn::quant::detail {
 // x rows quantized to int8 in 32-element blocks.
 struct QX {
-  std::vector<int8_t> q;   // rows * K
+  std::vector<int16_t> q;  // rows * K, in -127..127 (int16: multiplied without widening)
   std::vector<float> d;    // rows * K/32 scales
   std::vector<int32_t> s;  // rows * K/32 sums of q (for the weights' offsets)
 };
-inline float h2f(const uint8_t* p) { return f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+// f16 -> f32 inline, once per block: the magnitude bits placed in a float and
+// scaled by 2^112 (exact for normals, subnormals and zero); inf/NaN the slow way.
+inline float h2f(const uint8_t* p) {
+  const uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+  if ((h & 0x7c00) == 0x7c00) return f16_to_f32(h);
+  const uint32_t mag = (uint32_t)(h & 0x7fff) << 13;
+  float f;
+  std::memcpy(&f, &mag, 4);
+  f *= 0x1p112f;
+  return h & 0x8000 ? -f : f;
+}
 inline int k4_scale(int j, const uint8_t* q) { return j < 4 ? q[j] & 63 : (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); }
 inline int k4_min(int j, const uint8_t* q) { return j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
 }  // namespace huginn::quant::detail
@@ -55,10 +65,10 @@ void QuantizeXImpl(const float* HWY_RESTRICT x, int rows, int K, QX* out) {
     float amax = 0;
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
     const float d = amax / 127, id = d > 0 ? 1.0f / d : 0.0f;
-    int8_t* q = out->q.data() + 32 * b;
+    int16_t* q = out->q.data() + 32 * b;
     int32_t sum = 0;
     for (int i = 0; i < 32; ++i) {
-      q[i] = (int8_t)std::nearbyint(xb[i] * id);
+      q[i] = (int16_t)std::nearbyint(xb[i] * id);
       sum += q[i];
     }
     out->d[b] = d;
@@ -66,33 +76,53 @@ void QuantizeXImpl(const float* HWY_RESTRICT x, int rows, int K, QX* out) {
   }
 }
 
-// One weight row into int8 quants q[K], scales a[K/16] (per 16 elements) and
-// offsets m[K/32]: w_i = a[i/16]*q_i - m[i/32]. Same float scales as the
-// dequantizer, so the unpacked row is exactly ggml's weights.
-void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int8_t* HWY_RESTRICT q, float* HWY_RESTRICT a,
+// One weight row into quants q[K] (int16, so the dot needs no widening),
+// scales a[K/16] (per 16 elements) and offsets m[K/32]: w_i = a[i/16]*q_i -
+// m[i/32]. Same float scales as the dequantizer, so the unpacked row is exactly
+// ggml's weights. One plain loop per type, so each vectorizes on its own.
+void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int16_t* HWY_RESTRICT q, float* HWY_RESTRICT a,
                float* HWY_RESTRICT m) {
   using detail::h2f;
+  const int units = K / 32;
   switch (t) {
+    case Type::Q8_0:
+      for (int u = 0; u < units; ++u, b += 34, q += 32) {
+        a[2 * u] = a[2 * u + 1] = h2f(b);
+        m[u] = 0;
+        for (int j = 0; j < 32; ++j) q[j] = (int8_t)b[2 + j];
+      }
+      return;
     case Type::Q4_0:
     case Type::Q4_1:
-    case Type::Q5_0:
-    case Type::Q8_0: {
-      const int bb = (int)info(t).block_bytes;
-      for (int u = 0; u < K / 32; ++u, b += bb, q += 32) {
-        const float d = h2f(b);
-        a[2 * u] = a[2 * u + 1] = d;
+    case Type::Q5_0: {
+      // nibbles split with vector ops; Q5_0's fifth bits: qh's bit j selected
+      // per lane by a one-hot mask
+      const hn::CappedTag<int16_t, 16> d16;  // 16 lanes (8 on SSE4: two steps)
+      const hn::Rebind<uint8_t, decltype(d16)> d8;
+      const hn::Rebind<uint16_t, decltype(d16)> du16;
+      const int L = (int)hn::Lanes(d16);
+      alignas(64) static constexpr uint16_t kBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+      const int bb = (int)info(t).block_bytes, qoff = t == Type::Q4_0 ? 2 : t == Type::Q4_1 ? 4 : 6;
+      const auto off = hn::Set(d16, (int16_t)(t == Type::Q4_0 ? 8 : t == Type::Q5_0 ? 16 : 0));
+      const auto nib = hn::Set(d8, 0x0F);
+      for (int u = 0; u < units; ++u, b += bb, q += 32) {
+        a[2 * u] = a[2 * u + 1] = h2f(b);
         m[u] = t == Type::Q4_1 ? -h2f(b + 2) : 0.0f;
-        if (t == Type::Q8_0) {
-          std::memcpy(q, b + 2, 32);
-          continue;
-        }
-        const uint8_t* qs = b + (t == Type::Q4_0 ? 2 : t == Type::Q4_1 ? 4 : 6);
         uint32_t qh = 0;
         if (t == Type::Q5_0) std::memcpy(&qh, b + 2, 4);
-        const int off = t == Type::Q4_0 ? 8 : t == Type::Q5_0 ? 16 : 0;
-        for (int j = 0; j < 16; ++j) {
-          q[j] = (int8_t)(((qs[j] & 0xF) | ((qh >> j) & 1) << 4) - off);
-          q[j + 16] = (int8_t)(((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - off);
+        for (int j = 0; j < 16; j += L) {
+          const auto v = hn::LoadU(d8, b + qoff + j);
+          auto lo = hn::BitCast(d16, hn::PromoteTo(du16, hn::And(v, nib)));
+          auto hi = hn::BitCast(d16, hn::PromoteTo(du16, hn::ShiftRight<4>(v)));
+          if (t == Type::Q5_0) {
+            const auto bits = hn::LoadU(du16, kBit + j), one = hn::Set(du16, 1);
+            const auto h0 = hn::Min(hn::And(hn::Set(du16, (uint16_t)qh), bits), one);
+            const auto h1 = hn::Min(hn::And(hn::Set(du16, (uint16_t)(qh >> 16)), bits), one);
+            lo = hn::Or(lo, hn::BitCast(d16, hn::ShiftLeft<4>(h0)));
+            hi = hn::Or(hi, hn::BitCast(d16, hn::ShiftLeft<4>(h1)));
+          }
+          hn::StoreU(hn::Sub(lo, off), d16, q + j);
+          hn::StoreU(hn::Sub(hi, off), d16, q + 16 + j);
         }
       }
       return;
@@ -103,17 +133,27 @@ void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int8_t* HWY_RESTRIC
       for (int sb = 0; sb < K / 256; ++sb, b += five ? 176 : 144) {
         const float d = h2f(b), dmin = h2f(b + 2);
         const uint8_t* sc = b + 4;
-        const uint8_t* qh = b + 16;
-        const uint8_t* qs = b + (five ? 48 : 16);
         for (int j = 0; j < 8; ++j) {
           const int u = sb * 8 + j;
           a[2 * u] = a[2 * u + 1] = d * (float)detail::k4_scale(j, sc);
           m[u] = dmin * (float)detail::k4_min(j, sc);
-          const uint8_t* src = qs + 32 * (j / 2);
-          const int shift = (j & 1) * 4;
-          int8_t* dst = q + 32 * u;
-          for (int l = 0; l < 32; ++l)
-            dst[l] = (int8_t)(((src[l] >> shift) & 0xF) | (five ? ((qh[l] >> j) & 1) << 4 : 0));
+        }
+        int16_t* dst = q + 256 * sb;
+        if (five) {
+          const uint8_t* qh = b + 16;
+          const uint8_t* qs = b + 48;
+          for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < 32; ++l) {
+              dst[64 * c + l] = (int16_t)((qs[32 * c + l] & 0xF) | ((qh[l] >> (2 * c)) & 1) << 4);
+              dst[64 * c + 32 + l] = (int16_t)((qs[32 * c + l] >> 4) | ((qh[l] >> (2 * c + 1)) & 1) << 4);
+            }
+        } else {
+          const uint8_t* qs = b + 16;
+          for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < 32; ++l) {
+              dst[64 * c + l] = (int16_t)(qs[32 * c + l] & 0xF);
+              dst[64 * c + 32 + l] = (int16_t)(qs[32 * c + l] >> 4);
+            }
         }
       }
       return;
@@ -127,12 +167,12 @@ void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int8_t* HWY_RESTRIC
         for (int h = 0; h < 2; ++h) {
           const uint8_t* ql = b + 64 * h;
           const uint8_t* qh = b + 128 + 32 * h;
-          int8_t* dst = q + 256 * sb + 128 * h;
+          int16_t* dst = q + 256 * sb + 128 * h;
           for (int l = 0; l < 32; ++l) {
-            dst[l] = (int8_t)(((ql[l] & 0xF) | (qh[l] & 3) << 4) - 32);
-            dst[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32);
-            dst[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
-            dst[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
+            dst[l] = (int16_t)(((ql[l] & 0xF) | (qh[l] & 3) << 4) - 32);
+            dst[l + 32] = (int16_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32);
+            dst[l + 64] = (int16_t)(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
+            dst[l + 96] = (int16_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
           }
         }
       }
@@ -141,20 +181,29 @@ void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int8_t* HWY_RESTRIC
   }
 }
 
-// Unpacked weight row · one quantized x row. The fixed 16-element integer
-// loops vectorize (widening multiply-add) on every target.
-float DotQ(const int8_t* HWY_RESTRICT q, const float* HWY_RESTRICT a, const float* HWY_RESTRICT m,
-           const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT xs, int K) {
-  float acc = 0;
-  for (int u = 0; u < K / 32; ++u) {
-    const int8_t* w = q + 32 * u;
-    const int8_t* v = xq + 32 * u;
-    int32_t s0 = 0, s1 = 0;
-    for (int i = 0; i < 16; ++i) s0 += (int32_t)w[i] * v[i];
-    for (int i = 16; i < 32; ++i) s1 += (int32_t)w[i] * v[i];
-    acc += xd[u] * (a[2 * u] * (float)s0 + a[2 * u + 1] * (float)s1 - m[u] * (float)xs[u]);
+// Unpacked weight row · one quantized x row: int16 products summed pairwise
+// into int32 (pmaddwd on x86), converted to float once per scale group and
+// accumulated with the group's scale times x's block scale; the offsets' term
+// m * dx * sum(qx) is a scalar per 32 elements. G is the scale group: 32 (one
+// scale per block, a single vector on AVX-512) or 16 (Q6_K).
+template <int G>
+float DotQ(const int16_t* HWY_RESTRICT q, const float* HWY_RESTRICT a, const float* HWY_RESTRICT m,
+           const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT xs, int K) {
+  const hn::CappedTag<int16_t, G> d16;
+  const hn::Repartition<int32_t, decltype(d16)> d32;
+  const hn::Rebind<float, decltype(d32)> df;
+  const int L = (int)hn::Lanes(d16);
+  auto acc = hn::Zero(df);
+  for (int g = 0; g < K / G; ++g) {
+    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+    for (int i = G * g; i < G * g + G; i += L)
+      s0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, q + i), hn::LoadU(d16, xq + i), s0, s1);
+    const float scale = a[G / 16 * g] * xd[G * g / 32];
+    acc = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0, s1)), hn::Set(df, scale), acc);
   }
-  return acc;
+  float offs = 0;
+  for (int u = 0; u < K / 32; ++u) offs += m[u] * xd[u] * (float)xs[u];
+  return hn::GetLane(hn::SumOfLanes(df, acc)) - offs;
 }
 
 // Float row w (K) · x row.
@@ -194,7 +243,7 @@ void GemvRangeImpl(Type t, const uint8_t* W, size_t rb, int N, int K, const floa
                    float* y, int n0, int n1) {
   const bool block = t != Type::F32 && t != Type::F16 && t != Type::BF16;
   thread_local std::vector<float> fbuf, abuf, mbuf;
-  thread_local std::vector<int8_t> qbuf;
+  thread_local std::vector<int16_t> qbuf;
   if (block) {
     qbuf.resize(K), abuf.resize(K / 16), mbuf.resize(K / 32);
   } else if (t != Type::F32) {
@@ -206,7 +255,7 @@ void GemvRangeImpl(Type t, const uint8_t* W, size_t rb, int N, int K, const floa
     if (block) {
       UnpackRow(t, row, K, qbuf.data(), abuf.data(), mbuf.data());
       for (int r = 0; r < rows; ++r)
-        y[(size_t)r * N + n] = DotQ(qbuf.data(), abuf.data(), mbuf.data(), qx->q.data() + (size_t)r * K,
+        y[(size_t)r * N + n] = (t == Type::Q6_K ? DotQ<16> : DotQ<32>)(qbuf.data(), abuf.data(), mbuf.data(), qx->q.data() + (size_t)r * K,
                                     qx->d.data() + (size_t)r * nb, qx->s.data() + (size_t)r * nb, K);
     } else {
       const float* w = (const float*)row;
