@@ -8,6 +8,7 @@
 //   build/bin/bench_quant                       # all types, all shapes, 1 and 8 rows
 //   build/bin/bench_quant --types Q4_0,Q4_K --rows 1,32 -t 1
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -23,6 +24,14 @@ using namespace huginn;
 using clk = std::chrono::steady_clock;
 
 static double secs_since(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
+
+// CPU seconds this process has used: against wall time x threads it shows how
+// much of the machine the measurement actually got (shared machines).
+static double cpu_secs() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 // Bytes read per second summing a buffer larger than the caches, on all threads.
 static double read_gbs(size_t bytes) {
@@ -80,10 +89,11 @@ int main(int argc, char** argv) {
     const double rbw = read_gbs(512u << 20), cbw = memcpy_gbs(256u << 20);
     std::printf("# reference: read %.1f GB/s (%d threads), memcpy %.1f GB/s (read+write, 1 thread)\n", rbw,
                 omp_get_max_threads(), cbw);
+    std::printf("# CPU share: CPU time used / (wall time x threads); below 100%% the machine was shared and the figures are low\n");
     std::printf("# each call reads a different copy of the weights (%.0f MiB cycled); activations quantized to 8 bits for block types\n",
                 span_mb);
-    std::printf("| type | N x K | rows | us/call | weight GB/s | of read bw | GFLOP/s |\n");
-    std::printf("|---|---|---|---|---|---|---|\n");
+    std::printf("| type | N x K | rows | us/call | weight GB/s | of read bw | GFLOP/s | CPU share |\n");
+    std::printf("|---|---|---|---|---|---|---|---|\n");
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.f, 0.05f);
     for (quant::Type t : types)
@@ -101,15 +111,17 @@ int main(int argc, char** argv) {
           size_t calls = 0, c = 0;
           quant::gemv(t, W.data(), rb, N, K, x.data(), rows, y.data());  // warm-up
           const auto t0 = clk::now();
+          const double c0 = cpu_secs();
           double el = 0;
           while (el < seconds) {
             for (int k = 0; k < 16; ++k, c = (c + 1) % copies, ++calls)
               quant::gemv(t, W.data() + c * mb, rb, N, K, x.data(), rows, y.data());
             el = secs_since(t0);
           }
+          const double share = (cpu_secs() - c0) / (el * omp_get_max_threads());
           const double per = el / (double)calls, gbs = (double)mb / per / 1e9;
-          std::printf("| %s | %dx%d | %d | %.1f | %.2f | %.0f%% | %.2f |\n", quant::name(t), N, K, rows, per * 1e6, gbs,
-                      100 * gbs / rbw, 2.0 * N * K * rows / per / 1e9);
+          std::printf("| %s | %dx%d | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% |\n", quant::name(t), N, K, rows, per * 1e6, gbs,
+                      100 * gbs / rbw, 2.0 * N * K * rows / per / 1e9, 100 * share);
           std::fflush(stdout);
         }
       }
