@@ -177,6 +177,28 @@ TEST(Quant, GemvEveryHalfScale) {
   expect_close(m, x.data(), 1, y.data());
 }
 
+// Non-finite activations come out as NaN, as in float; non-finite weights
+// cannot be block-quantized (their scale would be inf/NaN) and are refused.
+TEST(Quant, NonFinite) {
+  for (Type t : kAll) {
+    const int K = k_for(t, 1), N = 3;
+    Mat m = make(t, N, K, 1);
+    std::vector<float> x = test::randv((size_t)2 * K, 2), y((size_t)2 * N);
+    x[5] = NAN;
+    x[K + 7] = INFINITY;
+    quant::gemv(t, m.bytes.data(), m.rb, N, K, x.data(), 2, y.data());
+    for (int n = 0; n < N; ++n) {
+      if (n == 2) continue;  // the all-zero row: 0 * NaN is NaN in float, also fine either way
+      EXPECT_TRUE(std::isnan(y[n])) << quant::name(t);
+      EXPECT_FALSE(std::isfinite(y[N + n])) << quant::name(t);
+    }
+    std::vector<uint8_t> b(quant::row_bytes(t, K));
+    std::vector<float> w = test::randv(K, 3);
+    w[K - 1] = -INFINITY;
+    if (is_block(t)) EXPECT_THROW(quant::quantize_row(t, w.data(), b.data(), K), Error) << quant::name(t);
+  }
+}
+
 TEST(Quant, BadArguments) {
   std::vector<uint8_t> w(1000);
   std::vector<float> x(256), y(4);

@@ -180,6 +180,7 @@ File::File(const std::string& path) : map_(std::make_shared<MappedFile>(path)) {
   version_ = c.get<uint32_t>("version");
   // v1 used 32-bit counts; v2 and v3 share this layout (v3 only added big-endian files,
   // which announce themselves with a byte-swapped version)
+  if (version_ == 0x02000000 || version_ == 0x03000000) c.bad("a big-endian GGUF file; only little-endian files are read");
   if (version_ != 2 && version_ != 3) c.bad("unsupported GGUF version ", version_, " (2 and 3 are read)");
   const uint64_t n_tensors = c.get<uint64_t>("tensor count"), n_kv = c.get<uint64_t>("metadata count");
   // a key takes >= 12 bytes (length, type), a tensor info >= 24 (name length, n_dims, type, offset)

@@ -436,6 +436,9 @@ void quantize_row(Type t, const float* x, void* dst, int64_t n) {
       return;
     default: break;
   }
+  // block scales come from the values: an inf or NaN has no block encoding
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) fail("quant: cannot quantize ", x[i], " (element ", i, ") to ", ti.name);
   for (int64_t k = 0; k < nb; ++k, b += ti.block_bytes, x += ti.block_elems) switch (t) {
       case Type::Q4_0: q_q4_0(x, b); break;
       case Type::Q4_1: q_q4_1(x, b); break;

@@ -63,8 +63,11 @@ void QuantizeXImpl(const float* HWY_RESTRICT x, int rows, int K, QX* out) {
   for (size_t b = 0; b < nb; ++b) {
     const float* xb = x + 32 * b;
     float amax = 0;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    const float d = amax / 127, id = d > 0 ? 1.0f / d : 0.0f;
+    bool finite = true;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i])), finite &= std::isfinite(xb[i]);
+    // an inf/NaN in x makes the block's scale NaN, so it reaches y as NaN
+    // (as a float product would) instead of as a garbage integer
+    const float d = finite ? amax / 127 : NAN, id = d > 0 ? 1.0f / d : 0.0f;
     int16_t* q = out->q.data() + 32 * b;
     int32_t sum = 0;
     for (int i = 0; i < 32; ++i) {
