@@ -36,7 +36,7 @@ TEST(Gguf, ReadsGgmlFixture) {
   EXPECT_EQ(f.get("general.architecture").as_string(), "fixture");
   EXPECT_EQ(f.get("fixture.u64").as_uint(), 18000000000000000000ull);
   EXPECT_EQ(f.get("fixture.i64").as_int(), -9000000000000000000ll);
-  EXPECT_EQ(f.get("fixture.arr_str").items.at(2).s, "\xc3\xa9t\xc3\xa9");
+  EXPECT_EQ(f.get("fixture.arr_str").at(2).s, "\xc3\xa9t\xc3\xa9");
   EXPECT_THROW(f.get("fixture.u8").as_string(), Error);
   EXPECT_THROW(f.get("nope"), Error);
   ASSERT_EQ(f.tensors().size(), 10u);
@@ -109,10 +109,10 @@ fs::path write_sample(const fs::path& dir, uint32_t alignment, Sample* s) {
 
 bool same(const Value& a, const Value& b) {
   if (a.type != b.type || a.elem != b.elem || a.u != b.u || a.i != b.i || std::memcmp(&a.f, &b.f, 8) != 0 || a.s != b.s ||
-      a.items.size() != b.items.size())
+      a.size() != b.size())
     return false;
-  for (size_t k = 0; k < a.items.size(); ++k)
-    if (!same(a.items[k], b.items[k])) return false;
+  for (size_t k = 0; k < a.size(); ++k)
+    if (!same(a.at(k), b.at(k))) return false;
   return true;
 }
 
@@ -142,9 +142,12 @@ TEST(Gguf, WriteReadRoundTrip) {
     EXPECT_EQ(f.get("a.bool").type_str(), "BOOL");
     EXPECT_EQ(f.get("a.empty").as_string(), "");
     EXPECT_EQ(f.get("a.arr_str").type_str(), "ARRAY[STRING]");
-    EXPECT_EQ(f.get("a.arr_str").items[2].s, "\xe2\x9c\x93");
-    EXPECT_TRUE(f.get("a.arr_empty").items.empty());
-    EXPECT_EQ(f.get("a.nested").items[0].items[0].u, 1u);
+    EXPECT_EQ(f.get("a.arr_str").at(2).s, "\xe2\x9c\x93");
+    EXPECT_EQ(f.get("a.arr_empty").size(), 0u);
+    EXPECT_THROW(f.get("a.arr_empty").at(0), Error);
+    EXPECT_EQ(f.get("a.arr_u64").at(0).u, 1ull << 63);
+    EXPECT_EQ(f.get("a.arr_f32").at(1).f, (double)-3e-8f);
+    EXPECT_EQ(f.get("a.nested").at(0).at(0).u, 1u);
     ASSERT_EQ(f.tensors().size(), blobs.size());
     for (size_t k = 0; k < blobs.size(); ++k) {
       const gguf::Tensor& t = f.tensors()[k];
@@ -342,7 +345,7 @@ nlohmann::json value_json(const Value& v) {
     case ValueType::ARRAY:
       j["elem"] = gguf::type_name(v.elem);
       j["items"] = nlohmann::json::array();
-      for (const Value& x : v.items) j["items"].push_back(value_json(x));
+      for (size_t k = 0; k < v.size(); ++k) j["items"].push_back(value_json(v.at(k)));
       break;
   }
   return j;
@@ -385,7 +388,7 @@ TEST(Gguf, HuggingFaceParserReadsOurFiles) {
         case ValueType::STRING: return 8 + v.s.size();
         case ValueType::ARRAY: {
           size_t n = 12;
-          for (const Value& x : v.items) n += vsize(x);
+          for (size_t k = 0; k < v.size(); ++k) n += vsize(v.at(k));
           return n;
         }
         case ValueType::U8: case ValueType::I8: case ValueType::BOOL: return 1;

@@ -95,6 +95,15 @@ struct Cursor {
         // every element takes at least min_size bytes: a count the rest of the
         // file cannot hold is rejected before anything is allocated
         if (n > (size - pos) / min_size(v.elem)) bad("array of ", n, " elements does not fit in the file");
+        if (scalar_size(et) > 0) {  // numbers: left in the map, each checked as at() will read it
+          v.raw = p + pos, v.raw_count = n;
+          need(n * (uint64_t)scalar_size(et), "array");
+          if (v.elem == ValueType::BOOL)
+            for (uint64_t k = 0; k < n; ++k)
+              if (p[pos + k] > 1) bad("bool array element ", k, " is ", (int)p[pos + k]);
+          pos += n * (uint64_t)scalar_size(et);
+          break;
+        }
         v.items.reserve(n);
         for (uint64_t k = 0; k < n; ++k) v.items.push_back(value(et, depth + 1));
         break;
@@ -139,6 +148,31 @@ Value Value::array(ValueType elem, std::vector<Value> items) {
   for (const Value& x : r.items)
     if (x.type != elem) fail("gguf: array of ", type_name(elem), " holds a ", x.type_str());
   return r;
+}
+Value Value::at(size_t k) const {
+  if (k >= size()) fail("gguf: array index ", k, " past its ", size(), " elements");
+  if (!raw) return items[k];
+  const int sz = scalar_size((uint32_t)elem);
+  const uint8_t* q = raw + k * (size_t)sz;
+  uint64_t bits = 0;
+  std::memcpy(&bits, q, (size_t)sz);  // little-endian host: the low bytes
+  switch (elem) {
+    case ValueType::I8: return sint(elem, (int8_t)bits);
+    case ValueType::I16: return sint(elem, (int16_t)bits);
+    case ValueType::I32: return sint(elem, (int32_t)bits);
+    case ValueType::I64: return sint(elem, (int64_t)bits);
+    case ValueType::F32: {
+      float f;
+      std::memcpy(&f, q, 4);
+      return real(elem, f);
+    }
+    case ValueType::F64: {
+      double f;
+      std::memcpy(&f, q, 8);
+      return real(elem, f);
+    }
+    default: return uint(elem, bits);  // U8..U64, BOOL
+  }
 }
 std::string Value::type_str() const {
   return type == ValueType::ARRAY ? str("ARRAY[", type_name(elem), "]") : type_name(type);
@@ -345,8 +379,8 @@ void put_value(std::string& out, const Value& v) {
     case ValueType::STRING: put_str(out, v.s); break;
     case ValueType::ARRAY:
       put_pod<uint32_t>(out, (uint32_t)v.elem);
-      put_pod<uint64_t>(out, v.items.size());
-      for (const Value& x : v.items) put_value(out, x);
+      put_pod<uint64_t>(out, v.size());
+      for (size_t k = 0; k < v.size(); ++k) put_value(out, v.at(k));
       break;
   }
 }

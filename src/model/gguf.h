@@ -32,7 +32,15 @@ struct Value {
   int64_t i = 0;                   // I8..I64
   double f = 0;                    // F32 (exactly) and F64
   std::string s;                   // STRING
-  std::vector<Value> items;        // ARRAY
+  // ARRAY: size() elements, read with at(k). Arrays of strings or arrays, and
+  // arrays built for writing, hold them in `items`; arrays of numbers read
+  // from a file stay in the file's map (`raw`, valid while the File lives), so
+  // a file's metadata costs no more memory than the file.
+  std::vector<Value> items;
+  const uint8_t* raw = nullptr;
+  uint64_t raw_count = 0;
+  size_t size() const { return raw ? (size_t)raw_count : items.size(); }
+  Value at(size_t k) const;  // fails past the end
 
   static Value uint(ValueType t, uint64_t v);
   static Value sint(ValueType t, int64_t v);

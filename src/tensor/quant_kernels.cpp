@@ -291,22 +291,26 @@ bool is_block(Type t) { return t != Type::F32 && t != Type::F16 && t != Type::BF
 
 void gemv(Type t, const void* W, size_t rb, int N, int K, const float* x, int rows, float* y) {
   check_args(t, rb, N, K, rows);
-  constexpr int kPass = 64;  // x rows per pass over the weights: their int8 copy stays in cache
+  constexpr int kPass = 64;  // x rows per pass over the weights: their int16 copy (64 x K x 2 bytes) stays in L2
   for (int r0 = 0; r0 < rows; r0 += kPass) {
     const int rr = std::min(kPass, rows - r0);
-    detail::QX qx;
-    if (is_block(t)) HWY_DYNAMIC_DISPATCH(QuantizeXImpl)(x + (size_t)r0 * K, rr, K, &qx);
+    // reused: no allocation per call once grown (decode loops). Named through a
+    // pointer: inside the parallel loop `qx` would be each worker's own copy.
+    thread_local detail::QX qx_buf;
+    const detail::QX* qx = &qx_buf;
+    if (is_block(t)) HWY_DYNAMIC_DISPATCH(QuantizeXImpl)(x + (size_t)r0 * K, rr, K, &qx_buf);
     // chunks of 16 output rows: enough work per chunk, and y's cache lines split cleanly
     const int chunks = (N + 15) / 16;
 #pragma omp parallel for schedule(static) if (N >= 64)
     for (int c = 0; c < chunks; ++c)
-      HWY_DYNAMIC_DISPATCH(GemvRangeImpl)(t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, &qx, rr,
+      HWY_DYNAMIC_DISPATCH(GemvRangeImpl)(t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, qx, rr,
                                            y + (size_t)r0 * N, 16 * c, std::min(N, 16 * c + 16));
   }
 }
 
 void dequantize_rows(Type t, const void* W, size_t rb, int row0, int nrows, int K, float* out) {
   check_args(t, rb, nrows, K, 1);
+  if (row0 < 0) fail("quant::dequantize_rows: negative first row");
 #pragma omp parallel for schedule(static) if (nrows >= 16)
   for (int r = 0; r < nrows; ++r)
     dequantize_row(t, (const uint8_t*)W + (size_t)(row0 + r) * rb, out + (size_t)r * K, K);
@@ -316,7 +320,8 @@ void gemm(Type t, const void* W, size_t rb, int N, int K, const float* X, int M,
   check_args(t, rb, N, K, M);
   if (!M || !N) return;
   constexpr int kPanel = 256;  // weight rows per panel: 256 x K floats stay within L2 for K <= 1536
-  std::vector<float> panel((size_t)std::min(N, kPanel) * K);
+  thread_local std::vector<float> panel;
+  panel.resize((size_t)std::min(N, kPanel) * K);
   for (int n0 = 0; n0 < N; n0 += kPanel) {
     const int nn = std::min(kPanel, N - n0);
     dequantize_rows(t, W, rb, n0, nn, K, panel.data());

@@ -85,8 +85,8 @@ std::string check_value(const std::string& key, const gguf::Value& v, const json
   };
   bool ok;
   if (v.type == gguf::ValueType::ARRAY) {
-    ok = w.is_array() && w.size() == v.items.size();
-    for (size_t k = 0; ok && k < v.items.size(); ++k) ok = one(v.items[k], w[k]);
+    ok = w.is_array() && w.size() == v.size();
+    for (size_t k = 0; ok && k < v.size(); ++k) ok = one(v.at(k), w[k]);
   } else {
     ok = one(v, w);
   }
