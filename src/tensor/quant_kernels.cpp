@@ -1,13 +1,15 @@
 // Matrix-vector kernels over ggml block formats (interface: quant.h), compiled
 // once per instruction set by Highway and chosen at run time.
 //
-// Block types: x is quantized to int8 per 32-element block (scale amax/127, the
-// idea of ggml's Q8 activations), then each weight row is unpacked once into
-// int8 quants + one float scale per 16 elements + one float offset per 32, and
-// dotted with every x row in integers:
+// Block types: x is quantized to 8 bits per 32-element block (scale amax/127,
+// the idea of ggml's Q8 activations; 32-element blocks for the K types too,
+// finer than ggml's Q8_K), then each weight row is unpacked once into small
+// integers (held as int16 so the products need no widening) + one float scale
+// per 16 elements + one float offset per 32, and dotted with every x row:
 //   sum_i w_i x_i = sum_blocks dx * (a_lo*sum_lo(q*qx) + a_hi*sum_hi(q*qx) - m*sum(qx))
-// which is exact for the quantized x: the only error is x's rounding.
-// F32/F16/BF16 rows are widened to float with Highway and dotted in float.
+// with the integer sums exact: the only error is x's rounding (and float
+// accumulation). F32/F16/BF16 rows are widened to float with Highway and dotted
+// in float (ggml rounds x to F16/BF16 there; we keep it in float).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
