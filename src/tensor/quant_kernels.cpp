@@ -109,16 +109,17 @@ void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int16_t* HWY_RESTRI
       alignas(64) static constexpr uint16_t kBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
       const int bb = (int)info(t).block_bytes, qoff = t == Type::Q4_0 ? 2 : t == Type::Q4_1 ? 4 : 6;
       const auto off = hn::Set(d16, (int16_t)(t == Type::Q4_0 ? 8 : t == Type::Q5_0 ? 16 : 0));
-      const auto nib = hn::Set(d8, 0x0F);
+      const auto nib = hn::Set(du16, 0x0F);
       for (int u = 0; u < units; ++u, b += bb, q += 32) {
         a[2 * u] = a[2 * u + 1] = h2f(b);
         m[u] = t == Type::Q4_1 ? -h2f(b + 2) : 0.0f;
         uint32_t qh = 0;
         if (t == Type::Q5_0) std::memcpy(&qh, b + 2, 4);
         for (int j = 0; j < 16; j += L) {
-          const auto v = hn::LoadU(d8, b + qoff + j);
-          auto lo = hn::BitCast(d16, hn::PromoteTo(du16, hn::And(v, nib)));
-          auto hi = hn::BitCast(d16, hn::PromoteTo(du16, hn::ShiftRight<4>(v)));
+          // widen the bytes first: 16-bit shifts are native, 8-bit ones are not
+          const auto v = hn::PromoteTo(du16, hn::LoadU(d8, b + qoff + j));
+          auto lo = hn::BitCast(d16, hn::And(v, nib));
+          auto hi = hn::BitCast(d16, hn::ShiftRight<4>(v));
           if (t == Type::Q5_0) {
             const auto bits = hn::LoadU(du16, kBit + j), one = hn::Set(du16, 1);
             const auto h0 = hn::Min(hn::And(hn::Set(du16, (uint16_t)qh), bits), one);
@@ -191,7 +192,7 @@ void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int16_t* HWY_RESTRI
 // accumulated with the group's scale times x's block scale; the offsets' term
 // m * dx * sum(qx) is a scalar per 32 elements. G is the scale group: 32 (one
 // scale per block, a single vector on AVX-512) or 16 (Q6_K).
-template <int G>
+template <int G, bool kOffsets>
 float DotQ(const int16_t* HWY_RESTRICT q, const float* HWY_RESTRICT a, const float* HWY_RESTRICT m,
            const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT xs, int K) {
   const hn::CappedTag<int16_t, G> d16;
@@ -207,7 +208,8 @@ float DotQ(const int16_t* HWY_RESTRICT q, const float* HWY_RESTRICT a, const flo
     acc = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0, s1)), hn::Set(df, scale), acc);
   }
   float offs = 0;
-  for (int u = 0; u < K / 32; ++u) offs += m[u] * xd[u] * (float)xs[u];
+  if (kOffsets)
+    for (int u = 0; u < K / 32; ++u) offs += m[u] * xd[u] * (float)xs[u];
   return hn::GetLane(hn::SumOfLanes(df, acc)) - offs;
 }
 
@@ -255,12 +257,14 @@ void GemvRangeImpl(Type t, const uint8_t* W, size_t rb, int N, int K, const floa
     fbuf.resize(K);
   }
   const int nb = K / 32;
+  const bool offsets = t == Type::Q4_1 || t == Type::Q4_K || t == Type::Q5_K;
+  const auto dot = t == Type::Q6_K ? &DotQ<16, false> : offsets ? &DotQ<32, true> : &DotQ<32, false>;
   for (int n = n0; n < n1; ++n) {
     const uint8_t* row = W + (size_t)n * rb;
     if (block) {
       UnpackRow(t, row, K, qbuf.data(), abuf.data(), mbuf.data());
       for (int r = 0; r < rows; ++r)
-        y[(size_t)r * N + n] = (t == Type::Q6_K ? DotQ<16> : DotQ<32>)(qbuf.data(), abuf.data(), mbuf.data(), qx->q.data() + (size_t)r * K,
+        y[(size_t)r * N + n] = dot(qbuf.data(), abuf.data(), mbuf.data(), qx->q.data() + (size_t)r * K,
                                     qx->d.data() + (size_t)r * nb, qx->s.data() + (size_t)r * nb, K);
     } else {
       const float* w = (const float*)row;
