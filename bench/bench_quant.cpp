@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
         for (float& v : w) v = nd(rng);
         const size_t copies = std::max<size_t>(2, (size_t)(span_mb * (1 << 20)) / mb);
         std::vector<uint8_t> W(mb * copies);
-        for (int n = 0; n < N; ++n) quant::quantize_row(t, w.data() + (size_t)n * K, W.data() + n * rb, K);
+        quant::quantize_rows(t, w.data(), W.data(), N, K);
         for (size_t c = 1; c < copies; ++c) std::memcpy(W.data() + c * mb, W.data(), mb);
         for (int rows : rows_list) {
           std::vector<float> x((size_t)rows * K), y((size_t)rows * N);

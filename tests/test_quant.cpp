@@ -199,6 +199,21 @@ TEST(Quant, NonFinite) {
   }
 }
 
+TEST(Quant, QuantizeRowsInParallelEqualsRowByRow) {
+  for (Type t : kAll) {
+    const int K = k_for(t, 1), N = 37;
+    Mat m = make(t, N, K, 21);  // row by row
+    std::vector<float> w = test::randv((size_t)N * K, 21, 0.05f);
+    w[(size_t)K + 3] = 4.0f;
+    std::fill(w.begin() + 2 * K, w.begin() + 3 * K, 0.0f);
+    std::vector<uint8_t> b(m.bytes.size());
+    quant::quantize_rows(t, w.data(), b.data(), N, K);
+    EXPECT_EQ(b, m.bytes) << quant::name(t);
+    w[(size_t)5 * K + 1] = NAN;
+    if (is_block(t)) EXPECT_THROW(quant::quantize_rows(t, w.data(), b.data(), N, K), Error);
+  }
+}
+
 TEST(Quant, BadArguments) {
   std::vector<uint8_t> w(1000);
   std::vector<float> x(256), y(4);

@@ -29,8 +29,17 @@ inline void put_half(uint8_t* p, float v) {
 // The f16 a value is stored as, read back: the scale the dequantizer will see.
 inline float as_half(float v) { return f16_to_f32(f32_to_f16(v)); }
 
-// ggml's nearest_int: round half to even (as the float magic-number trick does).
-inline int nearest(float v) { return (int)std::nearbyint(v); }
+// Round half to even without a libm call (the baseline x86-64 build has no
+// rounding instruction): adding 1.5*2^23 leaves the rounded integer in the low
+// mantissa bits. Exact for |v| < 2^22; larger values are clamped first (every
+// caller clamps the result to a small range anyway).
+inline int nearest(float v) {
+  v = std::clamp(v, -4194303.0f, 4194303.0f);
+  const float t = v + 12582912.0f;
+  int32_t i;
+  std::memcpy(&i, &t, 4);
+  return (i & 0x007fffff) - 0x00400000;
+}
 
 // Sub-block j's 6-bit scale and min of a Q4_K/Q5_K block (12 packed bytes):
 // j < 4 in the low 6 bits of bytes j and j+4; j >= 4 as nibbles of byte j+4
@@ -239,10 +248,7 @@ double encode_asym(const float* x, const float* s, const float* m, float d, floa
         double err = 0;
         uint8_t qq[32];
         for (int i = 0; i < 32; ++i) {
-          int v = std::clamp(nearest((xs[i] + m1) * id), 0, nmax);
-          // rounding through 1/d1 can land one step off: take the nearer neighbour
-          for (int t = v - 1; t <= v + 1; t += 2)
-            if (t >= 0 && t <= nmax && std::fabs(d1 * (float)t - m1 - xs[i]) < std::fabs(d1 * (float)v - m1 - xs[i])) v = t;
+          const int v = std::clamp(nearest((xs[i] + m1) * id), 0, nmax);
           qq[i] = (uint8_t)v;
           const double e = (double)(d1 * (float)v - m1) - xs[i];
           err += e * e;
@@ -272,10 +278,10 @@ void q_qk_asym(const float* x, uint8_t* b, int nmax) {
   double best = INFINITY;
   for (int div = 63; div >= 56; --div) {
     const float d = as_half(smax / (float)div), dmin = as_half(mmax / (float)div);
-    const double err = encode_asym(x, s, m, d, dmin, nmax, 1, sc, mi, q);
+    const double err = encode_asym(x, s, m, d, dmin, nmax, 0, sc, mi, q);
     if (err < best) best = err, bd = d, bdmin = dmin;
   }
-  encode_asym(x, s, m, bd, bdmin, nmax, 2, bsc, bmi, bq);
+  encode_asym(x, s, m, bd, bdmin, nmax, 1, bsc, bmi, bq);
   put_half(b, bd);
   put_half(b + 2, bdmin);
   pack_scale_min_k4(bsc, bmi, b + 4);
@@ -325,9 +331,7 @@ double encode_q6(const float* x, const float* s, float d, int reach, int8_t* sc,
       double err = 0;
       int qq[16];
       for (int i = 0; i < 16; ++i) {
-        int v = std::clamp(nearest(xs[i] * id), -32, 31);
-        for (int t = v - 1; t <= v + 1; t += 2)
-          if (t >= -32 && t <= 31 && std::fabs(ds * (float)t - xs[i]) < std::fabs(ds * (float)v - xs[i])) v = t;
+        const int v = std::clamp(nearest(xs[i] * id), -32, 31);
         qq[i] = v;
         const double e = (double)(ds * (float)v) - xs[i];
         err += e * e;
@@ -354,10 +358,10 @@ void q_q6_k(const float* x, uint8_t* b) {
   double best = INFINITY;
   for (int div = 128; div >= 120; --div) {  // as for Q4_K: a few f16 roundings of d
     const float d = as_half(smax / -(float)div);
-    const double err = encode_q6(x, s, d, 1, sc, q);
+    const double err = encode_q6(x, s, d, 0, sc, q);
     if (err < best) best = err, bd = d;
   }
-  encode_q6(x, s, bd, 2, sc, q);
+  encode_q6(x, s, bd, 1, sc, q);
   uint8_t* ql = b;
   uint8_t* qh = b + 128;
   std::memset(b, 0, 192);
@@ -449,6 +453,17 @@ void quantize_row(Type t, const float* x, void* dst, int64_t n) {
       case Type::Q6_K: q_q6_k(x, b); break;
       default: fail("quant: quantize: unhandled type ", ti.name);
     }
+}
+
+void quantize_rows(Type t, const float* x, void* dst, int64_t rows, int64_t n) {
+  const size_t rb = row_bytes(t, n);
+  if (rows < 0) fail("quant: negative row count");
+  // checked here, so no error has to leave the parallel loop
+  if (info(t).block_elems > 1)
+    for (int64_t i = 0; i < rows * n; ++i)
+      if (!std::isfinite(x[i])) fail("quant: cannot quantize ", x[i], " (row ", i / n, ", element ", i % n, ") to ", name(t));
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t r = 0; r < rows; ++r) quantize_row(t, x + r * n, (uint8_t*)dst + r * rb, n);
 }
 
 }  // namespace huginn::quant

@@ -50,6 +50,9 @@ void dequantize_row(Type t, const void* src, float* dst, int64_t n);
 // types. For the K types a search over scales that minimises the squared error
 // (ggml's minimises a weighted error), so never worse than ggml on plain RMSE.
 void quantize_row(Type t, const float* src, void* dst, int64_t n);
+// rows x n floats into rows back to back (row_bytes(t, n) each), OpenMP over
+// rows (the K types' search runs at a few million elements/s per core).
+void quantize_rows(Type t, const float* src, void* dst, int64_t rows, int64_t n);
 
 // ---------------------------------------------------------------------------
 // Kernels (quant_kernels.cpp). W is N rows of K elements, row r at
