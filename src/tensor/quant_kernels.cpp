@@ -38,11 +38,11 @@ struct QX {
 inline float h2f(const uint8_t* p) {
   const uint16_t h = (uint16_t)(p[0] | p[1] << 8);
   if ((h & 0x7c00) == 0x7c00) return f16_to_f32(h);
-  const uint32_t mag = (uint32_t)(h & 0x7fff) << 13;
+  // sign in place, not by a branch: Q4_0/Q5_0 scales have random signs
+  const uint32_t bits = (uint32_t)(h & 0x8000) << 16 | (uint32_t)(h & 0x7fff) << 13;
   float f;
-  std::memcpy(&f, &mag, 4);
-  f *= 0x1p112f;
-  return h & 0x8000 ? -f : f;
+  std::memcpy(&f, &bits, 4);
+  return f * 0x1p112f;
 }
 inline int k4_scale(int j, const uint8_t* q) { return j < 4 ? q[j] & 63 : (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); }
 inline int k4_min(int j, const uint8_t* q) { return j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
