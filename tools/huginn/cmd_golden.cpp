@@ -121,6 +121,7 @@ int run(const Opts& o) {
       fail((dir / "cases.json").string(), ": invalid JSON: ", e.what());
     }
   }
+  if (runs_without_model(top)) return run_without_model(o.dir, top, o.filter, o.verbose);
   auto model = Model::load(o.dir);
   TensorStore expected = TensorStore::open_file((dir / top.value("expected_file", "expected.safetensors")).string());
   Ctx cx{*model, expected, top, o.verbose};

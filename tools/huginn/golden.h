@@ -43,6 +43,10 @@ std::string compare(const std::string& what, const float* actual, size_t n, cons
 std::vector<int> ids_of(const json& j);
 std::string compare_tokens(const std::vector<int>& got, const json& want);
 
+// Fixtures with only "quant" / "gguf_read" cases (golden_quant.cpp) need no model.
+bool runs_without_model(const json& top);
+int run_without_model(const std::string& dir, const json& top, const std::string& filter, bool verbose);
+
 using Handler = std::function<std::string(const Ctx&, const json&)>;
 std::map<std::string, Handler>& handlers();
 struct RegisterHandler {

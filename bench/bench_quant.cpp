@@ -1,0 +1,134 @@
+// bench_quant: GEMV speed per weight format (src/tensor/quant.h) at the
+// standard d=512 config's matrix shapes, for 1 and 8 activation rows, beside
+// the read and memcpy bandwidth measured in the same invocation. Each call
+// reads a different copy of the matrix (copies spanning > the caches), as a
+// decode step reads every layer's weights from memory, so "% of read bw" is the
+// fraction of the memory roofline (weight bytes / read bandwidth) reached.
+//
+//   build/bin/bench_quant                       # all types, all shapes, 1 and 8 rows
+//   build/bin/bench_quant --types Q4_0,Q4_K --rows 1,32 -t 1
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "huginn/common.h"
+#include "tensor/quant.h"
+
+using namespace huginn;
+using clk = std::chrono::steady_clock;
+
+static double secs_since(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
+
+// CPU seconds this process has used: against wall time x threads it shows how
+// much of the machine the measurement actually got (shared machines).
+static double cpu_secs() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// Bytes read per second summing a buffer larger than the caches, on all
+// threads; the best of many passes, so a pass the machine gave us whole counts.
+static double read_gbs(size_t bytes) {
+  std::vector<uint64_t> a(bytes / 8, 1);
+  double best = 0;
+  volatile uint64_t sink = 0;
+  for (int rep = 0; rep < 20; ++rep) {
+    auto t = clk::now();
+    uint64_t s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (size_t i = 0; i < a.size(); ++i) s += a[i];
+    best = std::max(best, bytes / secs_since(t) / 1e9);
+    sink = sink + s;
+  }
+  return best;
+}
+
+// Bytes read + written per second by memcpy (one thread), as bench_forward reports it.
+static double memcpy_gbs(size_t bytes) {
+  std::vector<char> a(bytes, 1), b(bytes, 2);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t = clk::now();
+    std::memcpy(b.data(), a.data(), bytes);
+    best = std::max(best, 2.0 * bytes / secs_since(t) / 1e9);
+    a[rep] = b[rep + 1];
+  }
+  return best;
+}
+
+int main(int argc, char** argv) {
+  CLI::App app{"huginn quantized GEMV benchmark"};
+  std::string types_s = "F32,BF16,F16,Q8_0,Q5_0,Q4_1,Q4_0,Q6_K,Q5_K,Q4_K", rows_s = "1,8";
+  int threads = 0;
+  double seconds = 0.2, span_mb = 256;
+  app.add_option("--types", types_s, "comma-separated ggml type names");
+  app.add_option("--rows", rows_s, "comma-separated activation row counts");
+  app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  app.add_option("--seconds", seconds, "time per measurement")->check(CLI::Range(0.01, 60.0));
+  app.add_option("--span-mb", span_mb, "MiB of weight copies cycled through (beyond the caches)")->check(CLI::Range(1.0, 8192.0));
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (threads > 0) omp_set_num_threads(threads);
+    std::vector<quant::Type> types;
+    for (auto& s : CLI::detail::split(types_s, ',')) {
+      const quant::TypeInfo* ti = quant::find_type(s);
+      if (!ti) fail("unknown type '", s, "'");
+      types.push_back(ti->type);
+    }
+    std::vector<int> rows_list;
+    for (auto& s : CLI::detail::split(rows_s, ',')) rows_list.push_back(std::stoi(s));
+    // the standard config: d=512, intermediate 1536 (MLP up: 2*1536, down), attention, vocab 8192
+    const std::pair<int, int> shapes[] = {{1536, 512}, {512, 512}, {3072, 512}, {512, 1536}, {8192, 512}};
+
+    const double rbw = read_gbs(256u << 20), cbw = memcpy_gbs(256u << 20);
+    std::printf("# reference: read %.1f GB/s (%d threads), memcpy %.1f GB/s (read+write, 1 thread)\n", rbw,
+                omp_get_max_threads(), cbw);
+    std::printf("# CPU share: CPU time used / (wall time x threads); below 100%% the machine was shared and the figures are low\n");
+    std::printf("# each call reads a different copy of the weights (%.0f MiB cycled); activations quantized to 8 bits for block types\n",
+                span_mb);
+    std::printf("| type | N x K | rows | us/call | weight GB/s | of read bw | GFLOP/s | CPU share |\n");
+    std::printf("|---|---|---|---|---|---|---|---|\n");
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.f, 0.05f);
+    for (quant::Type t : types)
+      for (auto [N, K] : shapes) {
+        const size_t rb = quant::row_bytes(t, K), mb = rb * N;
+        std::vector<float> w((size_t)N * K);
+        for (float& v : w) v = nd(rng);
+        const size_t copies = std::max<size_t>(2, (size_t)(span_mb * (1 << 20)) / mb);
+        std::vector<uint8_t> W(mb * copies);
+        quant::quantize_rows(t, w.data(), W.data(), N, K);
+        for (size_t c = 1; c < copies; ++c) std::memcpy(W.data() + c * mb, W.data(), mb);
+        for (int rows : rows_list) {
+          std::vector<float> x((size_t)rows * K), y((size_t)rows * N);
+          for (float& v : x) v = nd(rng) * 20;
+          size_t calls = 0, c = 0;
+          quant::gemv(t, W.data(), rb, N, K, x.data(), rows, y.data());  // warm-up
+          const auto t0 = clk::now();
+          const double c0 = cpu_secs();
+          double el = 0;
+          while (el < seconds) {
+            for (int k = 0; k < 16; ++k, c = (c + 1) % copies, ++calls)
+              quant::gemv(t, W.data() + c * mb, rb, N, K, x.data(), rows, y.data());
+            el = secs_since(t0);
+          }
+          const double share = (cpu_secs() - c0) / (el * omp_get_max_threads());
+          const double per = el / (double)calls, gbs = (double)mb / per / 1e9;
+          std::printf("| %s | %dx%d | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% |\n", quant::name(t), N, K, rows, per * 1e6, gbs,
+                      100 * gbs / rbw, 2.0 * N * K * rows / per / 1e9, 100 * share);
+          std::fflush(stdout);
+        }
+      }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
