@@ -18,7 +18,7 @@
 #include <random>
 
 #include "huginn/common.h"
-#include "tensor/quant.h"
+#include "huginn/quant.h"
 
 using namespace huginn;
 using clk = std::chrono::steady_clock;

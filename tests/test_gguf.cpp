@@ -11,7 +11,7 @@
 
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
-#include "model/gguf.h"
+#include "huginn/gguf.h"
 #include "test_util.h"
 
 namespace huginn {

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "huginn/common.h"
-#include "tensor/quant.h"
+#include "huginn/quant.h"
 #include "test_util.h"
 
 namespace huginn {

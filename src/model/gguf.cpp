@@ -1,7 +1,7 @@
 // GGUF reader (memory-mapped, every field checked against the file size before
 // it is used, so a small file can never make us allocate much or read outside
 // the map) and streaming writer. Format: gguf.h.
-#include "model/gguf.h"
+#include "huginn/gguf.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 // ggml block formats: type table, dequantization (bit for bit ggml's), and
 // quantization (byte for byte ggml's reference for the 32-element types; an
 // error-minimising search for the K types). Layouts: quant.h.
-#include "tensor/quant.h"
+#include "huginn/quant.h"
 
 #include <algorithm>
 #include <cmath>

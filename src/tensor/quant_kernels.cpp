@@ -17,7 +17,7 @@
 
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
-#include "tensor/quant.h"
+#include "huginn/quant.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/quant_kernels.cpp"

@@ -7,8 +7,8 @@
 #include <filesystem>
 
 #include "golden.h"
-#include "model/gguf.h"
-#include "tensor/quant.h"
+#include "huginn/gguf.h"
+#include "huginn/quant.h"
 
 namespace huginn::cli::golden {
 namespace {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "huginn/safetensors.h"  // MappedFile
-#include "tensor/quant.h"
+#include "huginn/quant.h"
 
 namespace huginn::gguf {
 
