@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Reproduces models/jumps-cot: the token-reasoning arm of the latent-vs-token
+# study (README, "Latent vs token reasoning"). A non-recurrent transformer with
+# exactly the layers and parameters of models/huginn-tasks (d=64, 4 heads,
+# 1 prelude / 2 core / 1 coda layers, r fixed at 1: an ordinary 4-layer
+# transformer, 231k parameters) trained on jumps-cot: the same training
+# problems as the recurrent model (jumps rows of 4-24 cells, the same split
+# and stream) answered by writing the frog's path out cell by cell, then y/n.
+# block_size 128 (not 64) only so that rows up to 62 cells fit with their
+# written path; it adds no parameters (RoPE).
+#   bash models/jumps-cot.recipe.sh [OUT_DIR]       (default runs/jumps-cot)
+# 3,000 steps of 8 sequences of 128 tokens (several problems packed per
+# sequence), curriculum over the first 8,000 sequences (1,000 steps). One
+# process; deterministic (the losses do not depend on THREADS).
+# Resume an interrupted run with: build/bin/huginn train --resume OUT_DIR
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/jumps-cot}
+build/bin/huginn -t "${THREADS:-2}" train \
+  --model-config '{"name":"jumps-cot-d64","n_embd":64,"n_heads":4,"intermediate_size":192,"vocab_size":128,"block_size":128,"n_layers_in_prelude":1,"n_layers_in_recurrent_block":2,"n_layers_in_coda":1,"mean_recurrence":1,"mean_backprop_depth":1}' \
+  --data tasks:jumps-cot:4-24,pack,curriculum=8000 --seq-len 128 --batch 8 --steps 3000 --fixed-split 0,1 \
+  --lr 3e-3 --warmup 100 --cooldown 800 --min-lr 3e-4 --log-every 100 --eval-every 1000 --eval-depths 1 \
+  --save-every 500 --seed 1 --out "$out"
+# Ship: the model files only (not the optimizer state).
+echo "to ship: cp $out/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,generation_config.json,tasks.json,loss.svg,metrics.jsonl} models/jumps-cot/"
