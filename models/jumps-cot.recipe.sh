@@ -9,17 +9,24 @@
 # block_size 128 (not 64) only so that rows up to 62 cells fit with their
 # written path; it adds no parameters (RoPE).
 #   bash models/jumps-cot.recipe.sh [OUT_DIR]       (default runs/jumps-cot)
-# 3,000 steps of 8 sequences of 128 tokens (several problems packed per
-# sequence), curriculum over the first 8,000 sequences (1,000 steps). One
-# process; deterministic (the losses do not depend on THREADS).
+# The recurrent model's schedule: 12,000 steps of 1,024 tokens (here 8
+# sequences of 128 tokens, several problems packed per sequence, instead of
+# 32 of 32: the written path makes a problem up to 52 tokens long), the same
+# learning rate, warmup, cooldown and curriculum over the first 4,000 steps
+# (32,000 sequences): the same 12.3M training tokens. ~20 minutes on 2 shared
+# cores; its FLOPs: python3 scripts/train_flops.py models/jumps-cot 128.
+# One process; deterministic (the losses do not depend on THREADS).
+# OMP_WAIT_POLICY=PASSIVE: on a machine shared with other jobs, spinning
+# OpenMP threads made a step 30x slower; it changes no result.
 # Resume an interrupted run with: build/bin/huginn train --resume OUT_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/jumps-cot}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 build/bin/huginn -t "${THREADS:-2}" train \
   --model-config '{"name":"jumps-cot-d64","n_embd":64,"n_heads":4,"intermediate_size":192,"vocab_size":128,"block_size":128,"n_layers_in_prelude":1,"n_layers_in_recurrent_block":2,"n_layers_in_coda":1,"mean_recurrence":1,"mean_backprop_depth":1}' \
-  --data tasks:jumps-cot:4-24,pack,curriculum=8000 --seq-len 128 --batch 8 --steps 3000 --fixed-split 0,1 \
-  --lr 3e-3 --warmup 100 --cooldown 800 --min-lr 3e-4 --log-every 100 --eval-every 1000 --eval-depths 1 \
-  --save-every 500 --seed 1 --out "$out"
+  --data tasks:jumps-cot:4-24,pack,curriculum=32000 --seq-len 128 --batch 8 --steps 12000 --fixed-split 0,1 \
+  --lr 3e-3 --warmup 300 --cooldown 3000 --min-lr 3e-4 --log-every 500 --eval-every 2000 --eval-depths 1 \
+  --save-every 2000 --seed 1 --out "$out"
 # Ship: the model files only (not the optimizer state).
 echo "to ship: cp $out/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,generation_config.json,tasks.json,loss.svg,metrics.jsonl} models/jumps-cot/"

@@ -242,3 +242,20 @@ TEST(JumpsCot, EvalRejectsBadSoftThoughts) {
   auto cmp = test::run_cli("eval --compare /nonexistent.json");
   EXPECT_EQ(cmp.code, 1);
 }
+
+TEST(JumpsCot, DemoShowsTheComparisonAndSkipsItWithoutTheModel) {
+  const std::string latent = kLatentModel;
+  const fs::path out = test::temp_dir("cotdemo");
+  auto r = test::run_cli("demo -m " + latent + " --out " + out.string() + " --n 4 --max-steps 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* needle : {"Latent vs token reasoning", "latent, r=8", "written path (greedy)", "soft thoughts k=2",
+                             "soft thoughts k=all", "36*", "MF"})
+    EXPECT_NE(r.out.find(needle), std::string::npos) << needle << "\n" << r.out;
+  ASSERT_TRUE(fs::exists(out / "latent_vs_token.svg"));
+  EXPECT_NE(test::slurp(out / "latent_vs_token.svg").find("soft thoughts k=all"), std::string::npos);
+  auto s = test::run_cli("demo -m " + latent + " --out " + out.string() + " --n 2 --max-steps 2 --cot-model " +
+                         out.string() + "/none");
+  ASSERT_EQ(s.code, 0) << s.err;
+  EXPECT_NE(s.out.find("no chain-of-thought model"), std::string::npos) << s.out;
+  fs::remove_all(out);
+}

@@ -117,6 +117,12 @@ std::pair<int, float> parse_soft(const std::string& s) {
   return {k, temp};
 }
 
+std::string path_cell(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", v);
+  return b;
+}
+
 struct Progress {
   bool enabled;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now(), last{};
@@ -477,7 +483,7 @@ int run(const Opts& o) {
     auto row = [](const std::string& d, const tasks::EvalResult& r) {
       const double n = r.n ? r.n : 1;
       std::printf("%10s %6d %9.3f %9s %10.2f %11.2f %10.1f %12.1f %12.3f %8.2f\n", d.c_str(), r.setting.steps,
-                  r.accuracy(), r.has_path ? str(std::lround(1000 * r.path_accuracy()) / 1000.0).c_str() : "-",
+                  r.accuracy(), r.has_path ? path_cell(r.path_accuracy()).c_str() : "-",
                   r.mean_steps, r.mean_first_steps, r.emitted_tokens / n, r.flops / n / 1e3, 1000 * r.wall_s / n,
                   r.wall_s);
     };
