@@ -71,15 +71,21 @@ TEST(JumpsCot, ScoresTheFinalAnswerAndThePathSeparately) {
   bad[5] = bad[5] >= 'a' ? (char)('1' + (bad[5] - 'a')) : (char)('a' + (bad[5] - '1'));
   EXPECT_TRUE(cot.score(in, bad + ans)) << "a right answer after a wrong path counts for the answer";
   EXPECT_FALSE(cot.score_path(in, bad + ans));
-  EXPECT_FALSE(cot.score(in, path.substr(1) + ans)) << "too short";
-  EXPECT_FALSE(cot.score(in, path + ans + ans)) << "too long";
-  EXPECT_FALSE(cot.score(in, std::string(1, ans))) << "the answer alone";
+  // The final answer is the last character written, after a path of any length.
+  EXPECT_TRUE(cot.score(in, path.substr(0, 8) + ans));
+  EXPECT_FALSE(cot.score_path(in, path.substr(0, 8) + ans)) << "a path cut short";
+  EXPECT_FALSE(cot.score(in, path.substr(0, 8) + other));
+  EXPECT_FALSE(cot.score(in, path)) << "no final answer";
+  EXPECT_FALSE(cot.score(in, ""));
   EXPECT_FALSE(cot.score_path(in, path.substr(0, 11)));
+  for (char c : std::string("123abc")) EXPECT_TRUE(cot.path_char(c)) << c;
+  for (char c : std::string("yn4d=")) EXPECT_FALSE(cot.path_char(c)) << c;
   // Direct tasks have no path.
   const Task& jumps = get_task("jumps");
   const Instance j = sample(jumps, Split::Test, 12, 0);
   EXPECT_TRUE(jumps.score(j, j.answer));
   EXPECT_FALSE(jumps.score_path(j, j.answer));
+  EXPECT_FALSE(jumps.path_char('1'));
 }
 
 TEST(JumpsCot, TrainingSequencesLabelThePathAndTheAnswer) {
@@ -138,42 +144,45 @@ TEST(JumpsCot, PassFlopsAndTokenLayersCountWhatRan) {
 }
 
 // The check: soft thoughts with k = 1 feed exactly the argmax token's
-// embedding, so they must reproduce greedy chain-of-thought decoding token for
-// token: 50 test problems of the shipped chain-of-thought model, inside and
-// beyond its training range.
+// embedding, so they must reproduce greedy chain-of-thought decoding (the
+// engine's decode loop, through decode_answer) token for token: 50 test
+// problems of the shipped chain-of-thought model, inside and beyond its
+// training range (where it writes paths of the wrong length).
 TEST(JumpsCot, SoftThoughtsWithKOneAreExactlyGreedyOnFiftyProblems) {
   ASSERT_TRUE(fs::exists(kCotModel + "/model.safetensors")) << kCotModel;
   auto m = Model::load(kCotModel);
   const Task& cot = get_task("jumps-cot");
-  int problems = 0, differing_soft_all = 0;
+  int problems = 0, differing_soft_all = 0, thoughts = 0;
   for (int d : {8, 12, 16, 20, 24, 28, 32, 40, 44, 48})
     for (const Instance& in : test_instances(cot, d, 5, 0)) {
       DecodeOptions g;
       g.steps = 1;
       g.max_new_tokens = cot.answer_length(d) + 1;
       const DecodeResult greedy = decode_answer(*m, prompt_ids(in), g);
-      DecodeOptions s = g;
-      s.soft_thoughts = cot.path_length(d);
+      SoftChainOptions s;
+      s.steps = 1;
+      s.max_new_tokens = g.max_new_tokens;
       s.soft_top_k = 1;
       s.soft_temperature = 0.5f;  // no effect at k = 1
-      s.max_new_tokens = cot.answer_length(d) - cot.path_length(d) + 1;
-      const DecodeResult soft = decode_answer(*m, prompt_ids(in), s);
+      s.is_thought = [&](int id) { return cot.path_char(id_char(id)); };
+      const DecodeResult soft = decode_soft_chain(*m, prompt_ids(in), s);
       std::vector<int> joined = soft.thought_tokens;
       joined.insert(joined.end(), soft.tokens.begin(), soft.tokens.end());
       ASSERT_EQ(joined, greedy.tokens) << "d=" << d << " " << in.prompt;
       EXPECT_EQ(soft.token_layers, greedy.token_layers);
       EXPECT_DOUBLE_EQ(soft.flops, greedy.flops);
+      thoughts += (int)soft.thought_tokens.size();
       // The whole distribution is another decode: it may differ (and is run).
-      DecodeOptions all = s;
-      all.soft_top_k = 0;
-      all.soft_temperature = 1.f;
-      const DecodeResult a = decode_answer(*m, prompt_ids(in), all);
-      EXPECT_EQ(a.thought_tokens.size(), (size_t)cot.path_length(d));
-      differing_soft_all += a.thought_tokens != soft.thought_tokens;
+      s.soft_top_k = 0;
+      s.soft_temperature = 1.f;
+      const DecodeResult a = decode_soft_chain(*m, prompt_ids(in), s);
+      EXPECT_FALSE(a.thought_tokens.empty());
+      differing_soft_all += a.thought_tokens != soft.thought_tokens || a.tokens != soft.tokens;
       ++problems;
     }
   EXPECT_EQ(problems, 50);
-  std::printf("k=all wrote a different path on %d of %d problems\n", differing_soft_all, problems);
+  EXPECT_GT(thoughts, 50 * 12) << "the model writes its paths";
+  std::printf("k=all decoded differently from greedy on %d of %d problems\n", differing_soft_all, problems);
 }
 
 TEST(JumpsCot, EvalSoftThoughtsKOneEqualsGreedyAndJsonHasOneFormat) {

@@ -105,6 +105,9 @@ class Task {
   // Chain-of-thought tasks: the answer starts with this many written
   // reasoning characters (the rest is the final answer); 0 for direct tasks.
   virtual int path_length(int difficulty) const { (void)difficulty; return 0; }
+  // Whether a character can be part of the written reasoning (what soft
+  // thoughts replace); false for direct tasks.
+  virtual bool path_char(char c) const { (void)c; return false; }
   // Whether the written reasoning (the first path_length characters) is
   // exactly right; false for tasks without one.
   virtual bool score_path(const Instance& inst, const std::string& output) const {
@@ -235,6 +238,26 @@ DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt_ids, c
 // its last position only: the count decode_answer() reports.
 double pass_flops(const ModelConfig& c, int T, int pos, int steps);
 
+// Chain-of-thought decoding with soft thoughts at every reasoning position
+// (the engine's GenerateOptions::soft_thoughts feeds a fixed number of them
+// before the answer): after the prompt, while the most likely next token is a
+// reasoning token (is_thought), the next position is fed the
+// probability-weighted mixture of the embeddings of the top soft_top_k tokens
+// (0: all) at soft_temperature, and the argmax is recorded as the written
+// token (thought_tokens); from the first other token on, tokens are decoded
+// greedily until EOS. max_new_tokens counts thoughts and answer tokens
+// together. With soft_top_k = 1 every input is the argmax token's embedding:
+// exactly greedy decoding (decode_answer), token for token. Fixed depth, full
+// KV cache, zero initial state.
+struct SoftChainOptions {
+  int steps = 1;
+  int max_new_tokens = 8;
+  int soft_top_k = 1;
+  float soft_temperature = 1.f;
+  std::function<bool(int)> is_thought;  // token id -> part of the written reasoning
+};
+DecodeResult decode_soft_chain(const Model& m, const std::vector<int>& prompt_ids, const SoftChainOptions& o);
+
 // [BOS] + the prompt's characters.
 std::vector<int> prompt_ids(const Instance& inst);
 
@@ -248,8 +271,9 @@ struct EvalSetting {
   std::string exit = "none";  // "none" or an ExitCriterion name ("kl", "latent-diff", ...)
   double threshold = 0;
   // Chain-of-thought tasks only: soft_k >= 0 decodes the written path as soft
-  // thoughts (path_length(d) positions, top-k mixture, 0 = all tokens, at
-  // soft_temperature), then the final answer greedily; -1: plain greedy.
+  // thoughts (decode_soft_chain: top-k mixture, 0 = all tokens, at
+  // soft_temperature, while the argmax is a path character), then the final
+  // answer greedily; -1: plain greedy (decode_answer).
   int soft_k = -1;
   float soft_temperature = 1.f;
 };

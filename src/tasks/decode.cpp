@@ -128,9 +128,9 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
   for (int d : difficulties) task.check_difficulty(d);
   for (auto& st : settings)
     if (st.soft_k >= 0) {
-      if (task.path_length(difficulties.front()) == 0)
-        fail("eval: soft thoughts decode a written reasoning path; task '", task.name(),
-             "' answers directly (use a chain-of-thought task such as jumps-cot)");
+      if (task.path_length(difficulties.front()) == 0 || st.exit != "none")
+        fail("eval: soft thoughts decode a written reasoning path at a fixed depth; task '", task.name(),
+             "' answers directly (use a chain-of-thought task such as jumps-cot), or an exit was given");
       if (!(st.soft_temperature > 0.f && std::isfinite(st.soft_temperature)))
         fail("eval: the soft thoughts' temperature must be a positive number, got ", st.soft_temperature);
     }
@@ -151,13 +151,14 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
       o.exit = st.exit;
       o.exit_threshold = st.threshold;
       o.max_new_tokens = task.answer_length(d) + 1;
-      if (st.soft_k >= 0) {
-        // The written path as soft thoughts, then the final answer and EOS.
-        o.soft_thoughts = path;
-        o.soft_top_k = st.soft_k;
-        o.soft_temperature = st.soft_temperature;
-        o.max_new_tokens = task.answer_length(d) - path + 1;
-      }
+      // Soft thoughts: along the written path, then the final answer and EOS,
+      // within the tokens greedy decoding may write.
+      SoftChainOptions so;
+      so.steps = st.steps;
+      so.max_new_tokens = o.max_new_tokens;
+      so.soft_top_k = st.soft_k;
+      so.soft_temperature = st.soft_temperature;
+      so.is_thought = [&task](int id) { return task.path_char(id_char(id)); };
       std::vector<char> ok(n, 0), path_ok(n, 0);
       std::vector<int64_t> steps_sum(n, 0), first_steps(n, 0), ntok(n, 0), nprompt(n, 0), emitted(n, 0),
           layers(n, 0);
@@ -166,7 +167,8 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
       for_each_instance(
           n,
           [&](int i) {
-            DecodeResult r = decode_answer(m, prompt_ids(inst[i]), o);
+            DecodeResult r = st.soft_k >= 0 ? decode_soft_chain(m, prompt_ids(inst[i]), so)
+                                            : decode_answer(m, prompt_ids(inst[i]), o);
             const std::string text = soft_thought_text(r.thought_tokens) + decode_answer_text(r.tokens);
             ok[i] = task.score(inst[i], text);
             path_ok[i] = path > 0 && task.score_path(inst[i], text);

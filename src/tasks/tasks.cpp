@@ -318,9 +318,9 @@ class JumpsCot : public Task {
   std::string description() const override {
     return "the jumps problems (same prompts, splits and difficulty) answered with the frog's path written "
            "out first: the row again, each cell the frog lands on as a letter (1->a, 2->b, 3->c), the others as "
-           "their digit, then 'y'/'n' (\"2132122=\" -> \"b1c21b2n\"). Scored on the final 'y'/'n' (the output "
-           "must have the n+1 characters); the written path is scored separately. Difficulty n = number of "
-           "cells; n written steps, each local.";
+           "their digit, then 'y'/'n' (\"2132122=\" -> \"b1c21b2n\"). Scored on the last character written "
+           "(the final 'y'/'n'); the written path (its first n characters) is scored separately. Difficulty n "
+           "= number of cells; n written steps, each local.";
   }
   int min_difficulty() const override { return jumps_.min_difficulty(); }
   int max_difficulty() const override { return jumps_.max_difficulty(); }
@@ -332,9 +332,12 @@ class JumpsCot : public Task {
     in.answer = written_path(in.prompt) + in.answer;
     return in;
   }
+  // The final answer is the last character written (before EOS), whatever
+  // the path before it.
   bool score(const Instance& inst, const std::string& output) const override {
-    return output.size() == inst.answer.size() && output.back() == inst.answer.back();
+    return !output.empty() && output.back() == inst.answer.back();
   }
+  bool path_char(char c) const override { return (c >= '1' && c <= '3') || (c >= 'a' && c <= 'c'); }
   bool score_path(const Instance& inst, const std::string& output) const override {
     const size_t n = inst.answer.size() - 1;
     return output.size() >= n && output.compare(0, n, inst.answer, 0, n) == 0;

@@ -478,14 +478,15 @@ int run(const Opts& o) {
     if (soft_k >= 0)
       std::printf("soft thoughts: the written path's %s positions fed the top-%s mixture at temperature %g\n",
                   "path_length", soft_k == 0 ? "all" : std::to_string(soft_k).c_str(), soft_temp);
-    std::printf("%10s %6s %9s %9s %10s %11s %10s %12s %12s %8s\n", "difficulty", "steps", "accuracy", "path_acc",
-                "mean_steps", "first_steps", "tok/answer", "kFLOP/answer", "ms/answer", "wall_s");
+    std::printf("%10s %6s %9s %9s %10s %11s %10s %10s %12s %10s %8s\n", "difficulty", "steps", "accuracy",
+                "path_acc", "mean_steps", "first_steps", "gen_tok/s", "tok/answer", "MFLOP/answer", "ms/answer",
+                "wall_s");
     auto row = [](const std::string& d, const tasks::EvalResult& r) {
-      const double n = r.n ? r.n : 1;
-      std::printf("%10s %6d %9.3f %9s %10.2f %11.2f %10.1f %12.1f %12.3f %8.2f\n", d.c_str(), r.setting.steps,
-                  r.accuracy(), r.has_path ? path_cell(r.path_accuracy()).c_str() : "-",
-                  r.mean_steps, r.mean_first_steps, r.emitted_tokens / n, r.flops / n / 1e3, 1000 * r.wall_s / n,
-                  r.wall_s);
+      const double n = r.n ? r.n : 1, w = r.wall_s > 0 ? r.wall_s : 1e-9;
+      std::printf("%10s %6d %9.3f %9s %10.2f %11.2f %10.1f %10.1f %12.3f %10.3f %8.2f\n", d.c_str(), r.setting.steps,
+                  r.accuracy(), r.has_path ? path_cell(r.path_accuracy()).c_str() : "-", r.mean_steps,
+                  r.mean_first_steps, r.generated_tokens / w, r.emitted_tokens / n, r.flops / n / 1e6,
+                  1000 * r.wall_s / n, r.wall_s);
     };
     if (diffs.size() > 1)
       for (auto& r : results) row(std::to_string(r.difficulty), r);
