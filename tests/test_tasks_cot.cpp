@@ -268,3 +268,26 @@ TEST(JumpsCot, DemoShowsTheComparisonAndSkipsItWithoutTheModel) {
   EXPECT_NE(s.out.find("no chain-of-thought model"), std::string::npos) << s.out;
   fs::remove_all(out);
 }
+
+// The README's findings for the shipped chain-of-thought model, on fresh test
+// problems: exact (answer and written path) at the top of its trained range,
+// at chance with no path right and about 24 cells written on rows of 40, and
+// soft thoughts over the whole distribution no better there.
+TEST(JumpsCot, ShippedModelIsExactInsideTrainingAndAtChanceBeyond) {
+  auto m = Model::load(kCotModel);
+  const Task& cot = get_task("jumps-cot");
+  EvalSetting greedy{1, "none", 0}, soft_all{1, "none", 0};
+  soft_all.soft_k = 0;
+  const int n = 60;
+  auto res = evaluate(*m, cot, {24, 40}, {greedy, soft_all}, n, 11, DecodeOptions{});
+  ASSERT_EQ(res.size(), 4u);
+  EXPECT_GE(res[0].accuracy(), 0.98);       // n=24, greedy
+  EXPECT_GE(res[0].path_accuracy(), 0.98);  // ... writing the path exactly
+  EXPECT_DOUBLE_EQ((double)res[0].emitted_tokens / n, 25.0);
+  EXPECT_GE(res[1].accuracy(), 0.98);       // n=24, soft k=all
+  EXPECT_LT(res[2].accuracy(), 0.7);        // n=40 (beyond training), greedy
+  EXPECT_LT(res[2].path_accuracy(), 0.05);
+  EXPECT_LT((double)res[2].emitted_tokens / n, 30.0);  // stops near the trained length
+  EXPECT_LT(res[3].accuracy(), 0.7);        // n=40, soft k=all
+  EXPECT_LT(res[2].flops, res[2].n * 40e6);  // cheaper than the latent model at r=8 (92 MFLOP)
+}
