@@ -248,6 +248,9 @@ TEST(JumpsCot, EvalRejectsBadSoftThoughts) {
   auto direct = test::run_cli("eval -m " + kLatentModel + " --task jumps --difficulty 8 --n 2 --soft-thoughts k=2");
   EXPECT_EQ(direct.code, 1);
   EXPECT_NE(direct.err.find("answers directly"), std::string::npos) << direct.err;
+  auto ex = test::run_cli("eval -m " + kCotModel + " --task jumps-cot --difficulty 8 --n 2 --soft-thoughts k=2 --exit kl:1e-3");
+  EXPECT_EQ(ex.code, 1);
+  EXPECT_NE(ex.err.find("fixed depth"), std::string::npos) << ex.err;
   auto cmp = test::run_cli("eval --compare /nonexistent.json");
   EXPECT_EQ(cmp.code, 1);
 }

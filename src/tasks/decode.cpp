@@ -128,9 +128,10 @@ std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::ve
   for (int d : difficulties) task.check_difficulty(d);
   for (auto& st : settings)
     if (st.soft_k >= 0) {
-      if (task.path_length(difficulties.front()) == 0 || st.exit != "none")
-        fail("eval: soft thoughts decode a written reasoning path at a fixed depth; task '", task.name(),
-             "' answers directly (use a chain-of-thought task such as jumps-cot), or an exit was given");
+      if (task.path_length(difficulties.front()) == 0)
+        fail("eval: soft thoughts decode a written reasoning path; task '", task.name(),
+             "' answers directly (use a chain-of-thought task such as jumps-cot)");
+      if (st.exit != "none") fail("eval: soft thoughts run at a fixed depth; give no --exit with them");
       if (!(st.soft_temperature > 0.f && std::isfinite(st.soft_temperature)))
         fail("eval: the soft thoughts' temperature must be a positive number, got ", st.soft_temperature);
     }
