@@ -109,8 +109,18 @@ bool lands_last(const std::string& prompt, int start) {
   return i == n - 1;
 }
 
+// The frog's path written out by walking it: the row again with the cells it
+// stands on as letters (1 -> a, 2 -> b, 3 -> c), then whether it stood on the last.
+std::string solve_jumps_cot(const std::string& prompt, int n) {
+  std::string path = prompt.substr(0, n);
+  int i = 0;
+  for (; i < n; i += prompt[i] - '0') path[i] = (char)('a' + (prompt[i] - '1'));
+  return path + (path[n - 1] >= 'a' ? "y" : "n");
+}
+
 std::string brute_force(const Instance& in, const std::string& task) {
   if (task == "jumps") return solve_jumps(in.prompt, in.difficulty);
+  if (task == "jumps-cot") return solve_jumps_cot(in.prompt, in.difficulty);
   if (task == "digitsum") return solve_running_sum(in.prompt, 10);
   if (task == "parity") return solve_running_sum(in.prompt, 2);
   if (task == "addition") return solve_addition(in.prompt, in.difficulty);

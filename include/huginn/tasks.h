@@ -34,6 +34,7 @@
 namespace huginn {
 class Model;
 class Tokenizer;
+struct ModelConfig;
 }
 
 namespace huginn::tasks {
@@ -99,22 +100,39 @@ class Task {
   // Prompt and answer lengths (characters) of every instance of a difficulty.
   virtual int prompt_length(int difficulty) const = 0;
   virtual int answer_length(int difficulty) const = 0;
-  // Exact match of the decoded answer text (before EOS).
+  // Exact match of the decoded answer text (before EOS). A chain-of-thought
+  // task scores its final answer only (score_path() checks the reasoning).
   virtual bool score(const Instance& inst, const std::string& output) const { return output == inst.answer; }
+  // Instances (prompts, the train/validation/test split and the sampled
+  // stream) are those of this task family: a chain-of-thought variant names
+  // its base task ("jumps-cot" -> "jumps") and poses the very same problems.
+  virtual std::string family() const { return name(); }
+  // Chain-of-thought tasks: the answer starts with this many written
+  // reasoning characters (the rest is the final answer); 0 for direct tasks.
+  virtual int path_length(int difficulty) const { (void)difficulty; return 0; }
+  // Whether a character can be part of the written reasoning (what soft
+  // thoughts replace); false for direct tasks.
+  virtual bool path_char(char c) const { (void)c; return false; }
+  // Whether the written reasoning (the first path_length characters) is
+  // exactly right; false for tasks without one.
+  virtual bool score_path(const Instance& inst, const std::string& output) const {
+    (void)inst, (void)output;
+    return false;
+  }
   // Tokens of [BOS] prompt answer [EOS].
   int sequence_length(int difficulty) const { return prompt_length(difficulty) + answer_length(difficulty) + 2; }
   void check_difficulty(int difficulty) const;
 };
 
 // The built-in tasks by name ("addition", "digitsum", "parity", "reach", "reach-hard",
-// "jumps");
+// "jumps", "jumps-cot");
 // throws huginn::Error listing the known names for an unknown one.
 const Task& get_task(const std::string& name);
 std::vector<std::string> task_names();
 
 // ---------------------------------------------------------------------------
 // Splits. Every possible instance belongs to exactly one split, decided by a
-// hash of its task name and prompt (1/8 of the instance space is test, 1/16
+// hash of its task family and prompt (1/8 of the instance space is test, 1/16
 // validation, the rest training). sample() draws instance `index` of a split
 // and rejects candidates that belong to another split, so the splits never
 // overlap, whatever the seeds and indices.
@@ -193,13 +211,56 @@ struct DecodeOptions : DecodeSpec {
     max_new_tokens = 8;
     cache = "";
   }
+  // Soft thoughts (the engine's GenerateOptions::soft_thoughts): after the
+  // prompt, this many positions are fed the probability-weighted mixture of
+  // the embeddings of the top soft_top_k tokens (0: all) of the previous
+  // position's next-token distribution at soft_temperature, instead of one
+  // token; then max_new_tokens are decoded greedily. With soft_top_k = 1 the
+  // mixture is the argmax token's embedding: greedy decoding.
+  int soft_thoughts = 0;
+  int soft_top_k = 1;
+  float soft_temperature = 1.f;
 };
 struct DecodeResult {
   std::vector<int> tokens;      // generated ids (including a final EOS)
   std::vector<int> steps_used;  // iterations for each generated token
+  std::vector<int> thought_tokens;  // argmax of each soft thought position's input distribution
+  std::vector<int> thought_steps;   // iterations of the passes that produced them (the first: the prompt pass)
   int prompt_tokens = 0;
+  // Compute actually run: the sum over every input position of the layers
+  // applied to it (prelude + coda + core x iterations: "iterations x layers"),
+  // and an analytic count of floating-point operations (matrix products of
+  // every layer, the recurrence's input adapter, attention over the cached
+  // context, and the head on the one predicting position of each pass).
+  int64_t token_layers = 0;
+  double flops = 0;
 };
 DecodeResult decode_answer(const Model& m, const std::vector<int>& prompt_ids, const DecodeOptions& o);
+
+// FLOPs of one forward pass of T input positions starting at position `pos`
+// (the cache holds pos earlier ones) at `steps` iterations, with logits for
+// its last position only: the count decode_answer() reports.
+double pass_flops(const ModelConfig& c, int T, int pos, int steps);
+
+// Chain-of-thought decoding with soft thoughts at every reasoning position
+// (the engine's GenerateOptions::soft_thoughts feeds a fixed number of them
+// before the answer): after the prompt, while the most likely next token is a
+// reasoning token (is_thought), the next position is fed the
+// probability-weighted mixture of the embeddings of the top soft_top_k tokens
+// (0: all) at soft_temperature, and the argmax is recorded as the written
+// token (thought_tokens); from the first other token on, tokens are decoded
+// greedily until EOS. max_new_tokens counts thoughts and answer tokens
+// together. With soft_top_k = 1 every input is the argmax token's embedding:
+// exactly greedy decoding (decode_answer), token for token. Fixed depth, full
+// KV cache, zero initial state.
+struct SoftChainOptions {
+  int steps = 1;
+  int max_new_tokens = 8;
+  int soft_top_k = 1;
+  float soft_temperature = 1.f;
+  std::function<bool(int)> is_thought;  // token id -> part of the written reasoning
+};
+DecodeResult decode_soft_chain(const Model& m, const std::vector<int>& prompt_ids, const SoftChainOptions& o);
 
 // [BOS] + the prompt's characters.
 std::vector<int> prompt_ids(const Instance& inst);
@@ -212,6 +273,12 @@ std::vector<int> prompt_ids(const Instance& inst);
 struct EvalSetting {
   int steps = 32;      // fixed depth, or the maximum with an exit
   ExitCriterion exit;  // none, or a criterion with its threshold (> 0): DecodeSpec::parse_exit("kl:1e-6")
+  // Chain-of-thought tasks only: soft_k >= 0 decodes the written path as soft
+  // thoughts (decode_soft_chain: top-k mixture, 0 = all tokens, at
+  // soft_temperature, while the argmax is a path character), then the final
+  // answer greedily; -1: plain greedy (decode_answer).
+  int soft_k = -1;
+  float soft_temperature = 1.f;
 };
 struct EvalResult {
   std::string task;
@@ -223,7 +290,15 @@ struct EvalResult {
   double mean_first_steps = 0; // mean iterations of the first answer token (the prompt pass)
   double wall_s = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;
+  // Chain-of-thought tasks: instances whose written path is exactly right.
+  int path_correct = 0;
+  bool has_path = false;
+  // Totals over the n instances: tokens emitted before EOS (written path or
+  // soft thought positions, and the answer), iterations x layers, FLOPs.
+  int64_t emitted_tokens = 0, token_layers = 0;
+  double flops = 0;
   double accuracy() const { return n ? (double)correct / n : 0; }
+  double path_accuracy() const { return n ? (double)path_correct / n : 0; }
 };
 using EvalProgress = std::function<void(int64_t done, int64_t total)>;
 std::vector<EvalResult> evaluate(const Model& m, const Task& task, const std::vector<int>& difficulties,

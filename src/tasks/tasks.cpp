@@ -300,6 +300,64 @@ class Jumps : public Task {
   }
 };
 
+// ---------------------------------------------------------------------------
+// jumps-cot: the same problems as jumps (the same prompts, splits and
+// instance stream: family() is "jumps"), answered by writing the frog's path
+// out first. The answer is the row again, cell by cell, with every cell the
+// frog lands on written as a letter (1 -> 'a', 2 -> 'b', 3 -> 'c') and the
+// others as their digit, then 'y'/'n': "2132122=" -> "b1c21b2n". Each written
+// cell needs only the cell itself (copied from the prompt) and whether one of
+// the three written cells before it is a letter that jumps onto it ('a' one
+// back, 'b' two back, 'c' three back): one local step per token, n steps in
+// all, so the chain of n/2 dependent jumps is carried by the written tokens
+// instead of by depth.
+class JumpsCot : public Task {
+ public:
+  std::string name() const override { return "jumps-cot"; }
+  std::string family() const override { return "jumps"; }
+  std::string description() const override {
+    return "the jumps problems (same prompts, splits and difficulty) answered with the frog's path written "
+           "out first: the row again, each cell the frog lands on as a letter (1->a, 2->b, 3->c), the others as "
+           "their digit, then 'y'/'n' (\"2132122=\" -> \"b1c21b2n\"). Scored on the last character written "
+           "(the final 'y'/'n'); the written path (its first n characters) is scored separately. Difficulty n "
+           "= number of cells; n written steps, each local.";
+  }
+  int min_difficulty() const override { return jumps_.min_difficulty(); }
+  int max_difficulty() const override { return jumps_.max_difficulty(); }
+  int prompt_length(int n) const override { return jumps_.prompt_length(n); }
+  int answer_length(int n) const override { return n + 1; }
+  int path_length(int n) const override { return n; }
+  Instance generate(int n, uint64_t seed) const override {
+    Instance in = jumps_.generate(n, seed);
+    in.answer = written_path(in.prompt) + in.answer;
+    return in;
+  }
+  // The final answer is the last character written (before EOS), whatever
+  // the path before it.
+  bool score(const Instance& inst, const std::string& output) const override {
+    return !output.empty() && output.back() == inst.answer.back();
+  }
+  bool path_char(char c) const override { return (c >= '1' && c <= '3') || (c >= 'a' && c <= 'c'); }
+  bool score_path(const Instance& inst, const std::string& output) const override {
+    const size_t n = inst.answer.size() - 1;
+    return output.size() >= n && output.compare(0, n, inst.answer, 0, n) == 0;
+  }
+
+  // The path of a jumps prompt ("2132122=" -> "b1c21b2").
+  static std::string written_path(const std::string& prompt) {
+    std::vector<int> jump;
+    for (char c : prompt)
+      if (c >= '1' && c <= '3') jump.push_back(c - '0');
+    const std::vector<char> on = Jumps::landed(jump);
+    std::string path;
+    for (size_t i = 0; i < jump.size(); ++i) path += on[i] ? (char)('a' + jump[i] - 1) : (char)('0' + jump[i]);
+    return path;
+  }
+
+ private:
+  Jumps jumps_;
+};
+
 const std::map<std::string, std::unique_ptr<Task>>& registry() {
   static const auto r = [] {
     std::map<std::string, std::unique_ptr<Task>> m;
@@ -309,6 +367,7 @@ const std::map<std::string, std::unique_ptr<Task>>& registry() {
     m["reach"] = std::make_unique<Reach>(false);
     m["reach-hard"] = std::make_unique<Reach>(true);
     m["jumps"] = std::make_unique<Jumps>();
+    m["jumps-cot"] = std::make_unique<JumpsCot>();
     return m;
   }();
   return r;
@@ -348,13 +407,13 @@ const char* split_name(Split s) {
 }
 
 Split split_of(const Task& task, const std::string& prompt) {
-  const uint64_t h = hash64(task.name() + '\x1f' + prompt, 0x5e11) & 15;
+  const uint64_t h = hash64(task.family() + '\x1f' + prompt, 0x5e11) & 15;
   return h < 2 ? Split::Test : h == 2 ? Split::Validation : Split::Train;
 }
 
 Instance sample(const Task& task, Split split, int difficulty, uint64_t index, uint64_t seed) {
   task.check_difficulty(difficulty);
-  const uint64_t base = mix64(hash64(task.name(), seed) ^ mix64(index) ^
+  const uint64_t base = mix64(hash64(task.family(), seed) ^ mix64(index) ^
                               mix64(((uint64_t)difficulty << 2) | (uint64_t)split));
   for (uint64_t attempt = 0; attempt < 100000; ++attempt) {
     Instance in = task.generate(difficulty, mix64(base + attempt * 0x632BE59BD9B4E019ull));

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 using namespace huginn::tasks;
 
 struct Opts {
-  std::string model = "models/huginn-tasks", out = "demo-out";
+  std::string model = "models/huginn-tasks", out = "demo-out", cot_model;  // default: jumps-cot beside the model
   int n = 60, max_steps = 32, beyond = 2;
   double kl = 1e-6, latent = 0.01;
   uint64_t seed = 1;
@@ -41,6 +41,95 @@ std::vector<int> harder_than_training(const Task& task, const TaskRange& tr, con
     if (dv <= task.max_difficulty() && task.sequence_length(dv) <= c.block_size) out.push_back(dv);
   }
   return out;
+}
+
+// The same problems solved three ways (README, "Latent vs token reasoning"):
+// by the recurrent model in latent space (answer at once), by the
+// chain-of-thought transformer writing the frog's path out, and by the same
+// transformer fed soft thoughts (the mixture of its top-k next-token
+// embeddings) along the path. False (with a note) when the chain-of-thought
+// model is not there.
+bool latent_vs_token(const Opts& o, const Model& latent, const TaskMix& mix) {
+  const std::string cot_dir =
+      !o.cot_model.empty() ? o.cot_model : (fs::path(o.model).lexically_normal().parent_path() / "jumps-cot").string();
+  if (!fs::exists(fs::path(cot_dir) / "model.safetensors")) {
+    std::printf("(latent vs token reasoning: no chain-of-thought model at %s; skipped)\n\n", cot_dir.c_str());
+    return false;
+  }
+  auto cot_model = Model::load(cot_dir);
+  check_char_tokenizer(cot_dir);
+  const Task& jumps = get_task("jumps");
+  const Task& cot = get_task("jumps-cot");
+  int trained_max = 24;
+  for (auto& r : mix.tasks)
+    if (r.task == "jumps") trained_max = r.max_difficulty;
+  // The middle and the top of the trained range, and 1.5x beyond it (where it fits both contexts).
+  std::vector<int> diffs = {trained_max * 2 / 3, trained_max};
+  const int beyond = trained_max + trained_max / 2;
+  if (cot.sequence_length(beyond) <= cot_model->config().block_size &&
+      jumps.sequence_length(beyond) <= latent.config().block_size)
+    diffs.push_back(beyond);
+  const int r_latent = std::max(1, latent.config().mean_recurrence);
+  struct Arm {
+    std::string label;
+    const Model* m;
+    const Task* task;
+    EvalSetting st;
+  };
+  auto soft = [](int k) {
+    EvalSetting st{1, ExitCriterion{}};
+    st.soft_k = k;
+    return st;
+  };
+  const std::vector<Arm> arms = {
+      {str("latent, r=", r_latent), &latent, &jumps, {r_latent, ExitCriterion{}}},
+      {"written path (greedy)", cot_model.get(), &cot, {1, ExitCriterion{}}},
+      {"soft thoughts k=2", cot_model.get(), &cot, soft(2)},
+      {"soft thoughts k=all", cot_model.get(), &cot, soft(0)},
+  };
+  std::printf("Latent vs token reasoning: the same fresh jumps problems (%d per row), answered by the recurrent\n"
+              "model in latent space (%d iterations, answer at once), and by a 4-layer transformer of the same 231k\n"
+              "parameters (%s) that writes the frog's path out cell by cell before 'y'/'n', decoded greedily\n"
+              "or with soft thoughts (each path position fed the probability-weighted mixture of the embeddings\n"
+              "of its top-k tokens). Cells: accuracy (written path exactly right) and MFLOPs per answer.\n\n",
+              o.n, r_latent, cot_dir.c_str());
+  std::printf("  %-10s", "cells n");
+  for (auto& a : arms) std::printf(" %24s", a.label.c_str());
+  std::printf("\n");
+  std::vector<std::vector<EvalResult>> res;
+  for (auto& a : arms) res.push_back(evaluate(*a.m, *a.task, diffs, {a.st}, o.n, o.seed, DecodeOptions{}));
+  plot::Chart chart;
+  chart.title = "latent vs token reasoning: accuracy vs compute per answer (points: row length)";
+  chart.xlabel = "FLOPs per answer";
+  chart.ylabel = "accuracy";
+  chart.log_x = true;
+  chart.y_min = 0, chart.y_max = 1;
+  for (size_t di = 0; di < diffs.size(); ++di) {
+    std::printf("  %-10s", str(diffs[di], diffs[di] > trained_max ? "*" : "").c_str());
+    for (auto& rs : res) {
+      const EvalResult& r = rs[di];
+      const std::string cell = r.has_path ? str(pct(r.accuracy()), " (", pct(r.path_accuracy()), ")")
+                                          : pct(r.accuracy());
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%s %6.2f MF", cell.c_str(), r.flops / r.n / 1e6);
+      std::printf(" %24s", buf);
+    }
+    std::printf("\n");
+  }
+  for (size_t ai = 0; ai < arms.size(); ++ai) {
+    plot::Series sr;
+    sr.label = arms[ai].label;
+    for (auto& r : res[ai]) {
+      sr.x.push_back(r.flops / r.n);
+      sr.y.push_back(r.accuracy());
+      sr.point_labels.push_back(std::to_string(r.difficulty));
+    }
+    sr.dashed = arms[ai].st.soft_k >= 0;
+    chart.series.push_back(sr);
+  }
+  plot::write_chart((fs::path(o.out) / "latent_vs_token.svg").string(), chart);
+  std::printf("  (* longer than any row seen in training; the full table: bash models/jumps-cot.eval.sh)\n\n");
+  return true;
 }
 
 int run(const Opts& o) {
@@ -203,9 +292,10 @@ int run(const Opts& o) {
   for (int k = 1; k <= lt.steps; ++k) s.point_labels.push_back((k <= 4 || k == lt.steps) ? std::to_string(k) : "");
   pca.series.push_back(s);
   plot::write_chart((fs::path(o.out) / "latent_trajectory.svg").string(), pca);
+  const bool compared = latent_vs_token(o, *model, mix);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("plots: %s/{accuracy_vs_iterations,iterations_vs_difficulty,latent_trajectory}.svg  (%.1f s)\n",
-              o.out.c_str(), secs);
+  std::printf("plots: %s/{accuracy_vs_iterations,iterations_vs_difficulty,latent_trajectory%s}.svg  (%.1f s)\n",
+              o.out.c_str(), compared ? ",latent_vs_token" : "", secs);
   return 0;
 }
 }  // namespace
@@ -234,6 +324,9 @@ static Register reg("demo", "test-time scaling on the shipped reasoning model: a
                           ->check(CLI::Range(0, 100))
                           ->capture_default_str();
                       app.add_option("--seed", o->seed, "seed of the test problems")->capture_default_str();
+                      app.add_option("--cot-model", o->cot_model,
+                                     "chain-of-thought model for the latent-vs-token comparison (default: "
+                                     "jumps-cot beside the model; skipped when absent)");
                       return [o] { return run(*o); };
                     });
 }  // namespace huginn::cli

@@ -3,8 +3,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -15,12 +20,14 @@
 #include "huginn/model.h"
 #include "huginn/plot.h"
 #include "huginn/tasks.h"
+#include "huginn/threads.h"
 
 namespace huginn::cli {
 namespace {
 
 struct Opts {
   std::string model, task, difficulty, steps = "1,2,4,8,16,32,64", exit = "none", plot, cache;
+  std::string soft, label, compare;
   int n = 100;
   uint64_t seed = 0;
   float init_scale = 0.f;
@@ -73,6 +80,50 @@ std::vector<int> parse_difficulties(const std::string& s) {
   return out;
 }
 
+// "k=K[,temp=T]" (K a whole number >= 1 or "all"): the soft thoughts'
+// top-k and temperature. Returns {k (0 = all), temperature}.
+std::pair<int, float> parse_soft(const std::string& s) {
+  int k = -1;
+  float temp = 1.f;
+  bool have_temp = false;
+  size_t start = 0;
+  for (;;) {
+    const size_t end = s.find(',', start);
+    const std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) fail("--soft-thoughts '", s, "': expected k=K[,temp=T], got '", item, "'");
+    const std::string key = item.substr(0, eq), val = item.substr(eq + 1);
+    if (key == "k" && k < 0) {
+      if (val == "all") {
+        k = 0;
+      } else {
+        long long v = 0;
+        if (!parse_int(val, v) || v < 1 || v > 1 << 20)
+          fail("--soft-thoughts: k must be a whole number >= 1 or 'all', got '", val, "'");
+        k = (int)v;
+      }
+    } else if ((key == "temp" || key == "temperature") && !have_temp) {
+      double t = 0;
+      if (!parse_double(val, t) || !(t > 0) || !std::isfinite(t))
+        fail("--soft-thoughts: the temperature must be a positive number, got '", val, "'");
+      temp = (float)t;
+      have_temp = true;
+    } else {
+      fail("--soft-thoughts '", s, "': unknown or repeated key '", key, "' (expected k=K[,temp=T])");
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  if (k < 0) fail("--soft-thoughts '", s, "': k=K is required (K >= 1 or 'all'; k=1 is greedy)");
+  return {k, temp};
+}
+
+std::string path_cell(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", v);
+  return b;
+}
+
 struct Progress {
   bool enabled;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now(), last{};
@@ -105,6 +156,19 @@ nlohmann::ordered_json results_json(const std::vector<const tasks::EvalResult*>&
     j["correct"] = r->correct;
     j["n"] = r->n;
     if (r->distinct) j["distinct"] = r->distinct;
+    // The same fields for every arm (direct answer, written path, soft thoughts).
+    if (r->setting.soft_k >= 0)
+      j["soft_thoughts"] = {{"k", r->setting.soft_k == 0 ? nlohmann::ordered_json("all")
+                                                         : nlohmann::ordered_json(r->setting.soft_k)},
+                            {"temperature", r->setting.soft_temperature}};
+    else j["soft_thoughts"] = nullptr;
+    if (r->has_path) j["path_accuracy"] = r->path_accuracy();
+    else j["path_accuracy"] = nullptr;
+    const double n = r->n ? (double)r->n : 1.0;
+    j["tokens_per_answer"] = (double)r->emitted_tokens / n;
+    j["token_layers_per_answer"] = (double)r->token_layers / n;
+    j["flops_per_answer"] = r->flops / n;
+    j["wall_ms_per_answer"] = 1000.0 * r->wall_s / n;
     j["tokens_per_s"] = r->wall_s > 0 ? (double)r->generated_tokens / r->wall_s : 0;
     j["wall_s"] = r->wall_s;
     a.push_back(j);
@@ -112,7 +176,142 @@ nlohmann::ordered_json results_json(const std::vector<const tasks::EvalResult*>&
   return a;
 }
 
+std::string arm_label(const std::string& model, int soft_k, float soft_temp) {
+  std::string name = std::filesystem::path(model).filename().string();
+  if (name.empty()) name = std::filesystem::path(model).parent_path().filename().string();
+  if (soft_k < 0) return name;
+  return str(name, " soft k=", soft_k == 0 ? std::string("all") : std::to_string(soft_k),
+             soft_temp != 1.f ? str(",temp=", soft_temp) : std::string());
+}
+
+// One line of the comparison: an arm at one setting, by difficulty.
+struct Line {
+  std::string label;
+  std::map<int, nlohmann::json> by;  // difficulty -> that difficulty's result object
+};
+
+int compare(const Opts& o) {
+  std::vector<std::string> files;
+  for (size_t start = 0;;) {
+    const size_t end = o.compare.find(',', start);
+    const std::string f = o.compare.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (f.empty()) fail("--compare '", o.compare, "': empty file name");
+    files.push_back(f);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  std::vector<Line> lines;
+  std::set<int> diffs;
+  int trained_max = -1;
+  for (auto& f : files) {
+    std::ifstream in(f);
+    if (!in) fail("--compare: cannot read ", f);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      fail("--compare: ", f, ": invalid JSON: ", e.what());
+    }
+    if (!j.is_object() || !j.contains("results") || !j["results"].is_array() || !j.contains("label") ||
+        !j["results"].size() || !j["results"][0].contains("flops_per_answer"))
+      fail("--compare: ", f, ": not the output of `huginn eval --json` (with labels and compute per answer)");
+    if (j.contains("trained_difficulty") && j["trained_difficulty"].is_array())
+      trained_max = std::max(trained_max, j["trained_difficulty"][1].get<int>());
+    std::vector<std::pair<int, nlohmann::json>> per;  // (difficulty, results array)
+    if (j.contains("by_difficulty"))
+      for (auto& b : j["by_difficulty"]) per.push_back({b.at("difficulty").get<int>(), b.at("results")});
+    else per.push_back({j.at("difficulty").get<int>(), j["results"]});
+    const size_t ns = j["results"].size();
+    const bool several = ns > 1 || j["results"][0].at("steps").get<int>() > 1;
+    for (size_t si = 0; si < ns; ++si) {
+      Line l;
+      l.label = j["label"].get<std::string>();
+      if (several) l.label += str(" r=", j["results"][si].at("steps").get<int>());
+      for (auto& [d, rs] : per) {
+        if (si >= rs.size()) fail("--compare: ", f, ": difficulty ", d, " lacks a setting");
+        l.by[d] = rs[si];
+        diffs.insert(d);
+      }
+      lines.push_back(std::move(l));
+    }
+  }
+  auto dlabel = [&](int d) { return str(d, trained_max >= 0 && d > trained_max ? "*" : ""); };
+  auto fmt = [](const char* f, double v) {
+    char b[64];
+    std::snprintf(b, sizeof b, f, v);
+    return std::string(b);
+  };
+  std::printf("accuracy (written path exact, where there is one)\n\n| n |");
+  for (auto& l : lines) std::printf(" %s |", l.label.c_str());
+  std::printf("\n|---|");
+  for (size_t i = 0; i < lines.size(); ++i) std::printf("---|");
+  std::printf("\n");
+  for (int d : diffs) {
+    std::printf("| %s |", dlabel(d).c_str());
+    for (auto& l : lines) {
+      auto it = l.by.find(d);
+      if (it == l.by.end()) {
+        std::printf(" - |");
+        continue;
+      }
+      const auto& r = it->second;
+      std::string cell = fmt("%.2f", r.at("accuracy").get<double>());
+      if (r.contains("path_accuracy") && !r["path_accuracy"].is_null())
+        cell += fmt(" (%.2f)", r["path_accuracy"].get<double>());
+      std::printf(" %s |", cell.c_str());
+    }
+    std::printf("\n");
+  }
+  std::printf("\ncompute per answer: MFLOPs / iterations x layers (token-layers) / tokens emitted / wall ms\n\n| n |");
+  for (auto& l : lines) std::printf(" %s |", l.label.c_str());
+  std::printf("\n|---|");
+  for (size_t i = 0; i < lines.size(); ++i) std::printf("---|");
+  std::printf("\n");
+  for (int d : diffs) {
+    std::printf("| %s |", dlabel(d).c_str());
+    for (auto& l : lines) {
+      auto it = l.by.find(d);
+      if (it == l.by.end()) {
+        std::printf(" - |");
+        continue;
+      }
+      const auto& r = it->second;
+      std::printf(" %s / %s / %s / %s |", fmt("%.2f", r.at("flops_per_answer").get<double>() / 1e6).c_str(),
+                  fmt("%.0f", r.at("token_layers_per_answer").get<double>()).c_str(),
+                  fmt("%.1f", r.at("tokens_per_answer").get<double>()).c_str(),
+                  fmt("%.2f", r.at("wall_ms_per_answer").get<double>()).c_str());
+    }
+    std::printf("\n");
+  }
+  if (trained_max >= 0) std::printf("\n(* longer than any row seen in training)\n");
+  if (!o.plot.empty()) {
+    plot::Chart c;
+    c.title = "accuracy vs compute per answer (points: difficulties)";
+    c.xlabel = "FLOPs per answer";
+    c.ylabel = "accuracy";
+    c.log_x = true;
+    c.y_min = 0;
+    c.y_max = 1;
+    for (auto& l : lines) {
+      plot::Series s;
+      s.label = l.label;
+      for (auto& [d, r] : l.by) {
+        s.x.push_back(r.at("flops_per_answer").get<double>());
+        s.y.push_back(r.at("accuracy").get<double>());
+        s.point_labels.push_back(std::to_string(d));
+      }
+      s.dashed = l.label.find("soft") != std::string::npos;
+      c.series.push_back(s);
+    }
+    plot::write_chart(o.plot, c);
+    std::printf("wrote %s\n", o.plot.c_str());
+  }
+  return 0;
+}
+
 int run(const Opts& o) {
+  if (!o.compare.empty()) return compare(o);
+  if (o.model.empty()) fail("eval: -m/--model is required (unless --compare)");
   if (o.list_tasks) {
     tasks::TaskMix mix = tasks::read_task_manifest(o.model);
     for (auto& r : mix.tasks) std::cout << r.task << " " << r.min_difficulty << " " << r.max_difficulty << "\n";
@@ -160,8 +359,21 @@ int run(const Opts& o) {
   const LoadedModel lm = load_model(o.model);
   const Model* model = &lm.model();
   tasks::check_char_tokenizer(lm.tokenizer(), o.model + "/tokenizer.json");
+  int soft_k = -1;
+  float soft_temp = 1.f;
+  if (!o.soft.empty()) {
+    std::tie(soft_k, soft_temp) = parse_soft(o.soft);
+    if (task.path_length(diffs.front()) == 0)
+      fail("--soft-thoughts: task '", task.name(),
+           "' answers directly; soft thoughts replace a written reasoning path (e.g. --task jumps-cot)");
+  }
   std::vector<tasks::EvalSetting> settings;
-  for (int s : steps) settings.push_back({s, crit});
+  for (int s : steps) {
+    tasks::EvalSetting st{s, crit};
+    st.soft_k = soft_k;
+    st.soft_temperature = soft_temp;
+    settings.push_back(st);
+  }
   tasks::DecodeOptions base;
   base.cache = o.cache;
   base.init_scale = o.init_scale;
@@ -193,6 +405,14 @@ int run(const Opts& o) {
         a.prompt_tokens += r.prompt_tokens;
         steps_tok += r.mean_steps * (double)r.generated_tokens;
       }
+    for (auto& r : results)
+      if (r.setting.steps == settings[si].steps) {
+        a.has_path = r.has_path;
+        a.path_correct += r.path_correct;
+        a.emitted_tokens += r.emitted_tokens;
+        a.token_layers += r.token_layers;
+        a.flops += r.flops;
+      }
     a.mean_steps = a.generated_tokens ? steps_tok / (double)a.generated_tokens : 0;
     a.mean_first_steps = a.n ? first / a.n : 0;
     agg.push_back(a);
@@ -201,6 +421,20 @@ int run(const Opts& o) {
   if (o.json) {
     nlohmann::ordered_json j;
     j["task"] = task.name();
+    j["model"] = o.model;
+    j["label"] = !o.label.empty() ? o.label : arm_label(o.model, soft_k, soft_temp);
+    {
+      // The difficulties the model was trained on, for this task's family.
+      nlohmann::ordered_json tr = nullptr;
+      if (tasks::has_task_manifest(o.model))
+        for (auto& r : tasks::read_task_manifest(o.model).tasks)
+          if (tasks::get_task(r.task).family() == task.family())
+            tr = nlohmann::ordered_json::array({r.min_difficulty, r.max_difficulty});
+      j["trained_difficulty"] = tr;
+    }
+    j["threads"] = huginn::threads();
+    j["flops_model"] = "matrix products of every layer and of the recurrence's adapter, attention over the cached "
+                       "context, the head on one position per pass; summed over every pass the decode ran";
     if (diffs.size() == 1) j["difficulty"] = diffs[0];
     else j["difficulty"] = diff_label;
     j["n"] = o.n * (int)diffs.size();
@@ -236,13 +470,18 @@ int run(const Opts& o) {
   } else {
     std::printf("task %s, difficulty %s, %d test instances per difficulty, exit %s\n", task.name().c_str(),
                 diff_label.c_str(), o.n, exit == "none" ? "none (fixed depth)" : o.exit.c_str());
-    std::printf("%10s %6s %9s %10s %11s %10s %12s %8s\n", "difficulty", "steps", "accuracy", "mean_steps",
-                "first_steps", "gen_tok/s", "all_tok/s", "wall_s");
+    if (soft_k >= 0)
+      std::printf("soft thoughts: the written path's %s positions fed the top-%s mixture at temperature %g\n",
+                  "path_length", soft_k == 0 ? "all" : std::to_string(soft_k).c_str(), soft_temp);
+    std::printf("%10s %6s %9s %9s %10s %11s %10s %10s %12s %10s %8s\n", "difficulty", "steps", "accuracy",
+                "path_acc", "mean_steps", "first_steps", "gen_tok/s", "tok/answer", "MFLOP/answer", "ms/answer",
+                "wall_s");
     auto row = [](const std::string& d, const tasks::EvalResult& r) {
-      const double w = r.wall_s > 0 ? r.wall_s : 1e-9;
-      std::printf("%10s %6d %9.3f %10.2f %11.2f %10.1f %12.1f %8.2f\n", d.c_str(), r.setting.steps, r.accuracy(),
-                  r.mean_steps, r.mean_first_steps, r.generated_tokens / w, (r.generated_tokens + r.prompt_tokens) / w,
-                  r.wall_s);
+      const double n = r.n ? r.n : 1, w = r.wall_s > 0 ? r.wall_s : 1e-9;
+      std::printf("%10s %6d %9.3f %9s %10.2f %11.2f %10.1f %10.1f %12.3f %10.3f %8.2f\n", d.c_str(), r.setting.steps,
+                  r.accuracy(), r.has_path ? path_cell(r.path_accuracy()).c_str() : "-", r.mean_steps,
+                  r.mean_first_steps, r.generated_tokens / w, r.emitted_tokens / n, r.flops / n / 1e6,
+                  1000 * r.wall_s / n, r.wall_s);
     };
     if (diffs.size() > 1)
       for (auto& r : results) row(std::to_string(r.difficulty), r);
@@ -291,7 +530,7 @@ int run(const Opts& o) {
 static Register reg(
     "eval", "accuracy of a task model against iterations on fresh test instances", [](CLI::App& app) {
       auto o = std::make_shared<Opts>();
-      app.add_option("-m,--model", o->model, "model directory")->required();
+      app.add_option("-m,--model", o->model, "model directory (required unless --compare)");
       app.add_option("--task", o->task, "task name (see `huginn tasks`)");
       app.add_option("--difficulty", o->difficulty,
                      "difficulty: K, a range A-B or a list A,B,C (default: the range the model was trained on)");
@@ -315,6 +554,15 @@ static Register reg(
           ->capture_default_str();
       app.add_option("--settle-tol", o->settle_tol, "with --convergence: relative change counted as settled")
           ->capture_default_str();
+      app.add_option("--soft-thoughts", o->soft,
+                     "chain-of-thought tasks: decode the written path as soft thoughts, each position fed the "
+                     "probability-weighted mixture of the embeddings of the top-K tokens (K >= 1 or 'all') at "
+                     "temperature T: k=K[,temp=T]; k=1 is greedy");
+      app.add_option("--label", o->label, "name of this arm in the JSON (default: from the model and settings)");
+      app.add_option("--compare", o->compare,
+                     "no evaluation: read `huginn eval --json` outputs (comma separated files), print accuracy "
+                     "and compute per answer by difficulty as Markdown tables, and with --plot draw accuracy "
+                     "against FLOPs per answer, one line per arm");
       app.add_flag("--json", o->json, "print one JSON object");
       app.add_option("--plot", o->plot, "write accuracy vs iterations, one line per difficulty (.svg or .png)");
       app.add_flag("--list-tasks", o->list_tasks, "print the tasks the model was trained on: NAME MIN MAX");
