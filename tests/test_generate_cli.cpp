@@ -2,6 +2,7 @@
 // line, streaming marks, and clear errors for bad options (never a crash).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 
 #include "test_util.h"
@@ -107,4 +108,40 @@ TEST(ChatCli, RawIdsMultiTurnAndTokenizerError) {
   auto t = run_cli("chat -m " + kModel, "hello\n");
   EXPECT_EQ(t.code, 1);
   EXPECT_NE(t.err.find("tokenizer.json"), std::string::npos);
+}
+
+// A BF16 checkpoint of the standard d=512 config runs with BF16 weights held
+// (no F32 copy): the same tokens as with --convert-f32, and a peak RSS of at
+// most 1.2x the BF16 weight bytes plus the KV cache plus 150 MB (the F32
+// conversion needs twice the weight bytes on top).
+TEST(GenerateCli, Bf16CheckpointRunsFromTheMemoryMap) {
+  const auto dir = huginn::test::temp_dir("stdbf16");
+  const std::string cfg =
+      R"({"n_embd":512,"n_heads":8,"intermediate_size":1536,"vocab_size":8192,"block_size":1024,)"
+      R"("n_layers_in_prelude":2,"n_layers_in_recurrent_block":4,"n_layers_in_coda":2,"mean_recurrence":32})";
+  auto init = run_cli("init --config '" + cfg + "' --dtype BF16 --seed 3 --out " + dir.string());
+  ASSERT_EQ(init.code, 0) << init.err;
+  const double weight_bytes = (double)std::filesystem::file_size(dir / "model.safetensors");
+  auto peak = [](const std::string& err) {
+    const size_t at = err.find("peak RSS ");
+    return at == std::string::npos ? -1.0 : std::stod(err.substr(at + 9));
+  };
+  const std::string args = "generate -m " + dir.string() + " --ids 1,2,3,4,5,6,7,8 --steps 4 -n 8";
+  auto r = huginn::test::run_cli(args);
+  auto conv = huginn::test::run_cli(args + " --convert-f32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(conv.code, 0) << conv.err;
+  EXPECT_EQ(r.out, conv.out);
+  auto stats = [&](const std::string& extra) {
+    const auto d2 = huginn::test::temp_dir("stats");
+    const std::string cmd = "HUGINN_STATS=1 " + std::string(HUGINN_BIN) + " " + args + extra + " >/dev/null 2>" +
+                            (d2 / "err").string();
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+    return peak(huginn::test::slurp(d2 / "err"));
+  };
+  const double kv = 2.0 * 1024 * 1024, bf16_peak = stats(""), f32_peak = stats(" --convert-f32");
+  ASSERT_GT(bf16_peak, 0);
+  EXPECT_LE(bf16_peak, 1.2 * weight_bytes + kv + 150e6) << "weights " << weight_bytes;
+  EXPECT_GT(f32_peak, bf16_peak + weight_bytes) << "the F32 conversion holds twice the bytes";
+  std::filesystem::remove_all(dir);
 }

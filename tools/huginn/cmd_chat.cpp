@@ -26,7 +26,7 @@ struct ChatOpts {
 
 int run(ChatOpts& co) {
   GenCliOptions& o = co.gen;
-  const LoadedModel lm = load_model(o.model);  // weights, tokenizer, stop ids: read once for every turn
+  const LoadedModel lm = load_model(o.model, o.load_options());  // weights, tokenizer, stop ids: read once for every turn
   const Model& m = lm.model();
   if (o.mode() != "sequential") fail("chat decodes sequentially; --speculative and --parallel are for generate");
   if (!co.raw_ids) lm.need_tokenizer("the chat format");  // the clear "needs tokenizer" error

@@ -49,7 +49,7 @@ void print_summary(const Summary& s) {
 }
 
 int run(GenCliOptions& o) {
-  const LoadedModel lm = load_model(o.model);  // weights, tokenizer, stop ids: read once
+  const LoadedModel lm = load_model(o.model, o.load_options());  // weights, tokenizer, stop ids: read once
   const Model& m = lm.model();
   o.model_stops = lm.stop_ids();
   auto prompts = read_prompts(o.prompt, lm);

@@ -47,6 +47,8 @@ DecodeSpec GenCliOptions::cli_defaults() {
 
 void GenCliOptions::add_to(CLI::App& app, bool prompt_options) {
   app.add_option("-m,--model", model, "model directory (config.json, weights)")->required();
+  app.add_flag("--convert-f32", convert_f32,
+               "convert BF16/F16 weights to F32 at load (default: read in their stored type from the memory map)");
   if (prompt_options) {
     app.add_option("--ids", prompt.ids, "prompt token ids, e.g. 1,2,3 (repeat for a batch of prompts)");
     app.add_option("-p,--prompt", prompt.text, "prompt text (needs the model's tokenizer)");

@@ -10,6 +10,7 @@
 #include "huginn/config.h"
 #include "huginn/decode_spec.h"
 #include "huginn/generate.h"
+#include "huginn/model.h"
 #include "prompt.h"
 
 namespace huginn::cli {
@@ -21,6 +22,8 @@ double spec_double(const std::string& v, const std::string& key, const char* wha
 
 struct GenCliOptions {
   std::string model;
+  bool convert_f32 = false;  // --convert-f32: BF16/F16 weights converted to F32 at load
+  LoadOptions load_options() const { return LoadOptions{.convert_to_f32 = convert_f32}; }
   PromptOptions prompt;
   // What the options set directly; the textual ones below go through the
   // spec's parsers in decode_spec().

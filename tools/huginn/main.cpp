@@ -1,4 +1,6 @@
 // huginn: one program, many subcommands (see commands.h).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstdio>
@@ -40,6 +42,15 @@ std::vector<int> parse_ids(const std::string& s) {
 
 }  // namespace huginn::cli
 
+namespace {
+// Peak resident set size of this process (Linux reports KiB).
+long long peak_rss_bytes() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return (long long)u.ru_maxrss * 1024;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace huginn::cli;
   CLI::App app{"huginn: run, study and train recurrent-depth (latent reasoning) language models"};
@@ -67,7 +78,8 @@ int main(int argc, char** argv) {
         const int rc = run();
         // HUGINN_STATS=1: what the command read, for tests (the model's tokenizer is parsed once)
         if (const char* s = std::getenv("HUGINN_STATS"); s && *s && std::string(s) != "0")
-          std::cerr << "stats: tokenizer.json parsed " << huginn::tokenizer_parse_count() << " time(s)\n";
+          std::cerr << "stats: tokenizer.json parsed " << huginn::tokenizer_parse_count() << " time(s), peak RSS "
+                    << peak_rss_bytes() << " bytes\n";
         return rc;
       }
   } catch (const huginn::Error& e) {
