@@ -16,44 +16,18 @@
 
 #ifndef HUGINN_SIMD_SCALAR_ONCE
 #define HUGINN_SIMD_SCALAR_ONCE
+#include "huginn/safetensors.h"  // the scalar conversions
 namespace huginn::simd_scalar {
-// Scalar widening for loop tails (exact; F16 subnormals included).
-inline float widen(float x) { return x; }
+// Weight element types, and their exact scalar widening for loop tails.
 struct BF16 {
   uint16_t bits;
 };
 struct F16 {
   uint16_t bits;
 };
-inline float widen(BF16 x) {
-  uint32_t u = (uint32_t)x.bits << 16;
-  float f;
-  __builtin_memcpy(&f, &u, 4);
-  return f;
-}
-inline float widen(F16 x) {
-  const uint32_t sign = (uint32_t)(x.bits & 0x8000) << 16;
-  uint32_t exp = (x.bits >> 10) & 0x1f, man = x.bits & 0x3ff, u;
-  if (exp == 0) {
-    if (man == 0) {
-      u = sign;
-    } else {
-      int e = -1;
-      do {
-        man <<= 1;
-        ++e;
-      } while (!(man & 0x400));
-      u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-  } else if (exp == 0x1f) {
-    u = sign | 0x7f800000u | (man << 13);
-  } else {
-    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  }
-  float f;
-  __builtin_memcpy(&f, &u, 4);
-  return f;
-}
+inline float widen(float x) { return x; }
+inline float widen(BF16 x) { return bf16_to_f32(x.bits); }
+inline float widen(F16 x) { return f16_to_f32(x.bits); }
 }  // namespace huginn::simd_scalar
 #endif
 
