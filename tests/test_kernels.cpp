@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "huginn/safetensors.h"
 #include "tensor/kernels.h"
 #include "test_util.h"
 
@@ -120,4 +121,41 @@ TEST(Kernels, AttentionMatchesNaiveWithMasks) {
         }
       }
   }
+}
+
+// Typed weights: a BF16/F16 matrix is read in its stored type. GEMV (fewer
+// than 8 rows) equals the F32 product over the widened weights bit for bit;
+// the sgemm path on widened panels agrees to float rounding. Embedding rows
+// and axpy over typed rows widen exactly.
+TEST(Kernels, TypedWeightsEqualTheirF32Widening) {
+  for (DType dt : {DType::BF16, DType::F16})
+    for (auto [N, K] : {std::pair{37, 29}, std::pair{130, 64}, std::pair{9, 515}}) {
+      auto w = randv((size_t)N * K, 3), x = randv((size_t)20 * K, 4);
+      std::vector<uint16_t> stored(w.size());
+      for (size_t i = 0; i < w.size(); ++i) stored[i] = dt == DType::BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
+      const Weight W{dt, stored.data(), N, K};
+      std::vector<float> wide(w.size());
+      kern::to_f32(W, wide.data());
+      for (size_t i = 0; i < w.size(); ++i)
+        ASSERT_EQ(wide[i], dt == DType::BF16 ? bf16_to_f32(stored[i]) : f16_to_f32(stored[i]));
+      const Weight W32 = Weight::f32(wide.data(), N, K);
+      for (int T : {1, 3, 7, 8, 20}) {
+        std::vector<float> a((size_t)T * N), b((size_t)T * N);
+        kern::matmul(x.data(), W, a.data(), T);
+        kern::matmul(x.data(), W32, b.data(), T);
+        if (T < 8) {
+          ASSERT_EQ(a, b) << dtype_name(dt) << " T=" << T << " " << N << "x" << K;
+        } else {
+          for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::fabs(b[i]))) << T;
+        }
+      }
+      const int ids[3] = {N - 1, 0, N / 2};
+      std::vector<float> rows(3 * (size_t)K), acc(K, 0.f), acc32(K, 0.f);
+      kern::gather_rows(W, ids, 3, 2.f, rows.data());
+      for (int t = 0; t < 3; ++t)
+        for (int k = 0; k < K; ++k) ASSERT_EQ(rows[(size_t)t * K + k], wide[(size_t)ids[t] * K + k] * 2.f);
+      kern::axpy_row(0.3f, W, ids[0], acc.data());
+      kern::axpy(0.3f, wide.data() + (size_t)ids[0] * K, acc32.data(), K);
+      ASSERT_EQ(acc, acc32);
+    }
 }

@@ -39,6 +39,8 @@ using simd_scalar::BF16;
 using simd_scalar::F16;
 using simd_scalar::widen;
 using DF = hn::ScalableTag<float>;
+// Room for one vector of floats on any target (AVX-512: 16; SVE up to 2048 bits: 64).
+constexpr size_t kMaxLanes = 64;
 
 HWY_INLINE hn::Vec<DF> LoadW(DF d, const float* HWY_RESTRICT p) { return hn::LoadU(d, p); }
 HWY_INLINE hn::Vec<DF> LoadW(DF d, const BF16* HWY_RESTRICT p) {
@@ -66,10 +68,16 @@ float DotT(const float* HWY_RESTRICT a, const W* HWY_RESTRICT b, size_t n) {
     s3 = hn::MulAdd(hn::LoadU(d, a + i + 3 * N), LoadW(d, b + i + 3 * N), s3);
   }
   for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(d, a + i), LoadW(d, b + i), s0);
+  if (i < n) {  // the tail as one zero-padded vector: the same operations for every weight type
+    alignas(64) float ab[kMaxLanes] = {}, bb[kMaxLanes] = {};
+    for (size_t j = 0; i + j < n; ++j) {
+      ab[j] = a[i + j];
+      bb[j] = widen(b[i + j]);
+    }
+    s0 = hn::MulAdd(hn::Load(d, ab), hn::Load(d, bb), s0);
+  }
   s0 = hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
-  float r = hn::GetLane(hn::SumOfLanes(d, s0));
-  for (; i < n; ++i) r += a[i] * widen(b[i]);
-  return r;
+  return hn::GetLane(hn::SumOfLanes(d, s0));
 }
 
 // y[0..3] = rows w0..w3 · x: reads x once for four rows (the GEMV inner loop).
@@ -87,18 +95,26 @@ void Dot4T(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w0, const W* HWY_R
     s2 = hn::MulAdd(LoadW(d, w2 + i), xv, s2);
     s3 = hn::MulAdd(LoadW(d, w3 + i), xv, s3);
   }
-  float r0 = hn::GetLane(hn::SumOfLanes(d, s0)), r1 = hn::GetLane(hn::SumOfLanes(d, s1));
-  float r2 = hn::GetLane(hn::SumOfLanes(d, s2)), r3 = hn::GetLane(hn::SumOfLanes(d, s3));
-  for (; i < n; ++i) {
-    r0 += widen(w0[i]) * x[i];
-    r1 += widen(w1[i]) * x[i];
-    r2 += widen(w2[i]) * x[i];
-    r3 += widen(w3[i]) * x[i];
+  if (i < n) {  // the tail as one zero-padded vector (see DotT)
+    alignas(64) float xb[kMaxLanes] = {}, b0[kMaxLanes] = {}, b1[kMaxLanes] = {}, b2[kMaxLanes] = {},
+                      b3[kMaxLanes] = {};
+    for (size_t j = 0; i + j < n; ++j) {
+      xb[j] = x[i + j];
+      b0[j] = widen(w0[i + j]);
+      b1[j] = widen(w1[i + j]);
+      b2[j] = widen(w2[i + j]);
+      b3[j] = widen(w3[i + j]);
+    }
+    const auto xv = hn::Load(d, xb);
+    s0 = hn::MulAdd(hn::Load(d, b0), xv, s0);
+    s1 = hn::MulAdd(hn::Load(d, b1), xv, s1);
+    s2 = hn::MulAdd(hn::Load(d, b2), xv, s2);
+    s3 = hn::MulAdd(hn::Load(d, b3), xv, s3);
   }
-  y[0] = r0;
-  y[1] = r1;
-  y[2] = r2;
-  y[3] = r3;
+  y[0] = hn::GetLane(hn::SumOfLanes(d, s0));
+  y[1] = hn::GetLane(hn::SumOfLanes(d, s1));
+  y[2] = hn::GetLane(hn::SumOfLanes(d, s2));
+  y[3] = hn::GetLane(hn::SumOfLanes(d, s3));
 }
 
 // y[i] += a * w[i] (w in weight type W).
@@ -109,7 +125,16 @@ void AxpyT(float a, const W* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n) {
   const auto av = hn::Set(d, a);
   size_t i = 0;
   for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(av, LoadW(d, x + i), hn::LoadU(d, y + i)), d, y + i);
-  for (; i < n; ++i) y[i] += a * widen(x[i]);
+  if (i < n) {  // the tail as one zero-padded vector (see DotT)
+    alignas(64) float xb[kMaxLanes] = {}, yb[kMaxLanes] = {};
+    const size_t m = n - i;
+    for (size_t j = 0; j < m; ++j) {
+      xb[j] = widen(x[i + j]);
+      yb[j] = y[i + j];
+    }
+    hn::Store(hn::MulAdd(av, hn::Load(d, xb), hn::Load(d, yb)), d, yb);
+    for (size_t j = 0; j < m; ++j) y[i + j] = yb[j];
+  }
 }
 
 // out[i] = w[i] * scale (widening copy, e.g. an embedding row).
