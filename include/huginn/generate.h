@@ -21,6 +21,8 @@ namespace huginn {
 
 // Huginn-0125's stop tokens: <|begin_text|>, <|end_text|>, <|end_turn|>.
 std::vector<int> default_stop_tokens();
+// The stop tokens of a model's family when its directory names none (Ouro: the config's eos_token_id).
+std::vector<int> default_stop_tokens(const ModelConfig& c);
 
 // Where a continuous (warm-started) token takes its start state from.
 enum class ContinuousFrom {

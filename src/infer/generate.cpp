@@ -17,6 +17,7 @@
 namespace huginn {
 
 std::vector<int> default_stop_tokens() { return huginn_architecture().default_stop_tokens({}); }
+std::vector<int> default_stop_tokens(const ModelConfig& c) { return architecture_named(c.arch).default_stop_tokens(c); }
 
 void GenerateOptions::validate(const ModelConfig& c) const {
   if (max_new_tokens < 0) fail("max tokens must be >= 0, got ", max_new_tokens);
@@ -32,7 +33,8 @@ void GenerateOptions::validate(const ModelConfig& c) const {
     if (s.empty()) fail("empty stop string");
   sampling.validate();
   CacheStrategy::parse(cache);
-  (void)c;
+  if (soft_thoughts > 0 && c.arch != "huginn_raven")
+    fail("soft thoughts build Huginn's scaled embedding; they are not implemented for the ", c.arch, " architecture");
 }
 
 namespace {

@@ -31,6 +31,7 @@ int run(ChatOpts& co) {
   if (!co.raw_ids && !have_tokenizer(o.model))
     render_chat({{"user", "hi"}}, true, o.model);  // throws the clear "needs tokenizer" error
   o.model_stops = model_stop_ids(o.model);
+  if (o.model_stops.empty()) o.model_stops = default_stop_tokens(m.config());  // the family's (Ouro: eos)
   TokenPrinter printer(o.model);
   GenerateOptions g = o.generate_options(m.config(), printer.token_text());
   const bool tty = isatty(0);

@@ -51,6 +51,7 @@ int run(GenCliOptions& o) {
   auto model = Model::load(o.model);
   const Model& m = *model;
   o.model_stops = model_stop_ids(o.model);
+  if (o.model_stops.empty()) o.model_stops = default_stop_tokens(m.config());  // the family's (Ouro: eos)
   auto prompts = read_prompts(o.prompt, o.model);
   const std::string mode = o.mode();
   if (mode != "sequential" && prompts.size() > 1)
