@@ -33,6 +33,10 @@ void GenerateOptions::validate(const ModelConfig& c) const {
     if (s.empty()) fail("empty stop string");
   sampling.validate();
   CacheStrategy::parse(cache);
+  if (continuous && architecture_named(c.arch).state_from_embedding())
+    fail("--continuous warm-starts each token from the last state; the ", c.arch,
+         " architecture has no input injection (its loop starts from the token's embedding), so the token would be "
+         "lost");
   if (soft_thoughts > 0 && c.arch != "huginn_raven")
     fail("soft thoughts build Huginn's scaled embedding; they are not implemented for the ", c.arch, " architecture");
 }
