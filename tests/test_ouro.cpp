@@ -15,11 +15,14 @@
 #include "huginn/generate.h"
 #include "huginn/model.h"
 #include "huginn/safetensors.h"
+#include "huginn/server_api.h"
 #include "infer/decoder.h"
 #include "test_util.h"
 
 using namespace huginn;
 using huginn::test::run_cli;
+using huginn::serve::Api;
+using huginn::serve::ApiRequest;
 
 namespace {
 const std::string kFix = std::string(HUGINN_TEST_DATA) + "/golden/ouro";
@@ -327,4 +330,23 @@ TEST(OuroCli, ChatAndUnsupportedModes) {
   EXPECT_NE(s.code, 0);
   EXPECT_NE(s.err.find("soft thoughts"), std::string::npos) << s.err;
   std::filesystem::remove_all(dir);
+}
+
+// The server's API on an Ouro model: per-request loops and the gate exit;
+// without a tokenizer it stops on the config's eos.
+TEST(Ouro, ServeApiPerRequestLoopsAndExit) {
+  auto m = Model::load(kModel);
+  const Api api(*m, std::nullopt, {}, "ouro", {});
+  const std::string p7 = join(ids("prompt/p7"));
+  const ApiRequest d = api.parse("{\"prompt\": [" + p7 + "], \"max_tokens\": 8}", false);
+  EXPECT_EQ(d.options.steps, 4);
+  EXPECT_EQ(d.options.stop_tokens, std::vector<int>{0});
+  const nlohmann::json full = api.complete(d);
+  std::vector<int> toks = full["huginn"]["tokens"].get<std::vector<int>>();
+  EXPECT_EQ(toks, ids("gen/p7/tokens"));
+  const ApiRequest g = api.parse("{\"prompt\": [" + p7 + "], \"max_tokens\": 1, \"exit\": \"gate:0.5\"}", false);
+  const nlohmann::json r = api.complete(g);
+  EXPECT_EQ(r["huginn"]["steps"][0].get<int>(), ids("exit/p7/thr0.5/exit_step").back() + 1) << r.dump();
+  const ApiRequest s = api.parse("{\"prompt\": [" + p7 + "], \"max_tokens\": 2, \"steps\": 2}", false);
+  EXPECT_EQ(api.complete(s)["huginn"]["mean_steps"].get<double>(), 2.0);
 }
