@@ -329,6 +329,10 @@ TEST(OuroCli, ChatAndUnsupportedModes) {
   auto s = run_cli("generate -m " + kModel + " --ids 1,2,3 --soft-thoughts 2");
   EXPECT_NE(s.code, 0);
   EXPECT_NE(s.err.find("soft thoughts"), std::string::npos) << s.err;
+  auto t = run_cli("train --model-config " + kModel + "/config.json --data synthetic:copy --out " +
+                   (dir / "run").string() + " --steps 1 --batch 2 --seq-len 8");
+  EXPECT_NE(t.code, 0);
+  EXPECT_NE(t.err.find("training is implemented for the huginn_raven architecture only"), std::string::npos) << t.err;
   std::filesystem::remove_all(dir);
 }
 
@@ -349,4 +353,22 @@ TEST(Ouro, ServeApiPerRequestLoopsAndExit) {
   EXPECT_EQ(r["huginn"]["steps"][0].get<int>(), ids("exit/p7/thr0.5/exit_step").back() + 1) << r.dump();
   const ApiRequest s = api.parse("{\"prompt\": [" + p7 + "], \"max_tokens\": 2, \"steps\": 2}", false);
   EXPECT_EQ(api.complete(s)["huginn"]["mean_steps"].get<double>(), 2.0);
+}
+
+// A batch: each sequence exits on its own and gets the tokens it gets alone.
+TEST(Ouro, BatchEqualsAlone) {
+  auto m = Model::load(kModel);
+  const auto a = ids("prompt/p7"), b = ids("prompt/p23");
+  GenerateOptions o;
+  o.steps = 4;
+  o.max_new_tokens = 6;
+  o.stop_tokens.clear();
+  o.exit = ExitCriterion::parse("gate:0.8");
+  o.cache = "latest-m4";
+  auto both = generate(*m, std::vector<std::vector<int>>{a, b}, o);
+  auto ra = generate(*m, a, o), rb = generate(*m, b, o);
+  EXPECT_EQ(both[0].tokens, ra.tokens);
+  EXPECT_EQ(both[1].tokens, rb.tokens);
+  EXPECT_EQ(both[0].steps, ra.steps);
+  EXPECT_EQ(both[1].steps, rb.steps);
 }
