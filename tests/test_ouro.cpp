@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "huginn/chat.h"
+#include "huginn/checkpoint.h"
 #include "huginn/common.h"
 #include "huginn/generate.h"
 #include "huginn/model.h"
@@ -371,4 +372,52 @@ TEST(Ouro, BatchEqualsAlone) {
   EXPECT_EQ(both[1].tokens, rb.tokens);
   EXPECT_EQ(both[0].steps, ra.steps);
   EXPECT_EQ(both[1].steps, rb.steps);
+}
+
+// Grouped-query attention (K/V narrower than Q): equal to the same model with
+// each K/V head repeated for its query group (MHA). Cached generation too.
+TEST(Ouro, GroupedQueryAttentionEqualsRepeatedHeads) {
+  auto cfg = [](int kv) {
+    nlohmann::json j = {{"model_type", "ouro"}, {"hidden_size", 32}, {"num_hidden_layers", 2},
+                        {"num_attention_heads", 4}, {"num_key_value_heads", kv}, {"head_dim", 8},
+                        {"intermediate_size", 48}, {"vocab_size", 50}, {"max_position_embeddings", 64},
+                        {"total_ut_steps", 3}, {"rope_theta", 10000.0}};
+    return parse_config(j, "test");
+  };
+  const ModelConfig g = cfg(2), h = cfg(4);
+  const std::vector<float> fg = init_params(g, 5);
+  auto lg = param_layout(g), lh = param_layout(h);
+  ASSERT_EQ(lg.size(), lh.size());
+  std::vector<float> fh(param_count(lh));
+  const int hd = 8, group = 2;
+  for (size_t i = 0; i < lg.size(); ++i) {
+    const ParamSpec &a = lg[i], &b = lh[i];
+    ASSERT_EQ(a.name, b.name);
+    if (a.numel == b.numel) {
+      std::copy(fg.begin() + a.offset, fg.begin() + a.offset + a.numel, fh.begin() + b.offset);
+      continue;
+    }
+    // k_proj / v_proj: [kv*hd, H] -> [nh*hd, H], query head j reads kv head j / group
+    const size_t H = a.shape[1];
+    for (int j = 0; j < 4; ++j)
+      std::copy(fg.begin() + a.offset + (size_t)(j / group) * hd * H, fg.begin() + a.offset + (size_t)(j / group + 1) * hd * H,
+                fh.begin() + b.offset + (size_t)j * hd * H);
+  }
+  auto mg = Model::from_flat(g, fg.data()), mh = Model::from_flat(h, fh.data());
+  const std::vector<int> p = {3, 14, 15, 9, 26, 5};
+  Workspace w1, w2;
+  Model::ForwardResult r1, r2;
+  mg->forward(p.data(), (int)p.size(), 3, r1, w1);
+  mh->forward(p.data(), (int)p.size(), 3, r2, w2);
+  ASSERT_EQ(r1.logits.size(), r2.logits.size());
+  double worst = 0;
+  for (size_t i = 0; i < r1.logits.size(); ++i) worst = std::max(worst, (double)std::fabs(r1.logits[i] - r2.logits[i]));
+  EXPECT_LT(worst, 1e-5);
+  GenerateOptions o;
+  o.steps = 3;
+  o.max_new_tokens = 6;
+  o.stop_tokens.clear();
+  auto a = generate(*mg, p, o), b = generate(*mh, p, o);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.kv_bytes * 2, b.kv_bytes);  // half the K/V width
 }
