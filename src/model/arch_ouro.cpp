@@ -333,7 +333,9 @@ class Ouro final : public Architecture {
     ws.ensure(c, T, 0);
     float* x = ws.x.data();
     int n = 0, r0 = 0;
-    std::vector<Segment> lr(nseg);
+    Segment small[64];  // no allocation per decoded token (as Huginn's head)
+    std::vector<Segment> more;
+    Segment* lr = nseg <= 64 ? small : (more.resize(nseg), more.data());
     for (int i = 0; i < nseg; ++i) {
       const int k = std::clamp(seg[i].logit_rows, 0, seg[i].rows);
       std::memcpy(x + (size_t)n * d, s + (size_t)(r0 + seg[i].rows - k) * d, sizeof(float) * (size_t)k * d);
@@ -342,7 +344,7 @@ class Ouro final : public Architecture {
       r0 += seg[i].rows;
     }
     if (n == 0) return;
-    m.matmul_segments(x, m.weights().lm_head, logits, lr.data(), nseg, false);
+    m.matmul_segments(x, m.weights().lm_head, logits, lr, nseg, false);
     if (trace) (*trace)("logits", logits, n, c.vocab_size);
   }
 
