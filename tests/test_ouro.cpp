@@ -243,6 +243,13 @@ TEST(OuroCli, GenerateInfoForwardTrace) {
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("learned exit gate"), std::string::npos) << bad.err;
 
+  // self-speculative decoding: a 1-loop draft verified at 4 loops gives plain greedy's tokens
+  auto sp = run_cli("generate -m " + kModel + " --ids " + p7 + " -n 8 --no-default-stops --speculative "
+                    "draft=1,lookahead=3 --compare");
+  ASSERT_EQ(sp.code, 0) << sp.err;
+  EXPECT_EQ(sp.out.substr(0, join(want, " ").size()), join(want, " ")) << sp.out;
+  EXPECT_NE(sp.err.find("agreement 8/8"), std::string::npos) << sp.err;
+
   auto info = run_cli("info " + kModel);
   ASSERT_EQ(info.code, 0) << info.err;
   EXPECT_NE(info.out.find("ouro (LoopLM)"), std::string::npos) << info.out;
@@ -253,6 +260,20 @@ TEST(OuroCli, GenerateInfoForwardTrace) {
   auto fwd = run_cli("forward -m " + kModel + " --ids " + p7);
   ASSERT_EQ(fwd.code, 0) << fwd.err;
   EXPECT_NE(fwd.out.find(std::to_string(want[0])), std::string::npos) << fwd.out;
+
+  // huginn init writes an Ouro checkpoint (GQA, BF16) that loads and generates
+  auto idir = test::temp_dir("ouro-init");
+  auto in = run_cli("init --dtype BF16 --out " + idir.string() +
+                    " --config '{\"model_type\":\"ouro\",\"hidden_size\":64,\"num_hidden_layers\":2,"
+                    "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"intermediate_size\":96,"
+                    "\"vocab_size\":100,\"max_position_embeddings\":128}'");
+  ASSERT_EQ(in.code, 0) << in.err;
+  auto ig = run_cli("generate -m " + idir.string() + " --ids 1,2,3 -n 4 --exit gate:0.6 --cache last-loop");
+  EXPECT_EQ(ig.code, 0) << ig.err;
+  auto ii = run_cli("info " + idir.string());
+  EXPECT_NE(ii.out.find("2 KV heads"), std::string::npos) << ii.out;
+  EXPECT_NE(ii.out.find("BF16 x"), std::string::npos) << ii.out;
+  std::filesystem::remove_all(idir);
 
   auto dir = test::temp_dir("ouro-trace");
   auto tr = run_cli("trace -m " + kModel + " --ids " + p7 + " --steps 4 --out " + dir.string());
