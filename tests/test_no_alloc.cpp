@@ -7,6 +7,8 @@
 #include "huginn/checkpoint.h"
 #include "huginn/generate.h"
 #include "huginn/model.h"
+#include "infer/decoder.h"
+#include "huginn/sampling.h"
 #include "test_util.h"
 
 using namespace huginn;
@@ -30,5 +32,35 @@ TEST(NoAlloc, DecodeStepsDoNotAllocate) {
       }
     });
     EXPECT_EQ(allocs, 0) << strategy;
+  }
+}
+
+// The same for an Ouro model through the decode loop, with the gate exit.
+TEST(NoAlloc, OuroDecodeWithTheGateDoesNotAllocate) {
+  auto m = Model::load(std::string(HUGINN_TEST_DATA) + "/golden/ouro/model");
+  const std::vector<int> prompt = {160, 175, 229, 148, 198, 213, 58};
+  for (const char* strategy : {"full", "last-loop", "latest-m4"}) {
+    const ExitCriterion ex = ExitCriterion::parse("gate:0.6");
+    infer::Decoder dec(*m, 40, CacheStrategy::parse(strategy), (int)prompt.size(), ex);
+    infer::DepthPolicy p;
+    p.max_steps = 4;
+    p.exit = ex;
+    infer::PassInput in;
+    in.ids = prompt.data();
+    in.T = (int)prompt.size();
+    dec.run(in, p);
+    int tok = argmax(dec.logits(), m->config().vocab_size);
+    in.ids = &tok;
+    in.T = 1;
+    dec.run(in, p);  // warm-up
+    int loops = 0;
+    const long allocs = test::count_allocs([&] {
+      for (int i = 0; i < 10; ++i) {
+        tok = argmax(dec.logits(), m->config().vocab_size);
+        loops += dec.run(in, p).steps;
+      }
+    });
+    EXPECT_EQ(allocs, 0) << strategy;
+    EXPECT_LE(loops, 40);
   }
 }

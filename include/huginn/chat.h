@@ -30,12 +30,19 @@ struct ChatMessage {
 // add_special = false (the BOS is already in the text).
 std::string format_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true);
 
-// format_chat, encoded.
+// ChatML, the format of Ouro's (and Qwen's) chat template:
+// <|im_start|>ROLE\nCONTENT<|im_end|>\n per message, and with
+// add_generation_prompt <|im_start|>assistant\n.
+std::string format_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true);
+// A tokenizer with <|im_start|>/<|im_end|> and without Huginn's chat tokens.
+bool is_chatml_tokenizer(const Tokenizer& tok);
+
+// format_chat (format_chatml for a ChatML tokenizer), encoded.
 std::vector<int> encode_chat(const Tokenizer& tok, const std::vector<ChatMessage>& messages,
                              bool add_generation_prompt = true);
 
 // Generation stops on any of these ids: <|begin_text|>, <|end_text|>, <|end_turn|>
-// (those the tokenizer has). Throws if it has none of them.
+// (those the tokenizer has; ChatML: <|im_end|>, <|endoftext|>). Throws if it has none of them.
 std::vector<int> chat_stop_ids(const Tokenizer& tok);
 
 // generation_config.json; absent fields keep Hugging Face's defaults.

@@ -2,6 +2,7 @@
 #pragma once
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <vector>
 
 namespace huginn {
 
@@ -9,8 +10,9 @@ struct ModelConfig {
   std::string arch = "huginn_raven";  // the family (config.json's model_type), see src/model/arch.h
   std::string name = "huginn";
   int n_embd = 0;             // d
-  int n_heads = 0;            // attention heads (kv heads are equal)
-  int head_dim = 0;           // n_embd / n_heads, always derived
+  int n_heads = 0;            // attention heads
+  int n_kv_heads = 0;         // key/value heads (grouped-query attention when < n_heads); 0: n_heads
+  int head_dim = 0;           // Huginn: n_embd / n_heads, always derived; Ouro: config head_dim
   int intermediate_size = 0;  // MLP hidden I (fc is [2I, d])
   int vocab_size = 0;         // padded vocabulary
   int block_size = 0;         // maximum context
@@ -21,6 +23,18 @@ struct ModelConfig {
   float rope_base = 50000.0f;
   bool tie_embeddings = true;
   bool qk_bias = true;
+  // Half-split (Llama/NeoX: x[i] with x[i + hd/2]) instead of interleaved-pair RoPE.
+  bool rope_half_split = false;
+  // Families with a learned exit gate (Ouro): the default exit threshold
+  // (early_exit_threshold; negative: none) and a fixed exit step (-1: none).
+  double exit_threshold = -1;
+  int exit_step = -1;
+  // Stop tokens the config names (eos_token_id); empty: the family's default.
+  std::vector<int> eos_token_ids;
+
+  int kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
+  // Floats per position of K (and of V).
+  int kv_width() const { return kv_heads() * head_dim; }
 
   // Effective depth used by the init's output-projection scaling.
   int effective_layers() const { return n_prelude + n_coda + n_core * mean_recurrence; }

@@ -7,7 +7,7 @@
 
 namespace huginn {
 
-enum class ExitKind { None, KL, MinpKL, EntropyDiff, LatentDiff, Cosine, ArgmaxStability };
+enum class ExitKind { None, KL, MinpKL, EntropyDiff, LatentDiff, Cosine, ArgmaxStability, Gate };
 
 struct ExitCriterion {
   ExitKind kind = ExitKind::None;
@@ -21,8 +21,19 @@ struct ExitCriterion {
   // Whether a check needs the next-token logits (runs the coda).
   bool needs_logits() const;
   bool needs_states() const { return kind == ExitKind::LatentDiff || kind == ExitKind::Cosine; }
+  // Whether a check needs the model's learned exit gate (gate:THRESHOLD, Ouro).
+  bool needs_gate() const { return kind == ExitKind::Gate; }
   std::string str() const;
 };
+
+// The learned exit gate's distribution over T loops (Ouro, as its
+// OuroForCausalLM.forward): lambda = sigmoid(gate[t]) and p[t] = lambda * rem,
+// rem *= 1 - lambda for t < T-1, p[T-1] = rem (float32, in this order); cdf is
+// the cumulative sum accumulated in float64 and rounded to float32 per step
+// (torch's CPU cumsum, which decides the threshold-1.0 edge cases).
+void gate_exit_distribution(const float* gate_logits, int T, float* pdf, float* cdf);
+// The exit step: the first t with cdf[t] >= float32(threshold), else T-1.
+int gate_exit_step(const float* cdf, int T, double threshold);
 
 // ||cur - prev|| / ||cur|| of one d-vector (the latent-diff measure; NaN for a zero cur).
 double relative_change(const float* cur, const float* prev, int d);
@@ -45,6 +56,10 @@ class ExitTracker {
   // A check. Logit criteria read `logits` (the last position's row); latent
   // criteria compare `s` with the state before the iteration. Returns the value.
   double value(const float* logits, const float* s, int T);
+  // The gate criterion: the gate logit of the last row after each iteration
+  // (every iteration, checked or not); value() is then the cumulative exit
+  // probability so far.
+  void observe_gate(float gate_logit);
   bool exits(double v) const;
 
  private:
@@ -53,6 +68,8 @@ class ExitTracker {
   std::vector<float> prev_logp_, logp_, prev_state_;
   double prev_entropy_ = 100.0;
   int prev_argmax_ = -1, stable_ = 0;
+  float gate_rem_ = 1.f, gate_cdf_ = 0.f;
+  double gate_acc_ = 0;
 };
 
 }  // namespace huginn

@@ -22,7 +22,10 @@ struct CacheStrategy {
   std::string name = "full";
 
   // Parses "full", "skip", "latest-m4", "available-m4", "always-last-m4",
-  // "compress-sN", "compress-rN" and combinations such as "latest-m4-compress-s4".
+  // "compress-sN", "compress-rN", "last-loop" (compress-s by the number of
+  // core layers: every iteration overwrites one slot per layer, so only the
+  // last loop's K/V are kept; Ouro's paper's setting) and combinations such
+  // as "latest-m4-compress-s4".
   static CacheStrategy parse(const std::string& s);
   // Number of core slots a run of `iterations` iterations holds per position.
   int core_slots(int n_core, int iterations) const;

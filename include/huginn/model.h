@@ -32,14 +32,22 @@ size_t param_count(const std::vector<ParamSpec>& layout);
 
 // Typed views of the parameters (matrices in their stored type, vectors F32).
 // Fields an architecture does not use stay empty.
+// Huginn: norm_1 -> wqkv (+qk_bias) -> attn_proj, norm_2 on the residual sum;
+// norm_3 -> fc ([gate; up]) -> mlp_proj, norm_4 on the residual sum.
+// Ouro: separate wq/wk/wv and w_gate/w_up; norm_1 = input_layernorm,
+// norm_2 = input_layernorm_2 (on the attention output, before the residual
+// add), norm_3 = post_attention_layernorm, norm_4 = post_attention_layernorm_2
+// (on the MLP output); attn_proj = o_proj, mlp_proj = down_proj.
 struct BlockWeights {
   Weight norm_1, qk_bias, wqkv, attn_proj, norm_2, fc, mlp_proj, norm_3, norm_4;
+  Weight wq, wk, wv, w_gate, w_up;
 };
 struct ModelWeights {
   Weight wte;
   Weight lm_head;  // == wte when tied
   Weight adapter;  // [d, 2d]: state columns first
   Weight ln_f;
+  Weight exit_gate, exit_gate_bias;  // learned exit gate (Ouro): [1, d] and [1]
   std::vector<BlockWeights> prelude, core, coda;
 };
 // Points a ModelWeights at the parameters of a flat F32 buffer laid out by param_layout.
@@ -136,9 +144,17 @@ class Model {
 
   // e[T, d]: the input embedding of each token (Huginn: wte[ids] * sqrt(d)).
   void embed(const int* ids, int T, float* e) const;
-  // The initial state: zeros for init_scale = 0, else the reference's truncated
-  // normal (std sqrt(2/(5d)) * init_scale, cut at 3 std, times sqrt(d)).
-  void init_state(float* s, int T, float init_scale, uint64_t seed) const;
+  // The initial state. Huginn: zeros for init_scale = 0, else the reference's
+  // truncated normal (std sqrt(2/(5d)) * init_scale, cut at 3 std, times
+  // sqrt(d)). Families whose loop starts from the embedding (Ouro) copy e, the
+  // prelude output (required for them).
+  void init_state(float* s, int T, float init_scale, uint64_t seed, const float* e = nullptr) const;
+  // Whether the state starts from the embedding (init_state needs e).
+  bool state_from_embedding() const;
+  // The learned exit gate's logits for T rows of state (after an iteration);
+  // false when the family has none.
+  bool has_exit_gate() const;
+  void exit_gate(const float* s, int T, float* out) const;
   // The prelude on e (in place) for several sequences.
   void prelude_segments(float* e, const Segment* seg, int nseg, Workspace& ws, const BlockActs* acts = nullptr,
                         const TraceFn* trace = nullptr) const;
@@ -181,6 +197,10 @@ class Model {
   // `step`; `joint`: equal cacheless segments, batched sgemm (training).
   void attention_segments(const float* q, float* k, float* v, int ld, const Segment* seg, int nseg, int step,
                           Workspace& ws, float* out, bool joint) const;
+  // The same with q rows `ldq` and k/v rows `ldkv` apart (separate projections,
+  // grouped-query K/V of config().kv_width() floats).
+  void attention_segments(const float* q, int ldq, float* k, float* v, int ldkv, const Segment* seg, int nseg,
+                          int step, Workspace& ws, float* out, bool joint) const;
   const float* rope_cos() const { return rope_cos_.data(); }
   const float* rope_sin() const { return rope_sin_.data(); }
 

@@ -19,6 +19,9 @@ Decoder::Decoder(const Model& m, int capacity, const CacheStrategy& cs, int max_
       init_scale_(init_scale),
       seed_(seed) {
   if (max_rows <= 0) fail("decoder: at least one row per pass is needed");
+  if (exit.needs_gate() && !m.has_exit_gate())
+    fail("exit criterion 'gate' needs a model with a learned exit gate (Ouro); the ", m.config().arch,
+         " architecture has none");
   s_.resize((size_t)max_rows * d_);
   logits_.resize((size_t)logit_rows_ * V_);
 }
@@ -116,10 +119,6 @@ void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
     }
     if (pos0 + T > dc.cache_.capacity())
       fail("KV cache full: ", pos0 + T, " positions exceed its capacity of ", dc.cache_.capacity());
-    float* s = s_.data() + (size_t)rows * d_;
-    if (l.in.start) std::memcpy(s, l.in.start, sizeof(float) * (size_t)T * d_);
-    else m_.init_state(s, T, dc.init_scale_, dc.seed_ + dc.passes_);
-    ++dc.passes_;
     seg_[i] = Segment{T, pos0, &dc.cache_, 1};
     row0_[i] = rows;
     have_logits_[i] = 0;
@@ -130,10 +129,23 @@ void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
   }
   if (logit_rows > max_logit_rows_) fail("batch of ", logit_rows, " logit rows exceeds ", max_logit_rows_);
   m_.prelude_segments(e_.data(), seg_.data(), n, ws_);
+  // The start states (after the prelude: a family may start from its output).
+  for (int i = 0; i < n; ++i) {
+    Lane& l = lanes[i];
+    Decoder& dc = *l.dec;
+    const size_t off = (size_t)row0_[i] * d_;
+    if (l.in.start) std::memcpy(s_.data() + off, l.in.start, sizeof(float) * (size_t)l.in.T * d_);
+    else m_.init_state(s_.data() + off, l.in.T, dc.init_scale_, dc.seed_ + dc.passes_, e_.data() + off);
+    ++dc.passes_;
+  }
   for (int i = 0; i < n; ++i)
     if (lanes[i].in.checks) lanes[i].dec->tracker_.reset(s_.data() + (size_t)row0_[i] * d_, lanes[i].in.T);
 
   const bool logit_crit = p.exit.needs_logits();
+  const bool gate_crit = p.exit.needs_gate();
+  if (gate_crit && !m_.has_exit_gate())
+    fail("exit criterion 'gate' needs a model with a learned exit gate (Ouro); the ", m_.config().arch,
+         " architecture has none");
   const int every = p.check_every > 0 ? p.check_every : 1;
   for (int it = 0; it < p.max_steps && !active_.empty(); ++it) {
     const int na = (int)active_.size();
@@ -144,6 +156,14 @@ void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
     }
     // active_ lanes occupy consecutive rows from 0 in this order: seg_[0..na)
     m_.core_iteration_segments(s_.data(), e_.data(), seg_.data(), na, it, ws_);
+    if (gate_crit)  // the gate's cumulative probability needs every iteration's gate
+      for (int j = 0; j < na; ++j) {
+        const int i = active_[j];
+        if (!lanes[i].in.checks) continue;
+        float g;
+        m_.exit_gate(s_.data() + (size_t)(row0_[i] + lanes[i].in.T - 1) * d_, 1, &g);
+        lanes[i].dec->tracker_.observe_gate(g);
+      }
     if (it < p.min_steps || (it - p.min_steps) % every != 0) continue;
     sub_.clear();
     for (int i : active_)

@@ -11,6 +11,7 @@
 #include "tensor/kernels.h"
 #include "huginn/generate.h"
 #include "infer/decoder.h"
+#include "model/arch.h"
 
 namespace huginn {
 
@@ -22,6 +23,9 @@ FreezeStrategy DiffusionOptions::parse_freeze(const std::string& s) {
 }
 
 void DiffusionOptions::validate(const ModelConfig& c) const {
+  if (architecture_named(c.arch).state_from_embedding())
+    fail("the parallel sampler warm-starts positions from other states; the ", c.arch,
+         " architecture has no input injection (its loop starts from the token's embedding), so it is not supported");
   if (steps < 0) fail("parallel: steps must be >= 0, got ", steps);
   if (inner_recurrence < 1) fail("parallel: inner recurrence must be >= 1, got ", inner_recurrence);
   if (max_new_tokens < 0) fail("max tokens must be >= 0, got ", max_new_tokens);

@@ -21,9 +21,35 @@ const Named kNames[] = {{ExitKind::None, "none"},
                         {ExitKind::EntropyDiff, "entropy-diff"},
                         {ExitKind::LatentDiff, "latent-diff"},
                         {ExitKind::Cosine, "cosine"},
-                        {ExitKind::ArgmaxStability, "argmax-stability"}};
+                        {ExitKind::ArgmaxStability, "argmax-stability"},
+                        {ExitKind::Gate, "gate"}};
+
+float sigmoid_f32(float g) { return 1.0f / (1.0f + std::exp(-g)); }
 
 }  // namespace
+
+void gate_exit_distribution(const float* gate_logits, int T, float* pdf, float* cdf) {
+  float rem = 1.f;
+  double acc = 0;
+  for (int t = 0; t < T; ++t) {
+    if (t < T - 1) {
+      const float lam = sigmoid_f32(gate_logits[t]);
+      pdf[t] = lam * rem;
+      rem = rem * (1.0f - lam);
+    } else {
+      pdf[t] = rem;
+    }
+    acc += (double)pdf[t];
+    if (cdf) cdf[t] = (float)acc;
+  }
+}
+
+int gate_exit_step(const float* cdf, int T, double threshold) {
+  const float thr = (float)threshold;
+  for (int t = 0; t < T; ++t)
+    if (cdf[t] >= thr) return t;
+  return T - 1;
+}
 
 double relative_change(const float* cur, const float* prev, int d) { return kern::relative_change(cur, prev, d); }
 
@@ -41,6 +67,7 @@ double ExitCriterion::default_threshold(ExitKind k) {
     case ExitKind::LatentDiff: return 0.03;
     case ExitKind::Cosine: return 1e-3;
     case ExitKind::ArgmaxStability: return 5;
+    case ExitKind::Gate: return 1.0;  // Ouro's early_exit_threshold
     case ExitKind::None: return 1.0;
   }
   return 0;
@@ -58,8 +85,8 @@ ExitCriterion ExitCriterion::parse(const std::string& s) {
     }
   if (!found)
     fail("unknown exit criterion '", name,
-         "' (use none, kl, minp-kl, entropy-diff, latent-diff, cosine or argmax-stability, optionally with "
-         ":THRESHOLD, e.g. kl:5e-4)");
+         "' (use none, kl, minp-kl, entropy-diff, latent-diff, cosine, argmax-stability or gate (models with a "
+         "learned exit gate), optionally with :THRESHOLD, e.g. kl:5e-4)");
   c.threshold = default_threshold(c.kind);
   if (colon != std::string::npos) {
     const std::string num = s.substr(colon + 1);
@@ -69,6 +96,8 @@ ExitCriterion ExitCriterion::parse(const std::string& s) {
     if (v < 0) fail("exit criterion '", s, "': the threshold must be >= 0");
     if (c.kind == ExitKind::ArgmaxStability && v != std::floor(v))
       fail("exit criterion '", s, "': argmax-stability needs a whole number of checks");
+    if (c.kind == ExitKind::Gate && !(v > 0 && v <= 1))
+      fail("exit criterion '", s, "': the gate's threshold is a cumulative probability in (0, 1]");
     c.threshold = v;
   }
   return c;
@@ -92,6 +121,9 @@ void ExitTracker::reset(const float* s0, int T) {
   prev_entropy_ = 100.0;
   prev_argmax_ = -1;
   stable_ = 0;
+  gate_rem_ = 1.f;
+  gate_cdf_ = 0.f;
+  gate_acc_ = 0;
   if (c_.kind == ExitKind::KL || c_.kind == ExitKind::MinpKL)
     std::fill(prev_logp_.begin(), prev_logp_.end(), std::log(1.0f / (float)V_));
   if (c_.needs_states()) before_iteration(s0, T);
@@ -104,9 +136,17 @@ void ExitTracker::before_iteration(const float* s, int T) {
   std::memcpy(prev_state_.data(), s, sizeof(float) * n);
 }
 
+void ExitTracker::observe_gate(float g) {
+  const float lam = sigmoid_f32(g);
+  gate_acc_ += (double)(lam * gate_rem_);
+  gate_rem_ = gate_rem_ * (1.0f - lam);
+  gate_cdf_ = (float)gate_acc_;
+}
+
 double ExitTracker::value(const float* logits, const float* s, int T) {
   switch (c_.kind) {
     case ExitKind::None: return 0.0;
+    case ExitKind::Gate: return gate_cdf_;
     case ExitKind::KL:
     case ExitKind::MinpKL: {
       float* lp = logp_.data();
@@ -182,6 +222,7 @@ bool ExitTracker::exits(double v) const {
   switch (c_.kind) {
     case ExitKind::None: return false;
     case ExitKind::ArgmaxStability: return v >= c_.threshold;
+    case ExitKind::Gate: return (float)v >= (float)c_.threshold;
     default: return v < c_.threshold;  // NaN never exits
   }
 }

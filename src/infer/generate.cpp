@@ -23,6 +23,12 @@ void GenerateOptions::validate(const ModelConfig& c) const {
   if (soft_thoughts < 0) fail("soft thoughts: the number of thought positions must be >= 0, got ", soft_thoughts);
   if (soft_top_k < 0) fail("soft thoughts: k must be >= 0 (0 = whole vocabulary), got ", soft_top_k);
   if (!(soft_temperature > 0.f)) fail("soft thoughts: temperature must be > 0, got ", soft_temperature);
+  if (continuous && architecture_named(c.arch).state_from_embedding())
+    fail("--continuous warm-starts each token from the last state; the ", c.arch,
+         " architecture has no input injection (its loop starts from the token's embedding), so the token would be "
+         "lost");
+  if (soft_thoughts > 0 && c.arch != "huginn_raven")
+    fail("soft thoughts build Huginn's scaled embedding; they are not implemented for the ", c.arch, " architecture");
 }
 
 namespace {

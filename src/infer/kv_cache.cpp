@@ -24,6 +24,11 @@ CacheStrategy CacheStrategy::parse(const std::string& s) {
   else if (eat("available-m4")) c.lookup = CacheLookup::AvailableM4;
   else if (eat("always-last-m4")) c.lookup = CacheLookup::AlwaysLastM4;
   else if (eat("skip")) c.lookup = CacheLookup::Skip;
+  if (rest == "last-loop") {  // every iteration shares one slot per core layer: the last loop's K/V remain
+    c.compress = 's';
+    c.compress_n = 0;  // resolved to the number of core layers by the cache
+    rest.clear();
+  }
   if (rest.rfind("compress-", 0) == 0 && rest.size() > 10 && (rest[9] == 's' || rest[9] == 'r')) {
     c.compress = rest[9];
     std::string num = rest.substr(10);
@@ -35,14 +40,14 @@ CacheStrategy CacheStrategy::parse(const std::string& s) {
   }
   if (!rest.empty())
     fail("unknown cache strategy '", s,
-         "' (use full, skip, latest-m4, available-m4, always-last-m4, compress-sN, compress-rN or combinations "
-         "such as latest-m4-compress-s4)");
+         "' (use full, skip, latest-m4, available-m4, always-last-m4, compress-sN, compress-rN, last-loop or "
+         "combinations such as latest-m4-compress-s4)");
   return c;
 }
 
 int CacheStrategy::core_slots(int n_core, int iterations) const {
   int steps = n_core * iterations;
-  if (compress == 's') return std::min(steps, compress_n);
+  if (compress == 's') return std::min(steps, compress_n > 0 ? compress_n : n_core);
   if (compress == 'r') return (steps + compress_n - 1) / compress_n;
   return steps;
 }
@@ -54,7 +59,9 @@ KVCache::KVCache(int n_prelude, int n_core, int n_coda, int width, int capacity,
       width_(width),
       capacity_(capacity),
       strategy_(std::move(strategy)),
-      top_(capacity > 0 ? capacity : 0, -1) {}
+      top_(capacity > 0 ? capacity : 0, -1) {
+  if (strategy_.compress == 's' && strategy_.compress_n == 0) strategy_.compress_n = R_ > 0 ? R_ : 1;  // last-loop
+}
 
 int KVCache::stored_step(int step) const {
   if (step < P_ || strategy_.compress == 0) return step;

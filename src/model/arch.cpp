@@ -6,7 +6,7 @@
 
 namespace huginn {
 
-std::vector<const Architecture*> architectures() { return {&huginn_architecture()}; }
+std::vector<const Architecture*> architectures() { return {&huginn_architecture(), &ouro_architecture()}; }
 
 const Architecture& architecture_for(const nlohmann::json& j, const std::string& source) {
   if (!j.is_object()) fail(source, ": config must be a JSON object");

@@ -43,7 +43,9 @@ class Architecture {
 
   // The forward pieces (see Model's methods of the same names).
   virtual void embed(const Model& m, const int* ids, int T, float* e) const = 0;
-  virtual void init_state(const Model& m, float* s, int T, float init_scale, uint64_t seed) const = 0;
+  // e: the prelude output (the loop's input; Ouro starts from it).
+  virtual void init_state(const Model& m, const float* e, float* s, int T, float init_scale, uint64_t seed) const = 0;
+  virtual bool state_from_embedding() const { return false; }
   virtual void prelude(const Model& m, float* e, const Segment* seg, int nseg, Workspace& ws, const BlockActs* acts,
                        const TraceFn* trace) const = 0;
   virtual void iteration(const Model& m, float* s, const float* e, const Segment* seg, int nseg, int iter,
@@ -51,6 +53,10 @@ class Architecture {
   virtual void head(const Model& m, const float* s, const Segment* seg, int nseg, float* latent, float* logits,
                     Workspace& ws, const TraceFn* trace, const HeadActs* acts) const = 0;
   virtual void normalize_state(const Model& m, const float* s, int T, float* out) const = 0;
+  // A learned exit gate (Ouro): one logit per row of the state after an
+  // iteration. Families without one return false.
+  virtual bool has_exit_gate() const { return false; }
+  virtual void exit_gate(const Model& m, const float* s, int T, float* out) const {}
 
   virtual KVLayout kv_layout(const ModelConfig& c) const = 0;
   // Tokens that end a generation when the model directory says nothing else.
@@ -69,6 +75,7 @@ std::vector<const Architecture*> architectures();
 
 // Families (one file each).
 const Architecture& huginn_architecture();
+const Architecture& ouro_architecture();
 // Huginn's config.json keys (src/model/config.cpp).
 ModelConfig parse_huginn_config(const nlohmann::json& j, const std::string& source);
 nlohmann::json huginn_config_to_json(const ModelConfig& c);

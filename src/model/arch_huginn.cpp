@@ -171,7 +171,7 @@ class Huginn final : public Architecture {
     kern::gather_rows(m.weights().wte, ids, T, std::sqrt((float)m.config().n_embd), e);
   }
 
-  void init_state(const Model& m, float* s, int T, float init_scale, uint64_t seed) const override {
+  void init_state(const Model& m, const float*, float* s, int T, float init_scale, uint64_t seed) const override {
     const size_t n = (size_t)T * m.config().n_embd;
     if (init_scale == 0.f) {
       std::fill(s, s + n, 0.f);

@@ -31,8 +31,14 @@ std::vector<float> init_params(const ModelConfig& c, uint64_t seed) {
   for (auto& p : layout) {
     float* w = flat.data() + p.offset;
     if (p.name.ends_with("norm_1.weight") || p.name.ends_with("norm_2.weight") ||
-        p.name.ends_with("norm_3.weight") || p.name.ends_with("norm_4.weight") || p.name == "transformer.ln_f.weight") {
+        p.name.ends_with("norm_3.weight") || p.name.ends_with("norm_4.weight") || p.name == "transformer.ln_f.weight" ||
+        p.name.ends_with("layernorm.weight") || p.name.ends_with("layernorm_2.weight") ||
+        p.name == "model.norm.weight") {  // Ouro's norms
       std::fill(w, w + p.numel, 1.0f);
+    } else if (p.name == "model.early_exit_gate.bias") {
+      std::fill(w, w + p.numel, 0.0f);
+    } else if (p.name.ends_with("o_proj.weight") || p.name.ends_with("down_proj.weight")) {
+      trunc_normal(w, p.numel, std_out, rng);
     } else if (p.name.ends_with("qk_bias")) {
       std::fill(w, w + p.numel, 0.0f);
     } else if (p.name.ends_with("attn.proj.weight") || p.name.ends_with("mlp.proj.weight")) {

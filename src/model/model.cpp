@@ -202,17 +202,23 @@ void Model::matmul_segments(const float* x, const Weight& W, float* y, const Seg
 
 void Model::attention_segments(const float* q, float* k, float* v, int ld, const Segment* seg, int nseg, int step,
                                Workspace& ws, float* out, bool joint) const {
-  const int d = cfg_.n_embd, H = cfg_.n_heads, hd = cfg_.head_dim;
+  attention_segments(q, ld, k, v, ld, seg, nseg, step, ws, out, joint);
+}
+
+void Model::attention_segments(const float* q, int ldq, float* k, float* v, int ldkv, const Segment* seg, int nseg,
+                               int step, Workspace& ws, float* out, bool joint) const {
+  const int d = cfg_.n_heads * cfg_.head_dim, H = cfg_.n_heads, hd = cfg_.head_dim, Hkv = cfg_.kv_heads();
   if (joint) {  // training: B equal sequences, no cache
-    bwd::attention_forward(q, k, v, ld, out, nseg, seg[0].rows, H, hd);
+    if (ldq != ldkv || Hkv != H) fail("training is not implemented for separate or grouped-query K/V projections");
+    bwd::attention_forward(q, k, v, ldq, out, nseg, seg[0].rows, H, hd);
     return;
   }
   for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
     const int Ts = seg[i].rows;
-    const size_t off = (size_t)r0 * ld;
+    const size_t off = (size_t)r0 * ldkv;
     int Lk, offset;
     if (KVCache* cache = seg[i].cache) {
-      cache->write(step, Ts, k + off, v + off, ld);
+      cache->write(step, Ts, k + off, v + off, ldkv);
       Lk = cache->lookup(step, ws.keys.data(), ws.vals.data());
       // The reference's masks: one new token sees everything; fewer queries than
       // keys is lower-right causal; equal lengths is plain causal.
@@ -220,20 +226,29 @@ void Model::attention_segments(const float* q, float* k, float* v, int ld, const
     } else {
       Lk = Ts;
       for (int j = 0; j < Ts; ++j) {
-        ws.keys[j] = k + off + (size_t)j * ld;
-        ws.vals[j] = v + off + (size_t)j * ld;
+        ws.keys[j] = k + off + (size_t)j * ldkv;
+        ws.vals[j] = v + off + (size_t)j * ldkv;
       }
       offset = 0;
     }
-    kern::attention(q + off, ld, ws.keys.data(), ws.vals.data(), Ts, Lk, H, hd, offset, out + (size_t)r0 * d,
-                    ws.scores.data());
+    kern::attention(q + (size_t)r0 * ldq, ldq, ws.keys.data(), ws.vals.data(), Ts, Lk, H, hd, offset,
+                    out + (size_t)r0 * d, ws.scores.data(), Hkv);
   }
 }
 
 void Model::embed(const int* ids, int T, float* e) const { arch_->embed(*this, ids, T, e); }
 
-void Model::init_state(float* s, int T, float init_scale, uint64_t seed) const {
-  arch_->init_state(*this, s, T, init_scale, seed);
+void Model::init_state(float* s, int T, float init_scale, uint64_t seed, const float* e) const {
+  if (!e && arch_->state_from_embedding())
+    fail("internal: ", arch_->name(), " starts its loop from the embedding; init_state needs it");
+  arch_->init_state(*this, e, s, T, init_scale, seed);
+}
+
+bool Model::state_from_embedding() const { return arch_->state_from_embedding(); }
+bool Model::has_exit_gate() const { return arch_->has_exit_gate(); }
+void Model::exit_gate(const float* s, int T, float* out) const {
+  if (!arch_->has_exit_gate()) fail("the ", arch_->name(), " architecture has no learned exit gate");
+  arch_->exit_gate(*this, s, T, out);
 }
 
 void Model::prelude_segments(float* e, const Segment* seg, int nseg, Workspace& ws, const BlockActs* acts,
@@ -290,7 +305,7 @@ void Model::forward(const int* ids, int T, int steps, ForwardResult& out, Worksp
   if (input_states)
     std::memcpy(out.state.data(), input_states, sizeof(float) * T * d);
   else
-    init_state(out.state.data(), T, init_scale, seed);
+    init_state(out.state.data(), T, init_scale, seed, e.data());
   for (int it = 0; it < steps; ++it) core_iteration(out.state.data(), e.data(), T, pos0, cache, it, ws, trace);
   head(out.state.data(), T, pos0, cache, out.latents.data(), out.logits.data(), logit_rows, ws, trace);
 }

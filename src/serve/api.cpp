@@ -150,7 +150,7 @@ Api::Api(const Model& model, std::optional<Tokenizer> tokenizer, std::vector<int
          ServerConfig config)
     : m_(model), tok_(std::move(tokenizer)), stop_ids_(std::move(stop_ids)), name_(std::move(name)),
       cfg_(std::move(config)) {
-  if (stop_ids_.empty()) stop_ids_ = default_stop_tokens();
+  if (stop_ids_.empty()) stop_ids_ = default_stop_tokens(model.config());  // the family's (Ouro: eos)
   if (cfg_.max_steps < 1) fail("the largest steps a request may ask for must be >= 1, got ", cfg_.max_steps);
   if (cfg_.steps == 0 || cfg_.steps < -1) fail("--steps must be >= 1, got ", cfg_.steps);
   if (default_steps() > cfg_.max_steps) cfg_.max_steps = default_steps();

@@ -27,7 +27,7 @@ LatentTrace trace_latents(const Model& m, const std::vector<int>& ids, int steps
   std::vector<float> e((size_t)T * d), s((size_t)T * d);
   m.embed(ids.data(), T, e.data());
   m.prelude(e.data(), T, 0, nullptr, ws);
-  m.init_state(s.data(), T, init_scale, seed);
+  m.init_state(s.data(), T, init_scale, seed, e.data());
   for (int k = 0; k < steps; ++k) {
     m.core_iteration(s.data(), e.data(), T, 0, nullptr, k, ws);
     std::memcpy(&tr.states[(size_t)k * T * d], s.data(), sizeof(float) * T * d);

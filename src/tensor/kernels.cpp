@@ -196,6 +196,24 @@ void rope(float* x, int T, int n_heads, int head_dim, int row_stride, const int*
   }
 }
 
+void rope_half(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
+               const float* sin_tab) {
+  const int half = head_dim / 2;
+  for (int t = 0; t < T; ++t) {
+    const float* c = cos_tab + (size_t)pos[t] * half;
+    const float* s = sin_tab + (size_t)pos[t] * half;
+    float* xt = x + (size_t)t * row_stride;
+    for (int h = 0; h < n_heads; ++h) {
+      float* xh = xt + h * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float a = xh[i], b = xh[i + half];
+        xh[i] = a * c[i] - b * s[i];
+        xh[i + half] = b * c[i] + a * s[i];
+      }
+    }
+  }
+}
+
 void swiglu(const float* h, float* out, int T, int I) {
 #pragma omp parallel for schedule(static) if ((int64_t)T * I > 65536)
   for (int t = 0; t < T; ++t) {
@@ -219,8 +237,9 @@ void softmax(float* x, int n) {
 }
 
 void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk, int n_heads,
-               int head_dim, int causal_offset, float* out, float* scratch) {
+               int head_dim, int causal_offset, float* out, float* scratch, int n_kv_heads) {
   const float scale = 1.0f / std::sqrt((float)head_dim);
+  const int group = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
   const int d = n_heads * head_dim;
   const int work = Tq * n_heads;
 #pragma omp parallel for schedule(dynamic, 1) if ((int64_t)work * Lk * head_dim > 16384)
@@ -229,11 +248,12 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
     float* sc = scratch + (size_t)omp_get_thread_num() * Lk;
     const float* qi = q + (size_t)i * ldq + h * head_dim;
     const int nk = causal_offset < 0 ? Lk : std::min(Lk, i + causal_offset + 1);
-    for (int j = 0; j < nk; ++j) sc[j] = dot(qi, keys[j] + h * head_dim, head_dim) * scale;
+    const int kh = (h / group) * head_dim;
+    for (int j = 0; j < nk; ++j) sc[j] = dot(qi, keys[j] + kh, head_dim) * scale;
     softmax(sc, nk);
     float* o = out + (size_t)i * d + h * head_dim;
     std::memset(o, 0, sizeof(float) * head_dim);
-    for (int j = 0; j < nk; ++j) axpy(sc[j], vals[j] + h * head_dim, o, head_dim);
+    for (int j = 0; j < nk; ++j) axpy(sc[j], vals[j] + kh, o, head_dim);
   }
 }
 

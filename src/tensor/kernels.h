@@ -62,6 +62,10 @@ void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps);
 void rope(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
           const float* sin_tab);
 
+// The same rotation on half-split pairs (i, i + hd/2) (Llama/NeoX layout).
+void rope_half(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
+               const float* sin_tab);
+
 // out[t, i] = silu(h[t, i]) * h[t, I + i]
 void swiglu(const float* h, float* out, int T, int I);
 
@@ -72,8 +76,9 @@ void softmax(float* x, int n);
 // keys[j] / vals[j]: pointers to row j of K / V ([H*hd] each), j < Lk.
 // Mask: if causal_offset >= 0, query i sees keys j <= i + causal_offset;
 // if causal_offset < 0 every query sees every key. out: [Tq, H*hd].
-// scratch: at least threads() * Lk floats.
+// scratch: at least threads() * Lk floats. n_kv_heads (0: n_heads): K/V rows
+// hold n_kv_heads heads; query head h reads K/V head h / (n_heads / n_kv_heads).
 void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk,
-               int n_heads, int head_dim, int causal_offset, float* out, float* scratch);
+               int n_heads, int head_dim, int causal_offset, float* out, float* scratch, int n_kv_heads = 0);
 
 }  // namespace huginn::kern

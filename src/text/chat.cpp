@@ -34,8 +34,24 @@ std::string format_chat(const std::vector<ChatMessage>& messages, bool add_gener
   return out;
 }
 
+std::string format_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  std::string out;
+  for (const ChatMessage& m : messages) {
+    if (m.role.empty()) fail("chat message without a role");
+    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  }
+  if (add_generation_prompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+bool is_chatml_tokenizer(const Tokenizer& tok) {
+  return tok.token_to_id("<|im_start|>") >= 0 && tok.token_to_id("<|im_end|>") >= 0 &&
+         tok.token_to_id(chat_tokens::kBeginHeader) < 0;
+}
+
 std::vector<int> encode_chat(const Tokenizer& tok, const std::vector<ChatMessage>& messages,
                              bool add_generation_prompt) {
+  if (is_chatml_tokenizer(tok)) return tok.encode(format_chatml(messages, add_generation_prompt), false);
   for (const char* t : {chat_tokens::kBeginText, chat_tokens::kBeginHeader, chat_tokens::kEndHeader,
                         chat_tokens::kEndTurn})
     if (tok.token_to_id(t) < 0) fail("this tokenizer has no ", t, " token: it is not Huginn's chat tokenizer");
@@ -44,11 +60,18 @@ std::vector<int> encode_chat(const Tokenizer& tok, const std::vector<ChatMessage
 
 std::vector<int> chat_stop_ids(const Tokenizer& tok) {
   std::vector<int> ids;
+  if (is_chatml_tokenizer(tok)) {  // <|im_end|>, and <|endoftext|> when present
+    for (const char* t : {"<|im_end|>", "<|endoftext|>"})
+      if (const int id = tok.token_to_id(t); id >= 0) ids.push_back(id);
+    return ids;
+  }
   for (const char* t : {chat_tokens::kBeginText, chat_tokens::kEndText, chat_tokens::kEndTurn}) {
     const int id = tok.token_to_id(t);
     if (id >= 0) ids.push_back(id);
   }
-  if (ids.empty()) fail("the tokenizer has none of Huginn's stop tokens (<|begin_text|>, <|end_text|>, <|end_turn|>)");
+  if (ids.empty())
+    fail("the tokenizer has none of Huginn's stop tokens (<|begin_text|>, <|end_text|>, <|end_turn|>) nor ChatML's "
+         "(<|im_start|>, <|im_end|>)");
   return ids;
 }
 

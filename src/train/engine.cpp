@@ -90,6 +90,9 @@ struct GradEngine::Impl {
     datt = take(N * d), de = take(N * d), ds = take(N * d), ds2 = take(N * d);
     dact = take(N * I), dh = take(N * 2 * I), dqkv = take(N * 3 * d);
     model = Model::from_flat(c, nullptr);
+    if (c.arch != "huginn_raven")
+      fail("training is implemented for the huginn_raven architecture only, not ", c.arch,
+           " (its forward and loss are exact; the backward is not written)");
     const int half = hd / 2;
     nsin_tab.resize((size_t)T * half);
     for (size_t i = 0; i < nsin_tab.size(); ++i) nsin_tab[i] = -model->rope_sin()[i];

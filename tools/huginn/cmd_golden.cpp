@@ -122,11 +122,31 @@ int run(const Opts& o) {
     }
   }
   if (runs_without_model(top)) return run_without_model(o.dir, top, o.filter, o.verbose);
-  auto model = Model::load(o.dir);
+  // The model sits in the fixture directory, or where config_file says (Ouro: model/).
+  fs::path model_dir = dir;
+  if (top.contains("config_file") && top["config_file"].is_string())
+    model_dir = (dir / top["config_file"].get<std::string>()).parent_path();
+  auto model = Model::load(model_dir.string());
   TensorStore expected = TensorStore::open_file((dir / top.value("expected_file", "expected.safetensors")).string());
   Ctx cx{*model, expected, top, o.verbose};
   int passed = 0, failed = 0, skipped = 0;
-  for (const json& cs : top["cases"]) {
+  // Cases: a list of {name, kind, ...}, or (Ouro's format) groups of cases by
+  // kind, each case named by its prefix; handlers of the family's groups are
+  // registered as "<model_type>/<group>".
+  json list = json::array();
+  if (top["cases"].is_object()) {
+    for (auto it = top["cases"].begin(); it != top["cases"].end(); ++it) {
+      json group = it->is_array() ? *it : json::array({*it});
+      for (json cs : group) {
+        cs["kind"] = model->config().arch + "/" + it.key();
+        cs["name"] = cs.value("prefix", it.key());
+        list.push_back(cs);
+      }
+    }
+  } else {
+    list = top["cases"];
+  }
+  for (const json& cs : list) {
     const std::string name = cs["name"].get<std::string>();
     if (!o.filter.empty() && name.find(o.filter) == std::string::npos) continue;
     const std::string kind = cs["kind"].get<std::string>();
@@ -134,7 +154,8 @@ int run(const Opts& o) {
     if (it == handlers().end()) it = handlers().find(kind);
     if (it == handlers().end()) {
       std::string feats;
-      for (auto& f : cs["features"]) feats += (feats.empty() ? "" : ",") + f.get<std::string>();
+      if (cs.contains("features"))
+        for (auto& f : cs["features"]) feats += (feats.empty() ? "" : ",") + f.get<std::string>();
       std::printf("SKIP %s (not implemented: %s%s%s)\n", name.c_str(), kind.c_str(),
                   cs.contains("function") ? (" " + cs["function"].get<std::string>()).c_str() : "",
                   (" [" + feats + "]").c_str());

@@ -23,29 +23,49 @@ int run(const Opts& o) {
   std::printf("model          %s (%s)\n", c.name.c_str(), o.model.c_str());
   std::printf("width          %d, %d heads of %d, MLP %d, vocab %d, context %d\n", c.n_embd, c.n_heads, c.head_dim,
               c.intermediate_size, c.vocab_size, c.block_size);
-  std::printf("layers         prelude %d, core %d (x r, default r = %d), coda %d\n", c.n_prelude, c.n_core,
-              c.mean_recurrence, c.n_coda);
-  std::printf("norm eps       %g, rope base %g (%s)\n", c.norm_eps, c.rope_base, m->rope_source().c_str());
-  std::printf("embeddings     %s, qk_bias %s\n", c.tie_embeddings ? "tied" : "untied", c.qk_bias ? "yes" : "no");
-  const int64_t blk = c.params_block();
-  std::printf("parameters     %lld total\n", (long long)c.params_total());
-  std::printf("  embedding    %lld%s\n", (long long)c.params_embedding(), c.tie_embeddings ? " (tied head)" : "");
-  std::printf("  prelude      %lld\n", (long long)(blk * c.n_prelude));
-  std::printf("  adapter      %lld\n", (long long)c.params_adapter());
-  std::printf("  core         %lld\n", (long long)(blk * c.n_core));
-  std::printf("  coda         %lld (+ ln_f %d)\n", (long long)(blk * c.n_coda), c.n_embd);
-  if (!c.tie_embeddings) std::printf("  lm_head      %lld\n", (long long)c.params_embedding());
+  const bool ouro = c.arch == "ouro";
+  int64_t total = c.params_total();
+  if (ouro) {
+    total = (int64_t)param_count(param_layout(c));
+    std::printf("architecture   ouro (LoopLM): %d layers looped T times (default T = total_ut_steps = %d), no "
+                "input injection\n", c.n_core, c.mean_recurrence);
+    std::printf("attention      %d query heads, %d KV heads, half-split RoPE\n", c.n_heads, c.kv_heads());
+    if (c.exit_threshold >= 0) std::printf("exit gate      learned; default threshold %g (--exit gate:T)\n", c.exit_threshold);
+    else std::printf("exit gate      learned; no default threshold (--exit gate:T)\n");
+    std::printf("norm eps       %g, rope base %g (%s)\n", c.norm_eps, c.rope_base, m->rope_source().c_str());
+    std::printf("embeddings     %s\n", c.tie_embeddings ? "tied" : "untied");
+    std::printf("parameters     %lld total\n", (long long)total);
+    std::printf("  embedding    %lld%s\n", (long long)c.params_embedding(), c.tie_embeddings ? " (tied head)" : "");
+    std::printf("  layers       %lld\n",
+                (long long)(total - c.params_embedding() * (c.tie_embeddings ? 1 : 2) - 2 * c.n_embd - 1));
+    if (!c.tie_embeddings) std::printf("  lm_head      %lld\n", (long long)c.params_embedding());
+  } else {
+    std::printf("layers         prelude %d, core %d (x r, default r = %d), coda %d\n", c.n_prelude, c.n_core,
+                c.mean_recurrence, c.n_coda);
+    std::printf("norm eps       %g, rope base %g (%s)\n", c.norm_eps, c.rope_base, m->rope_source().c_str());
+    std::printf("embeddings     %s, qk_bias %s\n", c.tie_embeddings ? "tied" : "untied", c.qk_bias ? "yes" : "no");
+    const int64_t blk = c.params_block();
+    std::printf("parameters     %lld total\n", (long long)c.params_total());
+    std::printf("  embedding    %lld%s\n", (long long)c.params_embedding(), c.tie_embeddings ? " (tied head)" : "");
+    std::printf("  prelude      %lld\n", (long long)(blk * c.n_prelude));
+    std::printf("  adapter      %lld\n", (long long)c.params_adapter());
+    std::printf("  core         %lld\n", (long long)(blk * c.n_core));
+    std::printf("  coda         %lld (+ ln_f %d)\n", (long long)(blk * c.n_coda), c.n_embd);
+    if (!c.tie_embeddings) std::printf("  lm_head      %lld\n", (long long)c.params_embedding());
+  }
   std::map<std::string, int> dts;
   for (auto& [name, dt] : m->stored_dtypes()) dts[dt]++;
   std::printf("stored dtypes ");
   for (auto& [dt, n] : dts) std::printf(" %s x%d", dt.c_str(), n);
   std::printf("\n");
-  const double wbytes = (double)c.params_total() * 4;
+  const double wbytes = (double)total * 4;
   std::printf("memory at r = %d, context %d (float32 compute)\n", steps, ctx);
   std::printf("  weights      %s\n", human_bytes(wbytes).c_str());
-  const double per_slot = 2.0 * c.n_embd * 4 * ctx;  // K and V, one layer application
+  const double per_slot = 2.0 * c.kv_width() * 4 * ctx;  // K and V, one layer application
   const int fixed = c.n_prelude + c.n_coda;
-  for (const char* s : {"full", "compress-s4", "compress-r4"}) {
+  std::vector<const char*> strategies = {"full", "compress-s4", "compress-r4"};
+  if (ouro) strategies = {"full", "last-loop"};  // last-loop: one slot per layer (the last loop's K/V)
+  for (const char* s : strategies) {
     CacheStrategy cs = CacheStrategy::parse(s);
     const int slots = fixed + cs.core_slots(c.n_core, steps);
     std::printf("  KV %-12s %s (%d layer slots per token)\n", s, human_bytes(per_slot * slots).c_str(), slots);

@@ -32,7 +32,7 @@ int run(const Opts& o) {
     fail("--dtype must be F32, BF16 or F16, got '", o.dtype, "'");
   auto flat = init_params(c, o.seed);
   save_checkpoint(o.out, c, flat.data(), dt);
-  std::cout << "wrote " << o.out << ": " << c.params_total() << " parameters (" << o.dtype << "), seed " << o.seed
+  std::cout << "wrote " << o.out << ": " << param_count(param_layout(c)) << " parameters (" << o.dtype << "), seed " << o.seed
             << "\n";
   return 0;
 }

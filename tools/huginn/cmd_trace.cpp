@@ -67,7 +67,14 @@ int run(const Opts& o) {
 
   tasks::LatentTrace tr = tasks::trace_latents(*model, ids, N, o.init_scale, o.seed);
   std::vector<float> init((size_t)T * d);
-  model->init_state(init.data(), T, o.init_scale, o.seed);
+  std::vector<float> e;
+  if (model->state_from_embedding()) {  // Ouro: the loop starts from the embedding
+    e.resize((size_t)T * d);
+    Workspace ws;
+    model->embed(ids.data(), T, e.data());
+    model->prelude(e.data(), T, 0, nullptr, ws);
+  }
+  model->init_state(init.data(), T, o.init_scale, o.seed, e.empty() ? nullptr : e.data());
   tasks::Trajectory traj =
       tasks::analyze_trajectory(&tr.states[(size_t)pos * d], N, d, (size_t)T * d, &init[(size_t)pos * d]);
 

@@ -121,8 +121,9 @@ std::string run_gguf_read(const fs::path& dir, const json& cs) {
 }  // namespace
 
 bool runs_without_model(const json& top) {
+  if (!top.contains("cases") || !top["cases"].is_array()) return false;
   for (const json& cs : top["cases"])
-    if (cs.value("kind", "") != "quant" && cs.value("kind", "") != "gguf_read") return false;
+    if (!cs.is_object() || (cs.value("kind", "") != "quant" && cs.value("kind", "") != "gguf_read")) return false;
   return true;
 }
 
