@@ -84,6 +84,11 @@ py::capsule own(T* p) {
   return py::capsule(p, [](void* q) { delete static_cast<T*>(q); });
 }
 
+// Clears NumPy's WRITEABLE flag (what pybind11 does for its read-only views).
+void read_only(py::array& a) {
+  py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+}
+
 std::vector<int> to_ids(py::handle h, const char* what = "ids") {
   if (py::isinstance<py::str>(h) || py::isinstance<py::bytes>(h))
     throw py::type_error(std::string(what) + ": expected a sequence of token ids, got a string");
@@ -225,11 +230,11 @@ ExitCriterion python_rule(py::object fn, bool needs_logits) {
         try {
           // Read-only views of the decode loop's buffers, valid during the call.
           py::array_t<float> st({(py::ssize_t)c.T, (py::ssize_t)c.d}, c.state, py::none());
-          st.attr("flags").attr("writeable") = false;
+          read_only(st);
           py::object lg = py::none();
           if (c.logits) {
             py::array_t<float> l({(py::ssize_t)c.vocab}, c.logits, py::none());
-            l.attr("flags").attr("writeable") = false;
+            read_only(l);
             lg = l;
           }
           py::object r = (*holder)(c.steps, st, lg);

@@ -196,6 +196,7 @@ def test_custom_exit_rule(tiny):
 
     def rule(steps, state, logits):
         seen.append((steps, state.shape, None if logits is None else logits.shape))
+        assert not state.flags.writeable and not logits.flags.writeable  # views of the decode loop's buffers
         return steps >= 5
 
     g = tiny.generate(ids, steps=16, exit=rule, max_tokens=6)
