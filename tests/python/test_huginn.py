@@ -251,10 +251,18 @@ def test_tasks_evaluate_equals_cli(huginn, tasks_model, cli):
                          "--n", 30, "--json").stdout)
     rs = huginn.tasks.evaluate(tasks_model, "jumps", difficulty=20, steps=[1, 8], n=30)
     assert [r["steps"] for r in rs] == [1, 8]
-    ref_rows = [r for r in ref["results"] if r.get("difficulty") == 20] if isinstance(ref, dict) else ref
-    for r, q in zip(rs, ref_rows):
-        assert r["accuracy"] == q["accuracy"] and r["correct"] == q["correct"]
+    assert ref["difficulty"] == 20 and len(ref["results"]) == 2
+    for r, q in zip(rs, ref["results"]):
+        assert r["steps"] == q["steps"] and r["difficulty"] == 20
+        assert (r["accuracy"], r["correct"], r["n"]) == (q["accuracy"], q["correct"], q["n"])
+        assert (r["mean_steps"], r["mean_first_token_steps"]) == (q["mean_steps"], q["mean_first_token_steps"])
     assert rs[1]["accuracy"] >= rs[0]["accuracy"]
+    # an adaptive exit
+    ref = json.loads(cli("eval", "-m", TASKS_MODEL, "--task", "jumps", "--difficulty", "24", "--steps", "32",
+                         "--exit", "kl:1e-6", "--n", 20, "--json").stdout)
+    rs = huginn.tasks.evaluate(tasks_model, "jumps", difficulty="24", steps=32, exit="kl:1e-6", n=20)
+    q = ref["results"][0]
+    assert (rs[0]["correct"], rs[0]["mean_steps"]) == (q["correct"], q["mean_steps"]) and rs[0]["exit"] == ref["exit"]
     assert "jumps" in huginn.tasks.names()
     assert len(huginn.tasks.instances("jumps", 12, n=3)) == 3
 
