@@ -2,19 +2,39 @@
 // criteria and their defaults follow the reference's
 // generate_with_adaptive_compute (see the fixtures README for the table).
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace huginn {
 
-enum class ExitKind { None, KL, MinpKL, EntropyDiff, LatentDiff, Cosine, ArgmaxStability, Gate };
+enum class ExitKind { None, KL, MinpKL, EntropyDiff, LatentDiff, Cosine, ArgmaxStability, Gate, Custom };
+
+// What a custom exit rule sees at a check: the iterations done in this pass,
+// the state of the pass's rows [T, d] (raw, after the iteration) and, when the
+// rule asks for them, the last row's next-token logits [vocab] (else null).
+struct ExitContext {
+  int steps = 0;
+  const float* state = nullptr;
+  int T = 0, d = 0;
+  const float* logits = nullptr;
+  int vocab = 0;
+};
+// A rule written by the caller (e.g. in Python): true stops the pass.
+using ExitRule = std::function<bool(const ExitContext&)>;
 
 struct ExitCriterion {
   ExitKind kind = ExitKind::None;
   double threshold = 0;
+  // kind Custom: the rule, and whether it reads the logits (then every check
+  // runs the coda and the head, as the logit criteria do).
+  ExitRule rule;
+  bool rule_needs_logits = true;
+  static ExitCriterion custom(ExitRule rule, bool needs_logits = true);
   // "none", "kl", "kl:5e-4", "minp-kl", "entropy-diff:1e-3", "latent-diff",
   // "cosine", "argmax-stability:5"; a missing threshold takes the reference's
-  // default. Throws huginn::Error for anything else.
+  // default. Throws huginn::Error for anything else (a custom rule is made
+  // with custom(), not parsed).
   static ExitCriterion parse(const std::string& s);
   static double default_threshold(ExitKind k);
   static const char* name(ExitKind k);
@@ -70,6 +90,7 @@ class ExitTracker {
   int prev_argmax_ = -1, stable_ = 0;
   float gate_rem_ = 1.f, gate_cdf_ = 0.f;
   double gate_acc_ = 0;
+  int iterations_ = 0;  // iterations of this pass so far (custom rules see it)
 };
 
 }  // namespace huginn

@@ -22,7 +22,8 @@ const Named kNames[] = {{ExitKind::None, "none"},
                         {ExitKind::LatentDiff, "latent-diff"},
                         {ExitKind::Cosine, "cosine"},
                         {ExitKind::ArgmaxStability, "argmax-stability"},
-                        {ExitKind::Gate, "gate"}};
+                        {ExitKind::Gate, "gate"},
+                        {ExitKind::Custom, "custom"}};
 
 float sigmoid_f32(float g) { return 1.0f / (1.0f + std::exp(-g)); }
 
@@ -69,6 +70,7 @@ double ExitCriterion::default_threshold(ExitKind k) {
     case ExitKind::ArgmaxStability: return 5;
     case ExitKind::Gate: return 1.0;  // Ouro's early_exit_threshold
     case ExitKind::None: return 1.0;
+    case ExitKind::Custom: return 0.0;
   }
   return 0;
 }
@@ -79,7 +81,7 @@ ExitCriterion ExitCriterion::parse(const std::string& s) {
   const std::string name = s.substr(0, colon);
   bool found = false;
   for (auto& n : kNames)
-    if (name == n.name) {
+    if (name == n.name && n.k != ExitKind::Custom) {
       c.kind = n.k;
       found = true;
     }
@@ -103,7 +105,17 @@ ExitCriterion ExitCriterion::parse(const std::string& s) {
   return c;
 }
 
+ExitCriterion ExitCriterion::custom(ExitRule rule, bool needs_logits) {
+  if (!rule) fail("custom exit criterion: no rule given");
+  ExitCriterion c;
+  c.kind = ExitKind::Custom;
+  c.rule = std::move(rule);
+  c.rule_needs_logits = needs_logits;
+  return c;
+}
+
 bool ExitCriterion::needs_logits() const {
+  if (kind == ExitKind::Custom) return rule_needs_logits;
   return kind == ExitKind::KL || kind == ExitKind::MinpKL || kind == ExitKind::EntropyDiff ||
          kind == ExitKind::ArgmaxStability;
 }
@@ -118,6 +130,7 @@ ExitTracker::ExitTracker(const ExitCriterion& c, int vocab, int width) : c_(c), 
 }
 
 void ExitTracker::reset(const float* s0, int T) {
+  iterations_ = 0;
   prev_entropy_ = 100.0;
   prev_argmax_ = -1;
   stable_ = 0;
@@ -130,6 +143,7 @@ void ExitTracker::reset(const float* s0, int T) {
 }
 
 void ExitTracker::before_iteration(const float* s, int T) {
+  ++iterations_;
   if (!c_.needs_states()) return;
   const size_t n = (size_t)T * d_;
   if (prev_state_.size() < n) prev_state_.resize(n);
@@ -147,6 +161,16 @@ double ExitTracker::value(const float* logits, const float* s, int T) {
   switch (c_.kind) {
     case ExitKind::None: return 0.0;
     case ExitKind::Gate: return gate_cdf_;
+    case ExitKind::Custom: {
+      ExitContext ctx;
+      ctx.steps = iterations_;
+      ctx.state = s;
+      ctx.T = T;
+      ctx.d = d_;
+      ctx.logits = c_.rule_needs_logits ? logits : nullptr;
+      ctx.vocab = V_;
+      return c_.rule(ctx) ? 1.0 : 0.0;
+    }
     case ExitKind::KL:
     case ExitKind::MinpKL: {
       float* lp = logp_.data();
@@ -223,6 +247,7 @@ bool ExitTracker::exits(double v) const {
     case ExitKind::None: return false;
     case ExitKind::ArgmaxStability: return v >= c_.threshold;
     case ExitKind::Gate: return (float)v >= (float)c_.threshold;
+    case ExitKind::Custom: return v != 0.0;
     default: return v < c_.threshold;  // NaN never exits
   }
 }
