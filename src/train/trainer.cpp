@@ -19,6 +19,7 @@
 
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "huginn/safetensors.h"
 #include "huginn/plot.h"
 #include "huginn/train.h"
@@ -178,11 +179,8 @@ void Trainer::resume(const std::string& dir) {
   {
     std::ifstream f(d / "trainer_state.json");
     if (!f) fail(dir, ": no trainer_state.json (not a training checkpoint)");
-    try {
-      st = json::parse(f);
-    } catch (const json::exception& e) {
-      fail((d / "trainer_state.json").string(), ": invalid JSON: ", e.what());
-    }
+    st = parse_json_file((d / "trainer_state.json").string(), kJsonMaxDepth, 1 << 24);
+    if (!st.is_object()) fail((d / "trainer_state.json").string(), ": not a JSON object");
   }
   const int step = st.value("step", -1);
   if (step < 0) fail((d / "trainer_state.json").string(), ": no step");
@@ -220,9 +218,10 @@ void Trainer::resume(const std::string& dir) {
   while (std::getline(mf, line)) {
     if (line.empty()) continue;
     try {
-      json j = json::parse(line);
-      if (j.value("step", 0) <= step) P.record(j);
+      json j = parse_json(line, "metrics.jsonl");
+      if (j.is_object() && j.value("step", 0) <= step) P.record(j);
     } catch (const json::exception&) {
+    } catch (const Error&) {  // a line cut short by a crash during the last save
     }
   }
 }
