@@ -1,0 +1,58 @@
+// huginn check: every tensor of a checkpoint scanned for NaN/Inf (like
+// llama.cpp's --check-tensors), after the config is checked against the
+// tensors present. Reads through the memory map: constant memory.
+#include <cstdio>
+#include <filesystem>
+#include <vector>
+
+#include "commands.h"
+#include "huginn/common.h"
+#include "huginn/config.h"
+#include "huginn/safetensors.h"
+#include "model/check.h"
+
+namespace huginn::cli {
+namespace fs = std::filesystem;
+namespace {
+struct Opts {
+  std::string model;
+  bool quiet = false;
+};
+
+int run(const Opts& o) {
+  if (!fs::is_directory(o.model)) fail(o.model, ": not a model directory");
+  const ModelConfig c = load_config((fs::path(o.model) / "config.json").string());
+  const TensorStore store = TensorStore::open_dir(o.model);
+  check_config_against_weights(c, store);
+  std::vector<const TensorView*> ts;
+  for (const auto& [name, t] : store.tensors()) ts.push_back(&t);
+  std::vector<NonFinite> found(ts.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t i = 0; i < ts.size(); ++i) found[i] = scan_non_finite(*ts[i]);
+  uint64_t bad_tensors = 0, bad_values = 0, values = 0;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    values += (uint64_t)ts[i]->numel();
+    if (!found[i].count()) continue;
+    ++bad_tensors, bad_values += found[i].count();
+    std::printf("%s: %llu NaN, %llu Inf of %lld (%s, first at index %lld)\n", ts[i]->name.c_str(),
+                (unsigned long long)found[i].nan, (unsigned long long)found[i].inf, (long long)ts[i]->numel(),
+                dtype_name(ts[i]->dtype), (long long)found[i].first);
+  }
+  if (bad_tensors)
+    fail(o.model, ": ", bad_tensors, " of ", ts.size(), " tensors hold non-finite values (", bad_values, " of ",
+         values, ")");
+  if (!o.quiet)
+    std::printf("ok: %zu tensors, %llu values, all finite; config matches the weights\n", ts.size(),
+                (unsigned long long)values);
+  return 0;
+}
+}  // namespace
+
+static Register reg("check", "check a checkpoint: config against the tensors, every value for NaN/Inf",
+                    [](CLI::App& app) {
+                      auto o = std::make_shared<Opts>();
+                      app.add_option("model", o->model, "model directory")->required();
+                      app.add_flag("-q,--quiet", o->quiet, "print nothing when the model is fine");
+                      return [o] { return run(*o); };
+                    });
+}  // namespace huginn::cli
