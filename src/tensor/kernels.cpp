@@ -1,4 +1,5 @@
 #include "tensor/kernels.h"
+#include "tensor/gemm.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -32,8 +33,7 @@ void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int l
                bool accumulate) {
   if (T <= 0 || N <= 0) return;
   if (T >= kGemvMaxRows) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, ldx, W, ldw, accumulate ? 1.0f : 0.0f,
-                y, ldy);
+    gemm_fixed_blocks(false, true, T, N, K, 1.0f, x, ldx, W, ldw, accumulate ? 1.0f : 0.0f, y, ldy);
     return;
   }
   const int nblocks = (N + 3) / 4;
