@@ -1,5 +1,4 @@
 #include "tensor/kernels.h"
-#include "tensor/gemm.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -33,7 +32,8 @@ void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int l
                bool accumulate) {
   if (T <= 0 || N <= 0) return;
   if (T >= kGemvMaxRows) {
-    gemm_fixed_blocks(false, true, T, N, K, 1.0f, x, ldx, W, ldw, accumulate ? 1.0f : 0.0f, y, ldy);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, ldx, W, ldw, accumulate ? 1.0f : 0.0f,
+                y, ldy);
     return;
   }
   const int nblocks = (N + 3) / 4;
