@@ -379,18 +379,26 @@ void Trainer::run() {
   const bool talk = rank0 && !o.quiet;
   if (o.out.empty()) fail("train: no output directory (--out)");
   const fs::path out(o.out);
+  // The live metrics file is the checkpoint's own metrics.jsonl, appended to
+  // as steps run. It is never truncated in place: a kill at any moment must
+  // leave every line of the last complete checkpoint in it (resume keeps the
+  // lines up to its step). At the start it is replaced atomically by the
+  // history so far; after a save it already holds exactly that history.
   std::ofstream live;
-  auto open_live = [&]() {
+  auto open_live = [&](bool rewrite) {
     if (!rank0) return;
     std::error_code ec;
     fs::create_directories(out, ec);
     if (ec) fail(o.out, ": cannot create directory: ", ec.message());
     live.close();
     live.clear();
-    live.open(out / "metrics.jsonl", std::ios::out | std::ios::trunc);
+    if (rewrite) {
+      std::string all;
+      for (auto& l : P.metrics) all += l + "\n";
+      write_file_atomic((out / "metrics.jsonl").string(), all);
+    }
+    live.open(out / "metrics.jsonl", std::ios::out | std::ios::app);
     if (!live) fail((out / "metrics.jsonl").string(), ": cannot write");
-    for (auto& l : P.metrics) live << l << "\n";
-    live.flush();
   };
   auto emit = [&](const json& j) {
     P.record(j);
@@ -405,7 +413,7 @@ void Trainer::run() {
       if (!is_checkpoint_file(n))
         fail(o.out, ": holds ", n, ", which is not part of a training checkpoint; choose an empty or new --out directory");
     }
-  open_live();
+  open_live(true);
   const int stop = o.stop_at >= 0 ? std::min(o.stop_at, o.steps) : o.steps;
   if (talk) {
     std::printf("train: %lld parameters, %d ranks x %d threads, batch %d (micro %d x accum %d per rank), seq %d\n",
@@ -466,7 +474,7 @@ void Trainer::run() {
     }
     if (o.save_every > 0 && st.step % o.save_every == 0 && st.step != stop) {
       save(o.out);
-      open_live();
+      open_live(false);
     }
   }
   if (!evaluated_last) evaluate();
