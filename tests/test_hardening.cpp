@@ -22,6 +22,7 @@
 #include "huginn/tokenizer.h"
 #include "model/check.h"
 #include "test_util.h"
+#include "text/regex.h"
 
 using namespace huginn;
 namespace fs = std::filesystem;
@@ -362,4 +363,32 @@ TEST(Hardening, ServerRefusesDeepBodiesWith400) {
   } catch (const serve::ApiError& e) {
     EXPECT_EQ(e.status, 400);
   }
+}
+
+// The regex classes use Hugging Face tokenizers' Unicode tables (16.0), not the
+// system Oniguruma's (14.0 on Debian 12): U+1F77C is a symbol (So) since
+// Unicode 15, Kawi (15.0) and Garay (16.0) digits are Nd.
+TEST(UnicodeClasses, RegexCategoriesFollowTheReferenceTables) {
+  auto matches = [](const std::string& pat, const std::string& s) {
+    std::vector<std::string> out;
+    for (auto [b, e] : text::Regex(pat).find_all(s)) out.push_back(s.substr(b, e - b));
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(matches("\\p{S}", "\xe2\x91\xa0 \xf0\x9f\x9d\xbc"), V{"\xf0\x9f\x9d\xbc"});
+  EXPECT_EQ(matches("\\p{So}+", "a\xf0\x9f\x9d\xbc\xf0\x9f\xaa\x89" "b"), V{"\xf0\x9f\x9d\xbc\xf0\x9f\xaa\x89"});
+  EXPECT_EQ(matches("\\p{N}{1,3}", "\xe2\x91\xa0\xe2\x91\xa1\xe2\x91\xa2"), V{"\xe2\x91\xa0\xe2\x91\xa1\xe2\x91\xa2"});
+  EXPECT_EQ(matches("\\d+", "x\xf0\x91\xbd\x90\xf0\x90\xb5\x80" "7y"), V{"\xf0\x91\xbd\x90\xf0\x90\xb5\x80" "7"});
+  // Inside classes, negated, single-letter and long names, \P and \p{^..}.
+  EXPECT_EQ(matches(" ?[\\p{P}\\p{S}]+", "a \xf0\x9f\x9d\xbc!b"), V{" \xf0\x9f\x9d\xbc!"});
+  EXPECT_EQ(matches("[^\\s\\p{L}\\p{N}]+", "ab \xf0\x9f\x9d\xbc\xf0\x9f\x9d\xbb cd"), V{"\xf0\x9f\x9d\xbc\xf0\x9f\x9d\xbb"});
+  EXPECT_EQ(matches("\\P{L}+", "ab12cd"), V{"12"});
+  EXPECT_EQ(matches("\\p{^L}+", "ab12cd"), V{"12"});
+  EXPECT_EQ(matches("[\\P{L}x]+", "ab1x2cd"), V{"1x2"});
+  EXPECT_EQ(matches("\\pL+", "12ab3"), V{"ab"});
+  EXPECT_EQ(matches("\\p{Letter}+", "12ab3"), V{"ab"});
+  // Escaped brackets and POSIX brackets are left alone; other properties go to Oniguruma.
+  EXPECT_EQ(text::with_unicode_classes("\\[\\p{Han}[[:alpha:]]\\]"), "\\[\\p{Han}[[:alpha:]]\\]");
+  EXPECT_EQ(matches("[\\]\\p{N}]+", "a]1]b"), V{"]1]"});
+  EXPECT_EQ(matches("[]a]+", "b]a]c"), V{"]a]"});
 }
