@@ -146,6 +146,7 @@ std::string TensorView::shape_str() const {
 }
 void TensorView::to_f32(float* out) const {
   int64_t n = numel();
+  if (n == 0) return;  // an empty tensor: out may be null (memcpy(nullptr, ..., 0) is undefined)
   switch (dtype) {
     case DType::F32:
       std::memcpy(out, data, (size_t)n * 4);
