@@ -1,6 +1,10 @@
 // huginn check: every tensor of a checkpoint scanned for NaN/Inf (like
 // llama.cpp's --check-tensors), after the config is checked against the
 // tensors present. Reads through the memory map: constant memory.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <vector>
@@ -28,7 +32,15 @@ int run(const Opts& o) {
   for (const auto& [name, t] : store.tensors()) ts.push_back(&t);
   std::vector<NonFinite> found(ts.size());
 #pragma omp parallel for schedule(dynamic, 1)
-  for (size_t i = 0; i < ts.size(); ++i) found[i] = scan_non_finite(*ts[i]);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    found[i] = scan_non_finite(*ts[i]);
+    // Drop the scanned pages from this process (they stay in the page cache):
+    // the resident memory stays flat however large the model.
+    const uintptr_t page = (uintptr_t)::sysconf(_SC_PAGESIZE);
+    const uintptr_t b = ((uintptr_t)ts[i]->data + page - 1) / page * page;
+    const uintptr_t e = ((uintptr_t)ts[i]->data + ts[i]->nbytes) / page * page;
+    if (e > b) ::madvise((void*)b, e - b, MADV_DONTNEED);
+  }
   uint64_t bad_tensors = 0, bad_values = 0, values = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
     values += (uint64_t)ts[i]->numel();
