@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev
       libonig-dev libutf8proc-dev libcpp-httplib-dev libopenmpi-dev openmpi-bin libhwy-dev
       libgtest-dev libbenchmark-dev
-      python3-dev python3-numpy pybind11-dev python3-pybind11 python3-pytest)
+      python3-dev python3-numpy pybind11-dev python3-pybind11 python3-pytest
+      clang libclang-rt-14-dev libomp-14-dev)  # the fuzzers and the sanitizer job (scripts/fuzz.sh, sanitize.sh)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

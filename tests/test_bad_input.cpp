@@ -90,7 +90,7 @@ TEST_F(BadInput, HeaderIsNotJson) {
   std::string b = bytes();
   b[8] = '#';
   put(b);
-  expect_load_error({"model.safetensors", "invalid safetensors header JSON"});
+  expect_load_error({"model.safetensors", "safetensors header: invalid JSON"});
 }
 
 TEST_F(BadInput, OverlappingOffsets) {

@@ -218,7 +218,7 @@ TEST(Unicode, LossyDecodingLikeRust) {
 
 TEST(TokenizerErrors, MalformedOrTruncatedJson) {
   const std::string full = letters_json().dump();
-  EXPECT_NE(error_of([&] { Tokenizer::from_json(full.substr(0, full.size() / 2), "t.json"); }).find("not valid JSON"),
+  EXPECT_NE(error_of([&] { Tokenizer::from_json(full.substr(0, full.size() / 2), "t.json"); }).find("invalid JSON"),
             std::string::npos);
   EXPECT_NE(error_of([&] { Tokenizer::from_json("[1, 2]", "t.json"); }).find("t.json"), std::string::npos);
   EXPECT_NE(error_of([&] { Tokenizer::from_json("{\"version\": \"1.0\"}", "t.json"); }).find("no \"model\""),
@@ -263,10 +263,10 @@ TEST(TokenizerErrors, BadModelContents) {
   j = bpe_json(kAbcVocab, {"a b c"});
   EXPECT_NE(error_of([&] { load(j); }).find("merge 0"), std::string::npos);
   j = bpe_json({{"a", 0}, {"b", 2000000000}}, json::array());
-  EXPECT_NE(error_of([&] { load(j); }).find("implausibly large"), std::string::npos);
+  EXPECT_NE(error_of([&] { load(j); }).find("largest id 2000000000 for only 2 tokens"), std::string::npos);
   j = letters_json();
   j["added_tokens"] = {added(-3, "<x>", true)};
-  EXPECT_NE(error_of([&] { load(j); }).find("invalid id -3"), std::string::npos);
+  EXPECT_NE(error_of([&] { load(j); }).find("added token: a token id must be an integer in [0, 2^31), got the number -3"), std::string::npos);
   j = bpe_json(kAbcVocab, json::array());
   j["model"]["dropout"] = 0.1;
   EXPECT_NE(error_of([&] { load(j); }).find("dropout"), std::string::npos);

@@ -82,7 +82,7 @@ TEST(TokenizeCli, BadTokenizerFilesGiveOneLineErrors) {
   TempDir d;
   const std::string good = json::parse(std::ifstream(write_tokenizer(d))).dump();
   const std::string truncated = d.write("truncated.json", good.substr(0, good.size() / 3));
-  expect_error(run_cli("tokenize --tokenizer " + truncated, "x"), "not valid JSON");
+  expect_error(run_cli("tokenize --tokenizer " + truncated, "x"), "invalid JSON");
   json j = json::parse(good);
   j["normalizer"] = {{"type", "BertNormalizer"}};
   const std::string unknown = d.write("unknown.json", j.dump());
@@ -90,7 +90,7 @@ TEST(TokenizeCli, BadTokenizerFilesGiveOneLineErrors) {
   j = json::parse(good);
   j["model"]["merges"] = {"h e", 7};
   expect_error(run_cli("tokenize --tokenizer " + d.write("merges.json", j.dump()), "x"), "merge 1");
-  expect_error(run_cli("tokenize --tokenizer " + d.write("empty.json", ""), "x"), "not valid JSON");
+  expect_error(run_cli("tokenize --tokenizer " + d.write("empty.json", ""), "x"), "invalid JSON");
   expect_error(run_cli("tokenize --tokenizer " + (d.path / "none.json").string(), "x"), "cannot open");
   TempDir empty_model;
   expect_error(run_cli("tokenize -m " + empty_model.path.string(), "x"), "has no tokenizer.json");

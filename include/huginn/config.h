@@ -1,5 +1,6 @@
 // Model configuration: the HF config.json of a recurrent-depth (Huginn/raven) model.
 #pragma once
+#include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
@@ -52,6 +53,18 @@ struct ModelConfig {
 // the file in error messages.
 ModelConfig parse_config(const nlohmann::json& j, const std::string& source);
 ModelConfig load_config(const std::string& path);
+
+// Upper bounds on a config's sizes (parse_config enforces them): every product
+// of them fits in 64 bits, and the parameter count fits in memory as float32.
+constexpr int64_t kMaxEmbd = 1 << 16;
+constexpr int64_t kMaxIntermediate = 1 << 20;
+constexpr int64_t kMaxVocab = 1 << 24;
+constexpr int64_t kMaxBlockSize = 1 << 20;
+constexpr int64_t kMaxLayersPerPart = 1024;
+constexpr int64_t kMaxRecurrence = 1 << 16;
+constexpr int64_t kMaxParams = int64_t(1) << 37;  // 128 Gi parameters (512 GiB as float32)
+// Throws huginn::Error naming `source` when a size is beyond those bounds.
+void check_config_bounds(const ModelConfig& c, const std::string& source);
 // Writes every key the reference's config class knows, so that the HF code and
 // huginn.cpp both load it.
 nlohmann::json config_to_json(const ModelConfig& c);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "huginn/check.h"
 #include "huginn/common.h"
 
 namespace huginn::infer {
@@ -69,7 +70,7 @@ BatchRunner::BatchRunner(const Model& m, int max_rows, int max_lanes, int capaci
   have_logits_.resize(max_lanes);
 }
 
-void BatchRunner::head_for(const std::vector<int>& sub, Lane* lanes, bool final_rows) {
+void BatchRunner::head_for(const std::vector<int>& sub, Lane* lanes, bool final_rows, int depth) {
   // sub: lane indices, in row order. Contiguous scratch copy unless sub is the
   // whole active set.
   const float* src = s_.data();
@@ -88,7 +89,11 @@ void BatchRunner::head_for(const std::vector<int>& sub, Lane* lanes, bool final_
   size_t off = 0;
   for (size_t j = 0; j < sub.size(); ++j) {
     const int k = sub_seg_[j].logit_rows;
-    std::memcpy(lanes[sub[j]].dec->logits_.data(), lg_.data() + off * V_, sizeof(float) * (size_t)k * V_);
+    Lane& l = lanes[sub[j]];
+    std::memcpy(l.dec->logits_.data(), lg_.data() + off * V_, sizeof(float) * (size_t)k * V_);
+    // NaN/Inf stops with an error naming the depth (one cheap pass over the row).
+    check_logits_finite(l.dec->logits_.data(), (size_t)k * V_, depth >= 0 ? depth : l.result.steps,
+                        l.dec->cache().length() - 1);
     off += k;
   }
 }
@@ -169,7 +174,7 @@ void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
     for (int i : active_)
       if (lanes[i].in.checks) sub_.push_back(i);
     if (sub_.empty()) continue;
-    if (logit_crit) head_for(sub_, lanes, false);
+    if (logit_crit) head_for(sub_, lanes, false, it + 1);
     exited_.clear();
     for (int i : sub_) {
       Lane& l = lanes[i];
@@ -186,7 +191,7 @@ void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
     if (exited_.empty()) continue;
     // Exited lanes: their logits (the coda on the exit state for latent
     // criteria), their state; then they leave the batch.
-    if (!logit_crit) head_for(exited_, lanes, false);
+    if (!logit_crit) head_for(exited_, lanes, false, it + 1);
     for (int i : exited_)
       std::memcpy(lanes[i].dec->s_.data(), s_.data() + (size_t)row0_[i] * d_, sizeof(float) * lanes[i].in.T * d_);
     int r = 0, k = 0;

@@ -98,7 +98,8 @@ class BatchRunner {
  private:
   // Copies the rows of `lanes` (indices into active_) to contiguous scratch and
   // runs the head for them (coda cache entries included); logits go to lg_.
-  void head_for(const std::vector<int>& sub, Lane* lanes, bool final_rows);
+  // depth: the iterations the logits come from (-1: each lane's result.steps).
+  void head_for(const std::vector<int>& sub, Lane* lanes, bool final_rows, int depth = -1);
 
   const Model& m_;
   int d_, V_, max_rows_, max_lanes_, max_logit_rows_;

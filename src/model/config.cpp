@@ -5,6 +5,7 @@
 #include <set>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 
 namespace huginn {
 using json = nlohmann::json;
@@ -38,7 +39,7 @@ int get_int(const json& j, const char* key, const std::string& src, bool require
   }
   const json& v = j.at(key);
   if (!v.is_number_integer() && !(v.is_number_float() && v.get<double>() == (int64_t)v.get<double>()))
-    fail(src, ": key '", key, "' must be an integer, got ", v.dump());
+    fail(src, ": key '", key, "' must be an integer, got ", json_brief(v));
   int64_t x = v.is_number_integer() ? v.get<int64_t>() : (int64_t)v.get<double>();
   if (x < 0 || x > (1 << 30)) fail(src, ": key '", key, "' out of range: ", x);
   return (int)x;
@@ -46,23 +47,48 @@ int get_int(const json& j, const char* key, const std::string& src, bool require
 
 double get_num(const json& j, const char* key, const std::string& src, double def) {
   if (!j.contains(key) || j.at(key).is_null()) return def;
-  if (!j.at(key).is_number()) fail(src, ": key '", key, "' must be a number, got ", j.at(key).dump());
+  if (!j.at(key).is_number()) fail(src, ": key '", key, "' must be a number, got ", json_brief(j.at(key)));
   return j.at(key).get<double>();
 }
 
 bool get_bool(const json& j, const char* key, const std::string& src, bool def) {
   if (!j.contains(key)) return def;
-  if (!j.at(key).is_boolean()) fail(src, ": key '", key, "' must be true or false, got ", j.at(key).dump());
+  if (!j.at(key).is_boolean()) fail(src, ": key '", key, "' must be true or false, got ", json_brief(j.at(key)));
   return j.at(key).get<bool>();
 }
 
 void expect_string(const json& j, const char* key, const char* want, const std::string& src) {
   if (!j.contains(key)) return;
   if (!j.at(key).is_string() || j.at(key).get<std::string>() != want)
-    fail(src, ": unsupported ", key, " ", j.at(key).dump(), " (huginn.cpp implements ", want, ")");
+    fail(src, ": unsupported ", key, " ", json_brief(j.at(key)), " (huginn.cpp implements ", want, ")");
 }
 
 }  // namespace
+
+void check_config_bounds(const ModelConfig& c, const std::string& src) {
+  // Each size within what any published model of this family uses, with a
+  // wide margin, so that no product below can overflow and nothing sized from
+  // the config is allocated before it is checked against the weights present.
+  auto at_most = [&](const char* key, int64_t v, int64_t max) {
+    if (v > max) fail(src, ": ", key, " ", v, " is larger than the supported maximum ", max);
+  };
+  at_most("n_embd", c.n_embd, kMaxEmbd);
+  at_most("intermediate_size", c.intermediate_size, kMaxIntermediate);
+  at_most("vocab_size", c.vocab_size, kMaxVocab);
+  at_most("block_size", c.block_size, kMaxBlockSize);
+  at_most("n_layers_in_prelude", c.n_prelude, kMaxLayersPerPart);
+  at_most("n_layers_in_recurrent_block", c.n_core, kMaxLayersPerPart);
+  at_most("n_layers_in_coda", c.n_coda, kMaxLayersPerPart);
+  at_most("mean_recurrence", c.mean_recurrence, kMaxRecurrence);
+  at_most("mean_backprop_depth", c.mean_backprop_depth, kMaxRecurrence);
+  // The parameter count in 128 bits: it must fit in memory as float32.
+  using i128 = __int128;
+  const i128 d = c.n_embd, I = c.intermediate_size, V = c.vocab_size;
+  const i128 block = 4 * d + (c.qk_bias ? 2 * d : 0) + 3 * d * d + d * d + 2 * I * d + d * I;
+  const i128 total = V * d * (c.tie_embeddings ? 1 : 2) + block * (c.n_prelude + c.n_core + c.n_coda) + d * 2 * d + d;
+  if (total > kMaxParams)
+    fail(src, ": the config describes ", (double)total, " parameters, more than the supported ", (double)kMaxParams);
+}
 
 int64_t ModelConfig::params_embedding() const { return (int64_t)vocab_size * n_embd; }
 int64_t ModelConfig::params_block() const {
@@ -122,19 +148,12 @@ ModelConfig parse_huginn_config(const json& j, const std::string& src) {
   if (c.n_core <= 0) fail(src, ": n_layers_in_recurrent_block must be positive");
   if (!(c.norm_eps > 0)) fail(src, ": norm_eps must be positive");
   if (!(c.rope_base > 1)) fail(src, ": rope_base must be > 1");
+  check_config_bounds(c, src);
   return c;
 }
 
 ModelConfig load_config(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) fail(path, ": cannot open config");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
-  return parse_config(j, path);
+  return parse_config(parse_json_file(path, kJsonMaxDepth, 1 << 20), path);
 }
 
 json huginn_config_to_json(const ModelConfig& c) {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "huginn/check.h"
 #include "huginn/common.h"
 #include "model/arch.h"
 #include "tensor/backward.h"
@@ -93,6 +94,10 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& o)
   m->cfg_ = load_config((fs::path(dir) / "config.json").string());
   m->arch_ = &architecture_named(m->cfg_.arch);
   m->store_ = TensorStore::open_dir(dir);
+  // The config's sizes against the tensors present, and NaN/Inf in the small
+  // tensors, before anything sized from the config is allocated.
+  check_config_against_weights(m->cfg_, m->store_);
+  check_small_tensors_finite(m->store_);
   const ModelConfig& c = m->cfg_;
   m->w_ = m->arch_->bind(c, [&](const ParamSpec& p) -> Weight {
     const TensorView& t = m->store_.get(p.name);

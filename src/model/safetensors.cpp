@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 
 namespace huginn {
 using json = nlohmann::json;
@@ -110,7 +111,8 @@ uint16_t f32_to_f16(float f) {
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) fail(path, ": cannot open: ", std::strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -144,6 +146,7 @@ std::string TensorView::shape_str() const {
 }
 void TensorView::to_f32(float* out) const {
   int64_t n = numel();
+  if (n == 0) return;  // an empty tensor: out may be null (memcpy(nullptr, ..., 0) is undefined)
   switch (dtype) {
     case DType::F32:
       std::memcpy(out, data, (size_t)n * 4);
@@ -187,12 +190,7 @@ void TensorStore::add_file(const std::string& path) {
   std::memcpy(&n, mf->data(), 8);
   if (n > kMaxHeader) fail(path, ": safetensors header length ", n, " is beyond the 100 MB limit");
   if (n > size - 8) fail(path, ": safetensors header length ", n, " is beyond the end of the file (", size, " bytes)");
-  json h;
-  try {
-    h = json::parse(mf->data() + 8, mf->data() + 8 + n);
-  } catch (const json::exception& e) {
-    fail(path, ": invalid safetensors header JSON: ", e.what());
-  }
+  const json h = parse_json(std::string_view((const char*)mf->data() + 8, n), path + ": safetensors header");
   if (!h.is_object()) fail(path, ": safetensors header is not a JSON object");
   const uint8_t* base = mf->data() + 8 + n;
   const size_t data_size = size - 8 - n;
@@ -212,24 +210,25 @@ void TensorStore::add_file(const std::string& path) {
     t.name = name;
     t.file = path;
     if (!e["dtype"].is_string() || !parse_dtype(e["dtype"].get<std::string>(), &t.dtype))
-      fail(path, ": tensor '", name, "' has unknown dtype ", e["dtype"].dump());
+      fail(path, ": tensor '", name, "' has unknown dtype ", json_brief(e["dtype"]));
     if (!e["shape"].is_array()) fail(path, ": tensor '", name, "' shape is not an array");
     unsigned __int128 numel = 1;
     for (auto& s : e["shape"]) {
-      if (!s.is_number_unsigned()) fail(path, ": tensor '", name, "' has invalid shape ", e["shape"].dump());
+      if (!s.is_number_unsigned() || s.get<uint64_t>() > ((uint64_t)1 << 62))
+        fail(path, ": tensor '", name, "' has an invalid shape entry: ", json_brief(s));
       t.shape.push_back(s.get<int64_t>());
       numel *= (uint64_t)t.shape.back();
       if (numel > ((unsigned __int128)1 << 62)) fail(path, ": tensor '", name, "' shape is too large");
     }
     const json& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      fail(path, ": tensor '", name, "' has invalid data_offsets ", off.dump());
+      fail(path, ": tensor '", name, "' has invalid data_offsets (two unsigned integers needed)");
     uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
     if (b > en || en > data_size)
       fail(path, ": tensor '", name, "' data_offsets [", b, ", ", en, "] are out of range (data section is ",
            data_size, " bytes)");
     if ((unsigned __int128)(en - b) != numel * dtype_size(t.dtype))
-      fail(path, ": tensor '", name, "' has ", en - b, " bytes but shape ", e["shape"].dump(), " of ",
+      fail(path, ": tensor '", name, "' has ", en - b, " bytes but shape ", t.shape_str(), " of ",
            dtype_name(t.dtype), " needs ", (uint64_t)(numel * dtype_size(t.dtype)));
     t.data = base + b;
     t.nbytes = en - b;
@@ -237,10 +236,16 @@ void TensorStore::add_file(const std::string& path) {
     ranges.push_back({b, en});
     tensors_.emplace(name, std::move(t));
   }
+  // Empty tensors overlap nothing; every other range must start at or after
+  // the furthest end seen so far (not only the previous range's end: an empty
+  // range between two overlapping ones must not hide the overlap).
   std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second && ranges[i].second > ranges[i].first)
-      fail(path, ": tensor data ranges overlap at byte ", ranges[i].first);
+  uint64_t reach = 0;
+  for (const auto& [b, en] : ranges) {
+    if (b == en) continue;
+    if (b < reach) fail(path, ": tensor data ranges overlap at byte ", b);
+    reach = std::max(reach, en);
+  }
   files_.push_back(std::move(mf));
 }
 
@@ -255,13 +260,7 @@ TensorStore TensorStore::open_dir(const std::string& dir) {
   fs::path d(dir);
   fs::path index = d / "model.safetensors.index.json";
   if (fs::exists(index)) {
-    json j;
-    try {
-      std::ifstream f(index);
-      j = json::parse(f);
-    } catch (const json::exception& e) {
-      fail(index.string(), ": invalid JSON: ", e.what());
-    }
+    const json j = parse_json_file(index.string(), kJsonMaxDepth, 1 << 26);
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       fail(index.string(), ": missing weight_map object");
     std::vector<std::string> shards;

@@ -11,7 +11,9 @@
 
 #include "huginn/chat.h"
 #include "huginn/exit_criteria.h"
+#include "huginn/json.h"
 #include "huginn/kv_cache.h"
+#include "huginn/check.h"
 
 namespace huginn::serve {
 using json = nlohmann::json;
@@ -21,6 +23,8 @@ json error_json(const std::string& message, const std::string& type) {
 }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+// Error messages describe a request's value without serialising it.
+std::string brief(const json& j) { return json_brief(j); }
 
 namespace {
 
@@ -30,7 +34,7 @@ namespace {
 std::optional<long long> get_int(const json& j, const char* key, long long lo, long long hi) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
-  if (!it->is_number_integer()) bad(str("'", key, "' must be an integer, got ", dump(*it)));
+  if (!it->is_number_integer()) bad(str("'", key, "' must be an integer, got ", brief(*it)));
   long long v;
   if (it->is_number_unsigned()) {
     const auto u = it->get<unsigned long long>();
@@ -46,21 +50,21 @@ std::optional<long long> get_int(const json& j, const char* key, long long lo, l
 std::optional<double> get_number(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
-  if (!it->is_number()) bad(str("'", key, "' must be a number, got ", dump(*it)));
+  if (!it->is_number()) bad(str("'", key, "' must be a number, got ", brief(*it)));
   return it->get<double>();
 }
 
 std::optional<bool> get_bool(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
-  if (!it->is_boolean()) bad(str("'", key, "' must be true or false, got ", dump(*it)));
+  if (!it->is_boolean()) bad(str("'", key, "' must be true or false, got ", brief(*it)));
   return it->get<bool>();
 }
 
 std::optional<std::string> get_string(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
-  if (!it->is_string()) bad(str("'", key, "' must be a string, got ", dump(*it)));
+  if (!it->is_string()) bad(str("'", key, "' must be a string, got ", brief(*it)));
   return it->get<std::string>();
 }
 
@@ -153,6 +157,11 @@ Api::Api(const Model& model, std::optional<Tokenizer> tokenizer, std::vector<int
   if (stop_ids_.empty()) stop_ids_ = default_stop_tokens(model.config());  // the family's (Ouro: eos)
   if (cfg_.max_steps < 1) fail("the largest steps a request may ask for must be >= 1, got ", cfg_.max_steps);
   if (cfg_.steps == 0 || cfg_.steps < -1) fail("--steps must be >= 1, got ", cfg_.steps);
+  // The default depth (a config's mean_recurrence unless --steps) is capped:
+  // a config with mean_recurrence 2^30 must not make every request run for ever.
+  if (cfg_.steps < 0)
+    check_recurrence(default_steps(), "the model's mean_recurrence (the default depth; set --steps)",
+                     std::max<int64_t>(kDefaultMaxRecurrence, cfg_.max_steps));
   if (default_steps() > cfg_.max_steps) cfg_.max_steps = default_steps();
   // The server's defaults as one spec, parsed once; a request overrides its fields.
   defaults_.steps = default_steps();
@@ -212,9 +221,9 @@ json Api::models() const {
 ApiRequest Api::parse(std::string_view body, bool chat) const {
   json j;
   try {
-    j = json::parse(body);
-  } catch (const json::exception& e) {
-    bad(str("invalid JSON in the request body: ", e.what()));
+    j = parse_json(body, "the request body");
+  } catch (const Error& e) {
+    bad(e.what());
   }
   if (!j.is_object()) bad("the request body must be a JSON object");
   static const std::set<std::string> common = {
@@ -229,7 +238,7 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
   ApiRequest r;
   r.chat = chat;
   if (auto m = j.find("model"); m != j.end() && !m->is_null() && !m->is_string())
-    bad("'model' must be a string, got " + shorten(dump(*m)));
+    bad("'model' must be a string, got " + brief(*m));
   if (auto n = get_int(j, "n", 1, 1)) (void)n;
   r.stream = get_bool(j, "stream").value_or(false);
 
@@ -250,14 +259,14 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
       if (pit->empty()) bad("'prompt' is empty");
       for (size_t i = 0; i < pit->size(); ++i) {
         const json& x = (*pit)[i];
-        if (!x.is_number_integer()) bad(str("'prompt' must be a string or an array of token ids; entry ", i, " is ", shorten(dump(x))));
+        if (!x.is_number_integer()) bad(str("'prompt' must be a string or an array of token ids; entry ", i, " is ", brief(x)));
         const bool neg = x.is_number_integer() && !x.is_number_unsigned() && x.get<long long>() < 0;
         if (neg || x.get<unsigned long long>() >= (unsigned long long)c.vocab_size)
           bad(str("'prompt' token id ", dump(x), " (entry ", i, ") is outside the vocabulary [0, ", c.vocab_size, ")"));
         r.prompt.push_back(x.get<int>());
       }
     } else {
-      bad("'prompt' must be a string or an array of token ids, got " + shorten(dump(*pit)));
+      bad("'prompt' must be a string or an array of token ids, got " + brief(*pit));
     }
   } else {
     if (!pit->is_array()) bad("'messages' must be an array of {\"role\", \"content\"} objects");
@@ -340,7 +349,7 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
   }
   if (auto it = j.find("seed"); it != j.end() && !it->is_null()) {
     if (!it->is_number_integer() || (!it->is_number_unsigned() && it->get<long long>() < 0))
-      bad("'seed' must be a whole number >= 0, got " + shorten(dump(*it)));
+      bad("'seed' must be a whole number >= 0, got " + brief(*it));
     s.seed = it->get<uint64_t>();
     g.seed = s.seed;  // as the CLI: also seeds a random initial state
   }
@@ -351,11 +360,11 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
     } else if (it->is_array()) {
       if (it->size() > 16) bad(str("'stop' holds ", it->size(), " strings; at most 16"));
       for (auto& x : *it) {
-        if (!x.is_string()) bad("'stop' must be a string or an array of strings, got " + shorten(dump(*it)));
+        if (!x.is_string()) bad("'stop' must be a string or an array of strings, got " + brief(*it));
         g.stop_strings.push_back(x.get<std::string>());
       }
     } else {
-      bad("'stop' must be a string or an array of strings, got " + shorten(dump(*it)));
+      bad("'stop' must be a string or an array of strings, got " + brief(*it));
     }
     for (auto& x : g.stop_strings)
       if (x.empty()) bad("'stop' holds an empty string");

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "huginn/safetensors.h"
 #include "huginn/tasks.h"
 #include "tasks/rng.h"
@@ -140,15 +141,9 @@ void write_task_manifest(const std::string& dir, const TaskMix& mix) {
 
 TaskMix read_task_manifest(const std::string& dir) {
   const std::string path = manifest_path(dir);
-  std::ifstream f(path);
-  if (!f) fail(path, ": no task manifest (the model was not trained on tasks, or tasks.json is missing)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
-  return task_mix_from_json(j, path);
+  if (!std::filesystem::exists(path))
+    fail(path, ": no task manifest (the model was not trained on tasks, or tasks.json is missing)");
+  return task_mix_from_json(parse_json_file(path, kJsonMaxDepth, 1 << 20), path);
 }
 
 // ---------------------------------------------------------------------------

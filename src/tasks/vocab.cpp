@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "huginn/safetensors.h"
 #include "huginn/tasks.h"
 #include "huginn/tokenizer.h"
@@ -120,13 +121,7 @@ void check_char_tokenizer(const std::string& model_dir) {
   namespace fs = std::filesystem;
   const fs::path path = fs::path(model_dir) / "tokenizer.json";
   if (!fs::exists(path)) return;
-  std::ifstream f(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path.string(), ": invalid JSON: ", e.what());
-  }
+  const nlohmann::json j = parse_json_file(path.string());
   const auto ours = tokenizer_json()["model"]["vocab"];
   if (!j.contains("model") || !j["model"].contains("vocab") || j["model"]["vocab"] != ours)
     fail(path.string(), ": not the task models' character tokenizer (this command decodes task answers with it)");

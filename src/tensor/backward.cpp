@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tensor/gemm.h"
 #include "tensor/kernels.h"
 
 namespace huginn::bwd {
@@ -29,14 +30,14 @@ double* scratch_doubles(size_t n) {
 
 void linear_weight_grad(const float* dy, int ldy, const float* x, int ldx, float* dW, int lddw, int T, int K, int N) {
   if (T <= 0 || N <= 0 || K <= 0) return;
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, T, 1.0f, dy, ldy, x, ldx, 1.0f, dW, lddw);
+  // Blocks of output rows (of dW), never of the summed T: see tensor/gemm.h.
+  kern::gemm_fixed_blocks(true, false, N, K, T, 1.0f, dy, ldy, x, ldx, 1.0f, dW, lddw);
 }
 
 void linear_input_grad(const float* dy, int ldy, const float* W, int ldw, float* dx, int lddx, int T, int K, int N,
                        bool accumulate) {
   if (T <= 0 || K <= 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, K, N, 1.0f, dy, ldy, W, ldw, accumulate ? 1.0f : 0.0f,
-              dx, lddx);
+  kern::gemm_fixed_blocks(false, false, T, K, N, 1.0f, dy, ldy, W, ldw, accumulate ? 1.0f : 0.0f, dx, lddx);
 }
 
 void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, int T, int d, float eps,

@@ -2,7 +2,7 @@
 // are row-major [T, width], a Linear weight W is [out, in] and computes
 // y = x · Wᵀ. Every "accumulate" argument adds into the destination (weight
 // gradients are summed over recurrence iterations and micro-batches).
-// Results are deterministic for a fixed thread count.
+// Results do not depend on the thread count nor on the BLAS kernel's threading.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -10,9 +10,9 @@
 namespace huginn::bwd {
 
 // Linear layer y[T, N] = x[T, K] · W[N, K]ᵀ.
-// dW[N, K] += dyᵀ · x  (BLAS sgemm)
+// dW[N, K] += dyᵀ · x  (kern::gemm_fixed_blocks: independent of the thread count)
 void linear_weight_grad(const float* dy, int ldy, const float* x, int ldx, float* dW, int lddw, int T, int K, int N);
-// dx[T, K] (+)= dy[T, N] · W[N, K]  (BLAS sgemm); ldw is W's row stride.
+// dx[T, K] (+)= dy[T, N] · W[N, K]  (kern::gemm_fixed_blocks); ldw is W's row stride.
 void linear_input_grad(const float* dy, int ldy, const float* W, int ldw, float* dx, int lddx, int T, int K, int N,
                        bool accumulate);
 

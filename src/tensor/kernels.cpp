@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "huginn/common.h"
+#include "tensor/gemm.h"
 #include "tensor/simd.h"
 
 namespace huginn::kern {
@@ -88,8 +89,8 @@ void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int l
                bool accumulate) {
   if (T <= 0 || N <= 0) return;
   if (T >= kGemvMaxRows) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, ldx, W, ldw, accumulate ? 1.0f : 0.0f, y,
-                ldy);
+    // Fixed row blocks: the bits do not depend on the thread count or BLAS's threading (tensor/gemm.h).
+    gemm_fixed_blocks(false, true, T, N, K, 1.0f, x, ldx, W, ldw, accumulate ? 1.0f : 0.0f, y, ldy);
     return;
   }
   gemv(x, ldx, W, DType::F32, (size_t)ldw, y, ldy, T, K, N, accumulate);

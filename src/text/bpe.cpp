@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "text/components.h"
 #include "text/unicode.h"
 
@@ -32,12 +33,11 @@ BPE::BPE(const json& m, const std::string& where) {
   vocab_.reserve(vocab.size());
   int max_id = -1;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    const int id = it.value().get<int>();
-    if (id < 0) fail(where, ": negative id for token '", it.key(), "'");
-    if (id >= kMaxId) fail(where, ": id ", id, " of token '", it.key(), "' is implausibly large");
+    const int id = token_id(it.value(), str(where, ": token '", it.key().substr(0, 40), "'"));
     vocab_[it.key()] = id;
     max_id = std::max(max_id, id);
   }
+  check_id_space(max_id, vocab.size(), where);
   vocab_r_.assign((size_t)max_id + 1, std::string());
   has_id_.assign((size_t)max_id + 1, 0);
   for (auto& [tok, id] : vocab_) {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 
 namespace huginn {
 
@@ -78,12 +79,7 @@ std::vector<int> chat_stop_ids(const Tokenizer& tok) {
 GenerationConfig parse_generation_config(std::string_view text, const std::string& origin) {
   GenerationConfig g;
   g.from_file = true;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(origin, ": not valid JSON: ", e.what());
-  }
+  const nlohmann::json j = parse_json(text, origin);
   if (!j.is_object()) fail(origin, ": expected a JSON object");
   auto num = [&](const char* key, auto& dst) {
     auto it = j.find(key);
@@ -123,11 +119,9 @@ GenerationConfig parse_generation_config(std::string_view text, const std::strin
 
 GenerationConfig read_generation_config(const std::string& model_dir) {
   const auto p = std::filesystem::path(model_dir) / "generation_config.json";
-  std::ifstream f(p, std::ios::binary);
-  if (!f) return GenerationConfig{};
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return parse_generation_config(ss.str(), p.string());
+  std::error_code ec;
+  if (!std::filesystem::exists(p, ec)) return GenerationConfig{};
+  return parse_generation_config(read_regular_file(p.string(), 1 << 20), p.string());
 }
 
 std::vector<int> stop_ids(const Tokenizer& tok, const GenerationConfig& gc) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "text/regex.h"
 #include "text/unicode.h"
 
@@ -246,10 +247,18 @@ struct ByteLevelNorm : Normalizer {
     s.swap(out);
   }
 };
+// Chained steps can grow the text at every step (ByteLevel doubles non-ASCII
+// bytes, Replace may lengthen): a sequence may make it at most this many times
+// longer (plus a constant), whatever the file says.
+constexpr size_t kMaxGrowth = 16, kMaxGrowthSlack = 4096;
 struct SequenceNorm : Normalizer {
   std::vector<std::unique_ptr<Normalizer>> items;
   void run(std::string& s) const override {
-    for (auto& n : items) n->run(s);
+    const size_t limit = s.size() * kMaxGrowth + kMaxGrowthSlack;
+    for (auto& n : items) {
+      n->run(s);
+      if (s.size() > limit) fail("tokenizer: the normalizer sequence makes the text more than ", kMaxGrowth, "x longer");
+    }
   }
 };
 
@@ -400,8 +409,18 @@ struct BertPre : PreTokenizer {
 
 struct SequencePre : PreTokenizer {
   std::vector<std::unique_ptr<PreTokenizer>> items;
+  static size_t bytes(const std::vector<Piece>& pieces) {
+    size_t n = 0;
+    for (auto& p : pieces) n += p.s.size();
+    return n;
+  }
   void run(std::vector<Piece>& pieces) const override {
-    for (auto& p : items) p->run(pieces);
+    const size_t limit = bytes(pieces) * kMaxGrowth + kMaxGrowthSlack;
+    for (auto& p : items) {
+      p->run(pieces);
+      if (bytes(pieces) > limit)
+        fail("tokenizer: the pre-tokenizer sequence makes the text more than ", kMaxGrowth, "x longer");
+    }
   }
 };
 
@@ -735,17 +754,23 @@ std::unique_ptr<PostProcessor> make_post_processor(const json& j, const std::str
       } else if (piece.contains("SpecialToken")) {
         const std::string id = piece.at("SpecialToken").at("id").get<std::string>();
         if (!specials.contains(id)) fail(w, ": special token '", id, "' is missing from special_tokens");
-        p->single.push_back({false, specials.at(id).at("ids").get<std::vector<int>>()});
+        {
+          const json& ids = specials.at(id).at("ids");
+          if (!ids.is_array()) fail(w, ": special token '", id, "' ids must be a list");
+          std::vector<int> v;
+          for (size_t k = 0; k < ids.size(); ++k) v.push_back(token_id(ids[k], str(w, ": special token '", id, "' id")));
+          p->single.push_back({false, std::move(v)});
+        }
       } else {
-        fail(w, ": unknown template piece ", piece.dump());
+        fail(w, ": unknown template piece (", json_brief(piece), ")");
       }
     }
     return p;
   }
   if (t == "BertProcessing" || t == "RobertaProcessing") {
     auto p = std::make_unique<WrapPost>();
-    p->cls = j.at("cls").at(1).get<int>();
-    p->sep = j.at("sep").at(1).get<int>();
+    p->cls = token_id(j.at("cls").at(1), w + ".cls");
+    p->sep = token_id(j.at("sep").at(1), w + ".sep");
     return p;
   }
   if (t == "Sequence") {
@@ -798,5 +823,36 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where) {
   }
   unsupported("decoder", t, where, "ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, BPEDecoder, Sequence");
 }
+
+int token_id(const json& v, const std::string& where) {
+  if (v.is_number_unsigned() && v.get<uint64_t>() < (uint64_t(1) << 31)) return (int)v.get<uint64_t>();
+  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() >= 0 &&
+      v.get<int64_t>() < (int64_t(1) << 31))
+    return (int)v.get<int64_t>();
+  fail(where, ": a token id must be an integer in [0, 2^31), got ", json_brief(v));
+}
+
+void check_id_space(int64_t max_id, size_t n_tokens, const std::string& where) {
+  if (max_id + 1 > (int64_t)(4 * n_tokens + 65536))
+    fail(where, ": largest id ", max_id, " for only ", n_tokens,
+         " tokens (ids must be nearly contiguous: at most 4 x tokens + 65536)");
+}
+
+namespace {
+int count_components(const json& j, const std::string& where, int depth) {
+  if (depth > kMaxComponentDepth) fail(where, ": Sequence nested deeper than ", kMaxComponentDepth, " levels");
+  int n = 1;
+  if (j.is_object() && j.contains("type") && j["type"] == "Sequence")
+    for (const char* key : {"normalizers", "pretokenizers", "processors", "decoders"})
+      if (auto it = j.find(key); it != j.end() && it->is_array())
+        for (const json& item : *it) {
+          n += count_components(item, where, depth + 1);
+          if (n > kMaxComponents) fail(where, ": more than ", kMaxComponents, " components");
+        }
+  return n;
+}
+}  // namespace
+
+void check_component_tree(const json& section, const std::string& where) { count_components(section, where, 0); }
 
 }  // namespace huginn::text

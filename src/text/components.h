@@ -93,8 +93,19 @@ class MergeMap {
   size_t mask_ = 0;
 };
 
-// Ids at or above this are rejected when loading (they would size tables).
-constexpr int kMaxId = 1 << 26;
+// Token ids are exact JSON integers in [0, 2^31) (no fractions, no floats,
+// nothing truncated); throws naming `where`.
+int token_id(const nlohmann::json& v, const std::string& where);
+// Tables are sized by the largest id, so the id space must stay proportional
+// to the tokens actually listed: max_id + 1 <= 4 * n_tokens + 65536.
+void check_id_space(int64_t max_id, size_t n_tokens, const std::string& where);
+// Bounds on a tokenizer's component trees (Sequence of Sequence ...): chained
+// ByteLevel or Replace steps grow the text at every step.
+constexpr int kMaxComponentDepth = 4;
+constexpr int kMaxComponents = 32;
+// Counts the components of one section (normalizer, pre_tokenizer,
+// post_processor, decoder) and throws when beyond the bounds above.
+void check_component_tree(const nlohmann::json& section, const std::string& where);
 
 class BPE {
  public:
@@ -109,6 +120,7 @@ class BPE {
     return id >= 0 && id < (int)vocab_r_.size() && has_id_[id] ? &vocab_r_[id] : nullptr;
   }
   int max_id() const { return (int)vocab_r_.size() - 1; }
+  size_t size() const { return vocab_.size(); }
 
  private:
   void merge_word(std::string_view w, std::vector<int>& out) const;

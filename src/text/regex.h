@@ -10,6 +10,14 @@ struct re_pattern_buffer;
 
 namespace huginn::text {
 
+// The pattern with Unicode general categories (\p{L}, \p{Nd}, \P{S},
+// \p{^N}, \pL, long names such as \p{Letter}) and \d / \D spelled out as
+// code point ranges from src/text/unicode_classes.inc, the tables of Hugging
+// Face tokenizers' regex engine (generated from the npm peer by
+// scripts/gen_unicode_classes.js), instead of the possibly older Unicode
+// tables of the system's Oniguruma. Anything else is left as written.
+std::string with_unicode_classes(const std::string& pattern);
+
 class Regex {
  public:
   explicit Regex(const std::string& pattern);

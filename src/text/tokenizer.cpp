@@ -2,6 +2,8 @@
 // tokenizers: added tokens -> normalizer -> pre-tokenizer -> BPE -> post-processor.
 #include "huginn/tokenizer.h"
 
+#include "huginn/json.h"
+
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
@@ -164,11 +166,7 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     fail("'", path, "' is a directory, not a tokenizer.json (for a model directory use -m / load_model_tokenizer)");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open tokenizer file '", path, "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return from_json(ss.str(), path);
+  return from_json(read_regular_file(path, uint64_t(1) << 30), path);
 }
 
 namespace {
@@ -180,12 +178,7 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin)
   g_parses.fetch_add(1);
   auto impl = std::make_shared<Impl>();
   impl->origin = origin;
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(origin, ": not valid JSON (truncated or malformed?): ", e.what());
-  }
+  const json j = parse_json(text, origin);
   try {
     if (!j.is_object()) fail(origin, ": expected a JSON object at the top level");
     if (!j.contains("model")) fail(origin, ": no \"model\" section (is this a tokenizer.json?)");
@@ -200,6 +193,8 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin)
       auto it = j.find(key);
       return it == j.end() || it->is_null() ? nullptr : &*it;
     };
+    for (const char* key : {"normalizer", "pre_tokenizer", "post_processor", "decoder"})
+      if (auto* s = section(key)) check_component_tree(*s, str(origin, ": ", key));
     if (auto* n = section("normalizer")) impl->normalizer = make_normalizer(*n, origin + ": normalizer");
     if (auto* p = section("pre_tokenizer")) impl->pre_tokenizer = make_pre_tokenizer(*p, origin + ": pre_tokenizer");
     if (auto* p = section("post_processor"))
@@ -210,10 +205,9 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin)
     int max_id = impl->model->max_id();
     if (auto* at = section("added_tokens")) {
       for (const json& a : *at) {
-        AddedToken t{a.at("id").get<int>(), a.at("content").get<std::string>(),
+        AddedToken t{token_id(a.at("id"), origin + ": added token"), a.at("content").get<std::string>(),
                      a.value("single_word", false), a.value("lstrip", false), a.value("rstrip", false),
                      a.value("normalized", !a.value("special", false)), a.value("special", false)};
-        if (t.id < 0 || t.id >= kMaxId) fail(origin, ": added token '", t.content, "' has an invalid id ", t.id);
         if (t.content.empty()) continue;
         auto it = impl->added_by_content.find(t.content);
         if (it != impl->added_by_content.end()) {  // a repeated content updates the entry
@@ -242,6 +236,7 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& origin)
         }
       }
     }
+    check_id_space(max_id, impl->model->size() + impl->added.size(), origin);
     impl->vocab_size = max_id + 1;
   } catch (const json::exception& e) {
     fail(origin, ": malformed tokenizer.json: ", e.what());

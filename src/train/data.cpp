@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "huginn/safetensors.h"
 #include "huginn/tasks.h"
 #include "huginn/tokenizer.h"
@@ -246,7 +247,7 @@ std::vector<uint32_t> ids_from_json(const nlohmann::json& a, const std::string& 
   std::vector<uint32_t> out;
   for (auto& v : a) {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 0x7fffffff)
-      fail(where, ": token ids must be non-negative integers, got ", v.dump());
+      fail(where, ": token ids must be integers in [0, 2^31), got ", json_brief(v));
     out.push_back((uint32_t)v.get<int64_t>());
   }
   return out;
@@ -281,12 +282,7 @@ TokenizeStats tokenize_files(const TokenizeOptions& o) {
         ++lineno;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
         const std::string where = str(path, ":", lineno);
-        nlohmann::json j;
-        try {
-          j = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::exception& e) {
-          fail(where, ": invalid JSON: ", e.what());
-        }
+        const nlohmann::json j = parse_json(line, where);
         if (j.is_array()) add_doc(ids_from_json(j, where));
         else if (j.is_object() && j.contains("ids")) add_doc(ids_from_json(j["ids"], where));
         else if (j.is_object() && j.contains("input_ids")) add_doc(ids_from_json(j["input_ids"], where));

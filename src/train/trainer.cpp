@@ -24,6 +24,7 @@
 
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "huginn/safetensors.h"
 #include "huginn/plot.h"
 #include "huginn/train.h"
@@ -193,11 +194,8 @@ void Trainer::resume(const std::string& dir) {
   {
     std::ifstream f(d / "trainer_state.json");
     if (!f) fail(dir, ": no trainer_state.json (not a training checkpoint)");
-    try {
-      st = json::parse(f);
-    } catch (const json::exception& e) {
-      fail((d / "trainer_state.json").string(), ": invalid JSON: ", e.what());
-    }
+    st = parse_json_file((d / "trainer_state.json").string(), kJsonMaxDepth, 1 << 24);
+    if (!st.is_object()) fail((d / "trainer_state.json").string(), ": not a JSON object");
   }
   const int step = st.value("step", -1);
   if (step < 0) fail((d / "trainer_state.json").string(), ": no step");
@@ -235,9 +233,10 @@ void Trainer::resume(const std::string& dir) {
   while (std::getline(mf, line)) {
     if (line.empty()) continue;
     try {
-      json j = json::parse(line);
-      if (j.value("step", 0) <= step) P.record(j);
+      json j = parse_json(line, "metrics.jsonl");
+      if (j.is_object() && j.value("step", 0) <= step) P.record(j);
     } catch (const json::exception&) {
+    } catch (const Error&) {  // a line cut short by a crash during the last save
     }
   }
 }
@@ -395,18 +394,26 @@ void Trainer::run() {
   const bool talk = rank0 && !o.quiet;
   if (o.out.empty()) fail("train: no output directory (--out)");
   const fs::path out(o.out);
+  // The live metrics file is the checkpoint's own metrics.jsonl, appended to
+  // as steps run. It is never truncated in place: a kill at any moment must
+  // leave every line of the last complete checkpoint in it (resume keeps the
+  // lines up to its step). At the start it is replaced atomically by the
+  // history so far; after a save it already holds exactly that history.
   std::ofstream live;
-  auto open_live = [&]() {
+  auto open_live = [&](bool rewrite) {
     if (!rank0) return;
     std::error_code ec;
     fs::create_directories(out, ec);
     if (ec) fail(o.out, ": cannot create directory: ", ec.message());
     live.close();
     live.clear();
-    live.open(out / "metrics.jsonl", std::ios::out | std::ios::trunc);
+    if (rewrite) {
+      std::string all;
+      for (auto& l : P.metrics) all += l + "\n";
+      write_file_atomic((out / "metrics.jsonl").string(), all);
+    }
+    live.open(out / "metrics.jsonl", std::ios::out | std::ios::app);
     if (!live) fail((out / "metrics.jsonl").string(), ": cannot write");
-    for (auto& l : P.metrics) live << l << "\n";
-    live.flush();
   };
   auto emit = [&](const json& j) {
     P.record(j);
@@ -421,7 +428,7 @@ void Trainer::run() {
       if (!is_checkpoint_file(n))
         fail(o.out, ": holds ", n, ", which is not part of a training checkpoint; choose an empty or new --out directory");
     }
-  open_live();
+  open_live(true);
   const int stop = o.stop_at >= 0 ? std::min(o.stop_at, o.steps) : o.steps;
   if (talk) {
     std::printf("train: %lld parameters, %d ranks x %d threads, batch %d (micro %d x accum %d per rank), seq %d\n",
@@ -482,7 +489,7 @@ void Trainer::run() {
     }
     if (o.save_every > 0 && st.step % o.save_every == 0 && st.step != stop) {
       save(o.out);
-      open_live();
+      open_live(false);
     }
   }
   if (!evaluated_last) evaluate();

@@ -78,6 +78,14 @@ const RANGES = [
   [0x30a1, 0x30fa], [0x4e00, 0x9fa5], [0xac00, 0xd7a3], [0x2000, 0x206f], [0x2190, 0x21ff], [0x2200, 0x22ff],
   [0x2500, 0x257f], [0x1f300, 0x1f5ff], [0x1f600, 0x1f64f], [0xff01, 0xff5e], [0x300, 0x36f], [0x30, 0x39],
 ];
+// Unicode 15 and 16 additions, for the cases whose regex classes must match
+// the reference's tables (extra.unicode16): alchemical symbols, symbols and
+// pictographs extended-A, Kawi, Garay, Todhri, Sunuwar, Kirat Rai, Ol Onal,
+// legacy computing supplement.
+const RANGES_UNICODE16 = [
+  [0x1f700, 0x1f77f], [0x1fa70, 0x1faff], [0x11f00, 0x11f59], [0x10d40, 0x10d8f], [0x105c0, 0x105f3],
+  [0x11bc0, 0x11be1], [0x16d40, 0x16d79], [0x1e5d0, 0x1e5ff], [0x1cc00, 0x1ceb3],
+];
 
 function makeCorpus(seed, extra) {
   const r = rng(seed);
@@ -95,7 +103,7 @@ function makeCorpus(seed, extra) {
   const randText = (n) => {
     let s = "";
     for (let i = 0; i < n; i++) {
-      const [lo, hi] = r.pick(RANGES);
+      const [lo, hi] = r.pick(ranges);
       s += String.fromCodePoint(r.int(lo, hi));
     }
     return s;
@@ -111,6 +119,14 @@ function makeCorpus(seed, extra) {
            "<", "<|", "|>", "▁", "▁▁", " ▁", "Ġ", "<0x41>", "\ufffd", "😀", "\u{10ffff}".slice(0, 0) + "\u{1f9d1}",
            "Hello world", " Hello world", "Hello world ", "hello\n\nworld", "   leading", "trailing   ",
            "\n\n\n\n\n", " \n \n ", "\t\t\tx", "x\t\t\t");
+  const ranges = extra.unicode16 ? RANGES.concat(RANGES_UNICODE16, RANGES_UNICODE16) : RANGES;
+  if (extra.unicode16) {
+    // U+1F77C (So since 15.0), Kawi and Garay digits (Nd), Todhri and Ol Onal
+    // letters, new emoji and legacy computing symbols.
+    out.push("①②③ 🝼", "🝼", "x🝼y", " 🝼🝻!", "\u{11f50}\u{11f51}\u{11f52}\u{11f53}",
+             "a\u{10d40}\u{10d41}\u{10d42}\u{10d43}b", "\u{105c0}\u{105c1} \u{1e5d0}\u{1e5d1}",
+             "\u{1fa89}\u{1fae9} \u{1cc00}\u{1cc01}", "\u{11bc0}\u{11bf0}\u{16d40}\u{16d70}");
+  }
 
   for (let i = 0; i < 300; i++) {  // prose
     let s = sentence();

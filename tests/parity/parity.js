@@ -34,6 +34,12 @@ function hashName(s) {
 
 // Synthetic configurations over the real vocabularies, so that the components
 // the three published files do not use are checked against HF as well.
+// Cases whose corpus adds Unicode 15/16 text: their pipelines depend on the
+// Unicode tables through the regex classes only (src/text/unicode_classes.inc,
+// generated from this reference). Normalizers (utf8proc) and the
+// Punctuation/Whitespace/Digits pre-tokenizers use the system's tables.
+const UNICODE16 = new Set(["llama3", "qwen3+deepseek-v3-pretokenizer", "qwen3+o200k-lookaround"]);
+
 const VARIANTS = {
   "qwen3+nfkc-lower-digits-punct-bytelevel": ["qwen3", (j) => {
     j.normalizer = {type: "Sequence", normalizers: [
@@ -93,6 +99,16 @@ const VARIANTS = {
       {type: "Split", pattern: {Regex: "[aeiou]+"}, behavior: "MergedWithPrevious", invert: true},
       {type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false}]};
     j.model.ignore_merges = false;
+  }],
+  "qwen3+deepseek-v3-pretokenizer": ["qwen3", (j) => {
+    // DeepSeek-V3's pre-tokenizer: \p{N}, \p{L}, \p{M}, \p{P}, \p{S} on the
+    // Unicode 15/16 additions of the corpus (e.g. "①②③ 🝼").
+    j.pre_tokenizer = {type: "Sequence", pretokenizers: [
+      {type: "Split", pattern: {Regex: "\\p{N}{1,3}"}, behavior: "Isolated", invert: false},
+      {type: "Split", pattern: {Regex: "[一-龥\u3040-ゟ゠-ヿ]+"}, behavior: "Isolated", invert: false},
+      {type: "Split", pattern: {Regex: "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"},
+       behavior: "Isolated", invert: false},
+      {type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false}]};
   }],
   "qwen3+o200k-lookaround": ["qwen3", (j) => {
     // A GPT-4o style regex (case classes, (?i:), look-ahead), then empty
@@ -187,7 +203,7 @@ async function main() {
     for (let i = 0; i < Math.min(60, others.length); i++) specials.push(r.pick(others));
     // The three published files get the whole corpus; the synthetic variants a
     // sample of it, to keep the test short.
-    let corpus = c.corpus || makeCorpus(hashName(c.name), {specials});
+    let corpus = c.corpus || makeCorpus(hashName(c.name), {specials, unicode16: UNICODE16.has(c.name)});
     if (c.variant) corpus = corpus.filter((_, i) => i % 2 === 0);
     const corpusJsonl = corpus.map((s) => JSON.stringify(s)).join("\n") + "\n";
     fs.writeFileSync(path.join(a.work, `${c.name}.corpus.jsonl`), corpusJsonl);

@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "golden.h"
+#include "huginn/json.h"
 #include "huginn/common.h"
 #include "huginn/model.h"
 #include "huginn/safetensors.h"
@@ -111,16 +112,7 @@ struct Opts {
 
 int run(const Opts& o) {
   fs::path dir(o.dir);
-  json top;
-  {
-    std::ifstream f(dir / "cases.json");
-    if (!f) fail((dir / "cases.json").string(), ": cannot open");
-    try {
-      top = json::parse(f);
-    } catch (const json::exception& e) {
-      fail((dir / "cases.json").string(), ": invalid JSON: ", e.what());
-    }
-  }
+  const json top = parse_json_file((dir / "cases.json").string());
   if (runs_without_model(top)) return run_without_model(o.dir, top, o.filter, o.verbose);
   // The model sits in the fixture directory, or where config_file says (Ouro: model/).
   fs::path model_dir = dir;

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
+#include "huginn/json.h"
 
 namespace huginn::cli {
 namespace {
@@ -17,13 +18,7 @@ struct Opts {
 int run(const Opts& o) {
   ModelConfig c;
   if (!o.config.empty() && o.config.front() == '{') {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(o.config);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--config: invalid JSON: ", e.what());
-    }
-    c = parse_config(j, "--config");
+    c = parse_config(parse_json(o.config, "--config"), "--config");
   } else {
     c = load_config(o.config);
   }

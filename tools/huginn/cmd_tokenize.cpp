@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "huginn/chat.h"
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "huginn/tokenizer.h"
 
 namespace huginn::cli {
@@ -69,12 +70,7 @@ void for_each_json_line(F f) {
   long n = 0;
   while (std::getline(std::cin, line)) {
     ++n;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail("stdin line ", n, ": not valid JSON: ", e.what());
-    }
+    const nlohmann::json j = parse_json(line, str("stdin line ", n));
     try {
       f(j, n);
     } catch (const Error& e) {
@@ -109,7 +105,7 @@ int run_detokenize(const Opts& o) {
     if (!j.is_array()) fail("stdin line ", n, ": expected a JSON array of token ids");
     std::vector<int> ids;
     for (auto& v : j) {
-      if (!v.is_number_integer()) fail("stdin line ", n, ": token ids must be integers, got ", v.dump());
+      if (!v.is_number_integer()) fail("stdin line ", n, ": token ids must be integers, got ", json_brief(v));
       const auto x = v.get<long long>();
       if (x < INT32_MIN || x > INT32_MAX) fail("stdin line ", n, ": token id ", x, " is out of range");
       ids.push_back((int)x);

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "huginn/config.h"
 #include "huginn/train.h"
 
@@ -22,13 +23,7 @@ struct Opts {
 
 ModelConfig config_from(const std::string& s) {
   if (!s.empty() && s.front() == '{') {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(s);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--model-config: invalid JSON: ", e.what());
-    }
-    return parse_config(j, "--model-config");
+    return parse_config(parse_json(s, "--model-config"), "--model-config");
   }
   if (fs::is_directory(s)) return load_config((fs::path(s) / "config.json").string());
   return load_config(s);
@@ -69,12 +64,8 @@ int run_train(Opts& o) {
     if (!fs::is_directory(d)) fail("--resume ", o.resume, ": not a directory");
     std::ifstream f(d / "trainer_state.json");
     if (!f) fail("--resume ", o.resume, ": no trainer_state.json (not a training checkpoint)");
-    nlohmann::json st;
-    try {
-      st = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-      fail((d / "trainer_state.json").string(), ": invalid JSON: ", e.what());
-    }
+    const nlohmann::json st = parse_json_file((d / "trainer_state.json").string(), kJsonMaxDepth, 1 << 24);
+    if (!st.is_object()) fail((d / "trainer_state.json").string(), ": not a JSON object");
     // The saved options, then whatever was given explicitly on this command line.
     TrainOptions saved = t;
     train_options_from_json(st.value("options", nlohmann::json::object()), saved);

@@ -55,7 +55,10 @@ void GenCliOptions::add_to(CLI::App& app, bool prompt_options) {
     app.add_option("--prompt-file", prompt.file, "read the prompt text from a file");
   }
   app.add_option("--steps", steps, "core iterations per token (the maximum with --exit); default: mean_recurrence")
-      ->check(CLI::Range(0, 100000));
+      ->check(CLI::Range(0, 1 << 30));
+  app.add_option("--max-steps", max_steps, "the largest depth accepted (a guard against configs asking for millions)")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
   app.add_option("--exit", exit,
                  "per-token exit criterion[:threshold]: none, kl, minp-kl, entropy-diff, latent-diff, cosine, "
                  "argmax-stability (e.g. kl:5e-4)");

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "huginn/check.h"
 #include "huginn/config.h"
 #include "huginn/decode_spec.h"
 #include "huginn/generate.h"
@@ -22,7 +23,8 @@ double spec_double(const std::string& v, const std::string& key, const char* wha
 
 struct GenCliOptions {
   std::string model;
-  bool convert_f32 = false;  // --convert-f32: BF16/F16 weights converted to F32 at load
+  bool convert_f32 = false;
+  int max_steps = kDefaultMaxRecurrence;  // --max-steps: the recurrence cap  // --convert-f32: BF16/F16 weights converted to F32 at load
   LoadOptions load_options() const { return LoadOptions{.convert_to_f32 = convert_f32}; }
   PromptOptions prompt;
   // What the options set directly; the textual ones below go through the
@@ -43,7 +45,12 @@ struct GenCliOptions {
   // prompt_options: generate takes --ids/-p/--prompt-file; chat reads stdin.
   void add_to(CLI::App& app, bool prompt_options);
   std::string mode() const;  // sequential, speculative or parallel
-  int depth(const ModelConfig& c) const { return steps >= 0 ? steps : c.mean_recurrence; }
+  // The depth asked for (--steps, else the model's mean_recurrence), within the recurrence cap.
+  int depth(const ModelConfig& c) const {
+    check_recurrence(steps >= 0 ? steps : c.mean_recurrence,
+                     steps >= 0 ? "--steps" : "the model's mean_recurrence (default depth; set --steps)", max_steps);
+    return steps >= 0 ? steps : c.mean_recurrence;
+  }
   std::vector<int> stop_tokens() const;
   // The parsed, checked spec of this command line for a model.
   DecodeSpec decode_spec(const ModelConfig& c) const;

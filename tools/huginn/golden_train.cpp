@@ -1,5 +1,6 @@
 // Fixture handlers for training: "train_grad" (loss and the gradient of every
 // parameter after a fixed (n, k) split) and "adamw_step" (three AdamW steps).
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -131,16 +132,43 @@ std::string run_adamw(const Ctx& cx, const json& cs) {
   for (auto& k : cx.top["cases"])
     if (k["name"] == from) gcase = &k;
   if (!gcase) return "gradients_from case '" + from + "' not found";
-  if ((*gcase).contains("grad_rows") && !(*gcase)["grad_rows"].empty())
-    return "gradients_from case stores partial gradients";
   auto params = flatten_weights(cx.model);
   std::vector<float> grads(params.size(), 0.f);
   AdamW opt(c, ac);
   std::string err;
   for (auto& p : param_layout(c)) {
     const TensorView& g = cx.expected.get((*gcase)["expected"]["grads"][p.name].get<std::string>());
-    if ((size_t)g.numel() != p.numel) return "gradient of " + p.name + " has the wrong size";
-    g.to_f32(grads.data() + p.offset);
+    // The gradient case may store only some rows of a gradient (grad_rows).
+    // The update is element-wise, so a row of the result needs only the same
+    // row of the weights and of the gradient: every row compared below
+    // (param_rows, or all rows) must be among the stored ones.
+    const size_t nrows = (size_t)p.shape[0], row = p.numel / nrows;
+    std::vector<char> known(nrows, 1);
+    const json& grows = (*gcase).contains("grad_rows") ? (*gcase)["grad_rows"] : json::object();
+    if (grows.contains(p.name)) {
+      const json& rows = grows[p.name];
+      if ((size_t)g.numel() != rows.size() * row) return "stored gradient rows of " + p.name + " have the wrong size";
+      std::vector<float> part = g.to_f32();
+      std::fill(known.begin(), known.end(), 0);
+      for (size_t k = 0; k < rows.size(); ++k) {
+        const size_t r = rows[k].get<size_t>();
+        if (r >= nrows) return str("grad_rows of ", p.name, " lists row ", r, " of ", nrows);
+        std::copy(part.begin() + k * row, part.begin() + (k + 1) * row, grads.begin() + p.offset + r * row);
+        known[r] = 1;
+      }
+    } else {
+      if ((size_t)g.numel() != p.numel) return "gradient of " + p.name + " has the wrong size";
+      g.to_f32(grads.data() + p.offset);
+    }
+    const json& prows = cs.contains("param_rows") ? cs["param_rows"] : json::object();
+    if (prows.contains(p.name)) {
+      for (auto& r : prows[p.name])
+        if (r.get<size_t>() >= nrows || !known[r.get<size_t>()])
+          return str("param_rows of ", p.name, " lists row ", r.get<size_t>(),
+                     ", whose gradient the gradients_from case does not store");
+    } else if (std::find(known.begin(), known.end(), 0) != known.end()) {
+      return str("the result of ", p.name, " is compared whole but its gradient is stored for some rows only");
+    }
     if (cs.contains("weight_decay") && cs["weight_decay"].contains(p.name)) {
       const float want = cs["weight_decay"][p.name].get<float>();
       if (opt.decay_for(p.name) != want)

@@ -49,6 +49,16 @@ long long peak_rss_bytes() {
   getrusage(RUSAGE_SELF, &u);
   return (long long)u.ru_maxrss * 1024;
 }
+
+// An error is one line: control characters (a newline in a quoted value)
+// become spaces, and the length is bounded.
+std::string one_line(const char* what) {
+  std::string s = what ? what : "";
+  if (s.size() > 2000) s = s.substr(0, 2000) + "...";
+  for (char& c : s)
+    if ((unsigned char)c < 0x20 || c == 0x7f) c = ' ';
+  return s;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,10 +93,19 @@ int main(int argc, char** argv) {
         return rc;
       }
   } catch (const huginn::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << one_line(e.what()) << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
     std::cerr << "error: out of memory\n";
+    return 1;
+  } catch (const std::length_error& e) {  // a size beyond what a container can hold
+    std::cerr << "error: a size is too large (" << one_line(e.what()) << ")\n";
+    return 1;
+  } catch (const std::exception& e) {  // anything else: still one line, exit 1, never abort
+    std::cerr << "error: " << one_line(e.what()) << "\n";
+    return 1;
+  } catch (...) {
+    std::cerr << "error: unknown failure\n";
     return 1;
   }
   return 1;

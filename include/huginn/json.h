@@ -1,0 +1,42 @@
+// One way to read untrusted JSON: bounded nesting, bounded size, regular
+// files only, and error messages that never serialise the input (nlohmann's
+// dump() recurses and crashes on deeply nested values).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace huginn {
+
+// Deepest nesting of arrays/objects accepted in any JSON input. Published
+// configs and tokenizers nest a handful of levels.
+constexpr int kJsonMaxDepth = 64;
+
+// Parses text as one JSON value. Throws huginn::Error "WHAT: invalid JSON: ..."
+// for bad syntax or nesting deeper than max_depth (checked before anything is
+// built). The message quotes at most a few bytes of the input.
+nlohmann::json parse_json(std::string_view text, const std::string& what, int max_depth = kJsonMaxDepth);
+
+// Reads a whole regular file (a FIFO, device or directory is refused, so a
+// named pipe cannot hang the reader) of at most max_bytes. Throws huginn::Error
+// naming the path.
+std::string read_regular_file(const std::string& path, uint64_t max_bytes = uint64_t(1) << 31);
+// Throws huginn::Error unless path names a regular file (after symlinks).
+void require_regular_file(const std::string& path);
+
+// parse_json(read_regular_file(path), path).
+nlohmann::json parse_json_file(const std::string& path, int max_depth = kJsonMaxDepth,
+                               uint64_t max_bytes = uint64_t(1) << 31);
+
+// A short description of a JSON value for error messages, without
+// serialising containers: "an object", "an array", "a string \"ab…\"",
+// "the number 1.5", "true", "null".
+std::string json_brief(const nlohmann::json& v);
+
+// The depth of nesting of a JSON text (arrays and objects, outside strings);
+// stops counting and returns max_depth + 1 as soon as it exceeds max_depth.
+int json_nesting(std::string_view text, int max_depth);
+
+}  // namespace huginn
