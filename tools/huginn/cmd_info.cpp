@@ -40,7 +40,7 @@ int run(const Opts& o) {
   std::printf("stored dtypes ");
   for (auto& [dt, n] : dts) std::printf(" %s x%d", dt.c_str(), n);
   std::printf("\n");
-  const double wbytes = (double)c.params_total() * 4;
+  const double wbytes = (double)m->weight_bytes();  // in their held types
   std::printf("memory at r = %d, context %d (float32 compute)\n", steps, ctx);
   std::printf("  weights      %s\n", human_bytes(wbytes).c_str());
   const double per_slot = 2.0 * c.n_embd * 4 * ctx;  // K and V, one layer application
@@ -57,7 +57,7 @@ int run(const Opts& o) {
 static Register reg("info", "print a checkpoint's config, parameter counts, dtypes and memory needs",
                     [](CLI::App& app) {
                       auto o = std::make_shared<Opts>();
-                      app.add_option("model", o->model, "model directory")->required();
+                      app.add_option("model", o->model, "model directory or .gguf file")->required();
                       app.add_option("--steps", o->steps, "recurrence depth for the memory estimate")
                           ->check(CLI::Range(0, 100000));
                       app.add_option("--ctx", o->ctx, "context length for the memory estimate")
