@@ -40,7 +40,7 @@
 //   lm_head.weight                 output.weight        (untied only)
 //   transformer.ln_f.weight        output_norm.weight
 //   transformer.adapter.weight     rec_adapter.weight
-//   freqs_cis                      rope_freqs_cis       (when the checkpoint stores it)
+//   freqs_cis                      rope_freqs_cis       (when the checkpoint stores it; [block_size, head_dim])
 //   transformer.<part>.<i>.norm_1.weight     blk.N.attn_norm.weight
 //                         .attn.qk_bias      blk.N.attn_qk.bias
 //                         .attn.Wqkv.weight  blk.N.attn_qkv.weight

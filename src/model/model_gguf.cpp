@@ -64,7 +64,12 @@ std::unique_ptr<Model> Model::load_gguf(const std::string& path, const LoadOptio
   const gguf::Tensor* fc = f->find_tensor(gguf_model::tensor_name(c, "freqs_cis"));
   if (fc) {
     std::vector<float> data = f->to_f32(*fc);
-    TensorView tv{"freqs_cis", DType::F32, fc->shape(), reinterpret_cast<const uint8_t*>(data.data()),
+    const int half = c.head_dim / 2;
+    // stored as [block_size, half * 2]; the HF checkpoint's shape is [1, block_size, 1, half, 2]
+    const std::vector<int64_t> want = {c.block_size, 2 * half};
+    if (fc->shape() != want)
+      fail(path, ": tensor '", fc->name, "' has shape ", shape_str(fc->shape()), ", the config needs ", shape_str(want));
+    TensorView tv{"freqs_cis", DType::F32, {1, c.block_size, 1, half, 2}, reinterpret_cast<const uint8_t*>(data.data()),
                   data.size() * sizeof(float), path};
     m->build_rope(&tv);
   } else {
