@@ -153,6 +153,10 @@ TEST(Quantize, GgufIsACompleteModel) {
   EXPECT_EQ(b.generation_config().eos_token_ids, a.generation_config().eos_token_ids);
   for (const std::string s : {"12+34=", "hello world", "<|begin_text|>ab"})
     EXPECT_EQ(b.tokenizer()->encode(s), a.tokenizer()->encode(s)) << s;
+  // the task manifest and the tokenizer travel in the file
+  ASSERT_TRUE(tasks::has_task_manifest(out.string()));
+  EXPECT_EQ(tasks::read_task_manifest(out.string()).tasks.at(0).task, tasks::read_task_manifest(kTasks).tasks.at(0).task);
+  EXPECT_EQ(load_model_tokenizer(out.string()).encode("12+34="), a.tokenizer()->encode("12+34="));
   // tokenizer-only load of the file
   LoadOptions lo;
   lo.weights = false;

@@ -186,6 +186,7 @@ Extras read_extras_dir(const std::string& dir) {
   Extras e;
   e.tokenizer_json = read_text(fs::path(dir) / "tokenizer.json");
   e.generation_config_json = read_text(fs::path(dir) / "generation_config.json");
+  e.task_manifest_json = read_text(fs::path(dir) / "tasks.json");
   const std::string tc = read_text(fs::path(dir) / "tokenizer_config.json");
   if (!tc.empty()) {
     try {
@@ -202,6 +203,7 @@ Extras read_extras(const gguf::File& f) {
   if (auto t = tokenizer_json(f)) e.tokenizer_json = *t;
   if (const Value* v = f.find("tokenizer.chat_template")) e.chat_template = v->as_string();
   if (const Value* v = f.find("huginn.generation_config")) e.generation_config_json = v->as_string();
+  if (const Value* v = f.find("huginn.task_manifest")) e.task_manifest_json = v->as_string();
   return e;
 }
 
@@ -260,6 +262,7 @@ void put_extras(gguf::Writer& w, const ModelConfig& c, const Extras& e) {
   }
   if (!e.chat_template.empty()) w.set("tokenizer.chat_template", Value::string(e.chat_template));
   if (!e.generation_config_json.empty()) w.set("huginn.generation_config", Value::string(e.generation_config_json));
+  if (!e.task_manifest_json.empty()) w.set("huginn.task_manifest", Value::string(e.task_manifest_json));
 }
 
 std::optional<std::string> tokenizer_json(const gguf::File& f) {

@@ -30,6 +30,7 @@
 //   tokenizer.chat_template          tokenizer_config.json's chat_template, when present
 //   tokenizer.huggingface.json       the whole tokenizer.json (GGUF's standard key)
 //   huginn.generation_config         generation_config.json's text, when present
+//   huginn.task_manifest             tasks.json's text (task models), when present
 // The tokenizer is read from tokenizer.huggingface.json when present, else
 // rebuilt from tokenizer.ggml.* (byte-level BPE).
 //
@@ -77,6 +78,7 @@ struct Extras {
   std::string tokenizer_json;         // empty: none
   std::string chat_template;          // empty: none
   std::string generation_config_json; // empty: none
+  std::string task_manifest_json;     // tasks.json (task models); empty: none
 };
 Extras read_extras_dir(const std::string& dir);
 Extras read_extras(const gguf::File& f);
