@@ -40,7 +40,7 @@ int run(const Opts& o) {
   std::printf("stored dtypes ");
   for (auto& [dt, n] : dts) std::printf(" %s x%d", dt.c_str(), n);
   std::printf("\n");
-  const double wbytes = (double)m->weight_bytes();  // in their held types
+  const double wbytes = (double)c.params_total() * 4;
   std::printf("memory at r = %d, context %d (float32 compute)\n", steps, ctx);
   std::printf("  weights      %s\n", human_bytes(wbytes).c_str());
   const double per_slot = 2.0 * c.n_embd * 4 * ctx;  // K and V, one layer application
