@@ -6,6 +6,10 @@
 //   build/bin/bench_forward                      # the standard d=512 config (shared/notes/benchmarking.md)
 //   build/bin/bench_forward -m MODEL_DIR --depths 1,4,32 --prompt 128 --gen 16
 //   build/bin/bench_forward --dtypes f32,bf16,f16   # the same model with weights held in each type
+//   build/bin/bench_forward --dtypes f32,q8_0,q4_0,q4_k_m --depths 1,4,32   # `huginn quantize` mixes, from a GGUF
+// Decode is reported beside the type's roofline: the bytes of weights read per
+// token (the matrices as held: prelude and coda once, core and adapter r
+// times, the head) over the read bandwidth measured in the same run.
 #include <cblas.h>
 
 #include <CLI/CLI.hpp>
@@ -21,6 +25,7 @@
 #include "huginn/common.h"
 #include "huginn/generate.h"
 #include "huginn/model.h"
+#include "huginn/quantize.h"
 #include "tensor/kernels.h"
 
 using namespace huginn;
@@ -36,6 +41,21 @@ static double sgemm_gflops(int n) {
     auto t = clk::now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
     best = std::max(best, 2.0 * n * n * n / secs_since(t) / 1e9);
+  }
+  return best;
+}
+
+// Bytes read per second by all threads summing a buffer larger than the caches.
+static double read_gbs(size_t bytes) {
+  std::vector<float> a(bytes / sizeof(float), 1.0f);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t = clk::now();
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (size_t i = 0; i < a.size(); i += 4) s += a[i] + a[i + 1] + a[i + 2] + a[i + 3];
+    best = std::max(best, (double)bytes / secs_since(t) / 1e9);
+    a[rep] = (float)s * 1e-30f;
   }
   return best;
 }
@@ -67,13 +87,13 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     kern::set_threads(threads);
-    std::vector<DType> dtypes;
+    std::vector<std::string> dtypes;
     for (auto& s : CLI::detail::split(dtypes_s, ',')) {
-      std::string u = s;
-      for (auto& ch : u) ch = (char)std::toupper((unsigned char)ch);
-      DType t;
-      if (!parse_dtype(u, &t) || !is_kernel_dtype(t)) fail("--dtypes: unknown weight type '", s, "' (f32, bf16, f16)");
-      dtypes.push_back(t);
+      std::string l = s;
+      for (auto& ch : l) ch = (char)std::tolower((unsigned char)ch);
+      if (l != "f32" && l != "bf16" && l != "f16" && !is_quantize_mix(l))
+        fail("--dtypes: unknown weight type '", s, "' (f32, bf16, f16, q8_0, q6_k, q5_0, q4_1, q4_0, q5_k_m, q4_k_m)");
+      dtypes.push_back(l);
     }
     if (!model_dir.empty() && dtypes.size() > 1) fail("--dtypes applies to the standard model only");
     std::vector<int> depths;
@@ -81,13 +101,14 @@ int main(int argc, char** argv) {
 
     const double peak = sgemm_gflops(1024);
     const double bw = memcpy_gbs(256u << 20);
-    std::printf("# reference: sgemm 1024^3 %.1f GFLOP/s, memcpy %.1f GB/s (read+write), %d threads\n", peak, bw,
-                kern::threads());
+    const double rbw = read_gbs(256u << 20);
+    std::printf("# reference: sgemm 1024^3 %.1f GFLOP/s, memcpy %.1f GB/s (read+write), read %.1f GB/s, %d threads\n",
+                peak, bw, rbw, kern::threads());
     std::printf(
-        "| weights | r | prefill tok/s | prefill GFLOP/s | of sgemm peak | decode tok/s | decode GB/s | of memcpy bw "
-        "|\n");
-    std::printf("|---|---|---|---|---|---|---|---|\n");
-    for (DType dt : dtypes) {
+        "| weights | r | prefill tok/s | prefill GFLOP/s | of sgemm peak | decode tok/s | MB read/token | roofline tok/s "
+        "| of roofline |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
+    for (const std::string& dt : dtypes) {
       bench::BenchModel bm = bench::load_bench_model(model_dir, dt);
       const std::unique_ptr<Model>& m = bm.model;
       const ModelConfig& c = m->config();
@@ -96,8 +117,19 @@ int main(int argc, char** argv) {
         std::printf("# model %s: d=%d heads=%d I=%d V=%d layers %d/%d/%d, prompt %d, gen %d\n", bm.name.c_str(),
                     c.n_embd, c.n_heads, c.intermediate_size, c.vocab_size, c.n_prelude, c.n_core, c.n_coda, prompt,
                     gen);
-      // Bytes per weight as held (the matrices; the model's own type for a directory).
-      const double wbytes = (double)dtype_size(m->weights().core[0].wqkv.dtype);
+      // Bytes of the weights as held, read per token.
+      const ModelWeights& w = m->weights();
+      auto block_bytes = [](const std::vector<BlockWeights>& bs) {
+        double n = 0;
+        for (const BlockWeights& b : bs)
+          for (const Weight* x : {&b.norm_1, &b.qk_bias, &b.wqkv, &b.attn_proj, &b.norm_2, &b.fc, &b.mlp_proj,
+                                  &b.norm_3, &b.norm_4})
+            n += x->data ? (double)x->bytes() : 0.0;
+        return n;
+      };
+      const double fixed_bytes = block_bytes(w.prelude) + block_bytes(w.coda) + (double)w.lm_head.bytes();
+      const double iter_bytes = block_bytes(w.core) + (double)w.adapter.bytes();
+      const std::string tname = w.core[0].wqkv.type_name();
 
       std::mt19937 rng(1);
       std::vector<int> ids(prompt);
@@ -110,7 +142,7 @@ int main(int argc, char** argv) {
         const double flops_tok = 2 * (layers * blk + r * 2 * d * d) + layers * 4 * d * prompt / 2.0;
         const double prefill_flops = flops_tok * prompt + 2.0 * d * c.vocab_size;  // head on the last row
         // Weights read once per iteration per decoded token, plus the head.
-        const double bytes_tok = wbytes * (layers * blk + r * 2 * d * d + (double)c.vocab_size * d);
+        const double bytes_tok = fixed_bytes + r * iter_bytes;
         double best_pre = 1e30, best_dec = 1e30;
         for (int rep = 0; rep < reps; ++rep) {
           KVCache cache = m->make_cache(prompt + gen, CacheStrategy::parse("full"));
@@ -127,10 +159,11 @@ int main(int argc, char** argv) {
           }
           best_dec = std::min(best_dec, secs_since(t1));
         }
-        const double pre_gf = prefill_flops / best_pre / 1e9, dec_gbs = bytes_tok * gen / best_dec / 1e9;
-        std::printf("| %s | %d | %.1f | %.1f | %.0f%% | %.2f | %.2f | %.0f%% |\n",
-                    dtype_name(m->weights().core[0].wqkv.dtype), r, prompt / best_pre, pre_gf, 100 * pre_gf / peak,
-                    gen / best_dec, dec_gbs, 100 * dec_gbs / bw);
+        const double pre_gf = prefill_flops / best_pre / 1e9, dec_tps = gen / best_dec;
+        const double roof = rbw * 1e9 / bytes_tok;
+        std::printf("| %s (%s) | %d | %.1f | %.1f | %.0f%% | %.2f | %.2f | %.1f | %.0f%% |\n", dt.c_str(),
+                    tname.c_str(), r, prompt / best_pre, pre_gf, 100 * pre_gf / peak, dec_tps, bytes_tok / 1e6, roof,
+                    100 * dec_tps / roof);
         std::fflush(stdout);
       }
     }

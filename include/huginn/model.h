@@ -17,6 +17,9 @@
 namespace huginn {
 
 class Architecture;
+namespace gguf {
+class File;
+}
 
 // One parameter tensor of the model, in the reference's state_dict order.
 struct ParamSpec {
@@ -116,9 +119,10 @@ struct LoadOptions {
 // trainer) only sees this interface.
 class Model {
  public:
-  // Loads config.json and the weights of an HF model directory; validates every
-  // tensor's presence and shape. Matrices are used in their stored type from
-  // the memory map (F32, BF16, F16); vectors (norms, biases) are held as F32.
+  // Loads config.json and the weights of an HF model directory, or a GGUF file
+  // (src/model/gguf_model.h); validates every tensor's presence and shape.
+  // Matrices are used in their stored type from the memory map (F32, BF16, F16,
+  // ggml block types); vectors (norms, biases) are held as F32.
   static std::unique_ptr<Model> load(const std::string& dir, const LoadOptions& o = {});
   // A model over a flat F32 parameter buffer (param_layout order) that the caller owns.
   static std::unique_ptr<Model> from_flat(const ModelConfig& c, const float* flat);
@@ -132,6 +136,8 @@ class Model {
   // Re-points the weights at another flat F32 buffer of the same layout (training).
   void rebind_flat(const float* flat);
   const std::string& rope_source() const { return rope_source_; }
+  // The GGUF file the model was loaded from (metadata: tokenizer), else null.
+  const gguf::File* gguf_file() const { return gguf_.get(); }
   // dtype of each stored tensor, for `huginn info`.
   const std::vector<std::pair<std::string, std::string>>& stored_dtypes() const { return dtypes_; }
   // Bytes of the weights as held in memory (in their held types), and of those
@@ -207,12 +213,14 @@ class Model {
  private:
   Model() = default;
   void build_rope(const TensorView* stored);
+  static std::unique_ptr<Model> load_gguf(const std::string& path, const LoadOptions& o);  // model_gguf.cpp
 
   ModelConfig cfg_;
   const Architecture* arch_ = nullptr;
   ModelWeights w_;
   std::vector<Weight> params_;
   TensorStore store_;
+  std::shared_ptr<const gguf::File> gguf_;
   std::vector<std::vector<float>> owned_;  // converted weights
   std::vector<float> rope_cos_, rope_sin_;
   std::string rope_source_;

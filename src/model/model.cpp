@@ -12,6 +12,7 @@
 #include "huginn/check.h"
 #include "huginn/common.h"
 #include "model/arch.h"
+#include "model/gguf_model.h"
 #include "tensor/backward.h"
 #include "tensor/kernels.h"
 
@@ -89,6 +90,7 @@ void Model::rebind_flat(const float* flat) {
 }
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& o) {
+  if (gguf_model::is_gguf_path(dir)) return load_gguf(dir, o);
   if (!fs::is_directory(dir)) fail(dir, ": not a model directory");
   std::unique_ptr<Model> m(new Model());
   m->cfg_ = load_config((fs::path(dir) / "config.json").string());

@@ -6,7 +6,9 @@
 
 #include "huginn/common.h"
 #include "huginn/generate.h"
+#include "huginn/gguf.h"
 #include "huginn/model.h"
+#include "model/gguf_model.h"
 
 namespace huginn {
 namespace fs = std::filesystem;
@@ -82,6 +84,21 @@ LoadedModel load_model(const std::string& path, const LoadOptions& o) {
   std::unique_ptr<Model> model;
   std::optional<Tokenizer> tok;
   GenerationConfig gc;
+  if (gguf_model::is_gguf_path(path)) {  // one file: weights, config, tokenizer, generation config
+    std::shared_ptr<const gguf::File> keep;
+    const gguf::File* f = nullptr;
+    if (o.weights) {
+      model = Model::load(path, o);
+      f = model->gguf_file();
+    } else {
+      keep = std::make_shared<const gguf::File>(path);
+      f = keep.get();
+    }
+    if (o.tokenizer)
+      if (auto j = gguf_model::tokenizer_json(*f)) tok = Tokenizer::from_json(*j, path + ": tokenizer");
+    gc = gguf_model::generation_config(*f);
+    return LoadedModel(std::move(model), std::move(tok), std::move(gc), path);
+  }
   if (!o.weights && fs::is_regular_file(path, ec)) {  // a tokenizer.json itself
     if (o.tokenizer) tok = Tokenizer::from_file(path);
     return LoadedModel(nullptr, std::move(tok), gc, path);

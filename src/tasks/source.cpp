@@ -5,6 +5,8 @@
 
 #include "huginn/common.h"
 #include "huginn/json.h"
+#include "huginn/gguf.h"
+#include "model/gguf_model.h"
 #include "huginn/safetensors.h"
 #include "huginn/tasks.h"
 #include "tasks/rng.h"
@@ -131,7 +133,13 @@ TaskMix task_mix_from_json(const nlohmann::json& j, const std::string& source) {
 
 static std::string manifest_path(const std::string& dir) { return (fs::path(dir) / "tasks.json").string(); }
 
-bool has_task_manifest(const std::string& dir) { return fs::is_regular_file(manifest_path(dir)); }
+// A GGUF model carries its manifest as huginn.task_manifest (huginn quantize).
+static const gguf::Value* gguf_manifest(const gguf::File& f) { return f.find("huginn.task_manifest"); }
+
+bool has_task_manifest(const std::string& dir) {
+  if (gguf_model::is_gguf_path(dir)) return gguf_manifest(gguf::File(dir)) != nullptr;
+  return fs::is_regular_file(manifest_path(dir));
+}
 
 void write_task_manifest(const std::string& dir, const TaskMix& mix) {
   mix.validate();
@@ -140,6 +148,18 @@ void write_task_manifest(const std::string& dir, const TaskMix& mix) {
 }
 
 TaskMix read_task_manifest(const std::string& dir) {
+  if (gguf_model::is_gguf_path(dir)) {
+    const gguf::File f(dir);
+    const gguf::Value* v = gguf_manifest(f);
+    if (!v) fail(dir, ": no task manifest (huginn.task_manifest): the model was not trained on tasks");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(v->as_string());
+    } catch (const nlohmann::json::exception& e) {
+      fail(dir, ": huginn.task_manifest: invalid JSON: ", e.what());
+    }
+    return task_mix_from_json(j, dir + ": huginn.task_manifest");
+  }
   const std::string path = manifest_path(dir);
   if (!std::filesystem::exists(path))
     fail(path, ": no task manifest (the model was not trained on tasks, or tasks.json is missing)");

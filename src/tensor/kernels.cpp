@@ -10,6 +10,7 @@
 
 #include "huginn/common.h"
 #include "tensor/gemm.h"
+#include "huginn/quant.h"
 #include "tensor/simd.h"
 
 namespace huginn::kern {
@@ -100,8 +101,34 @@ void matmul(const float* x, const float* W, float* y, int T, int K, int N, bool 
   matmul_ld(x, K, W, K, y, N, T, K, N, accumulate);
 }
 
+namespace {
+// Block-quantized W: GEMV with the activation quantized to 8 bits (decode,
+// batches, speculative rows: one pass over W for up to kQuantGemvMaxRows rows),
+// sgemm on dequantized panels above.
+constexpr int kQuantGemvMaxRows = 32;
+void matmul_quant(const float* x, const Weight& W, float* y, int T, bool accumulate) {
+  const int K = (int)W.cols, N = (int)W.rows;
+  const size_t rb = W.row_bytes();
+  float* out = y;
+  thread_local std::vector<float> acc;
+  if (accumulate) {
+    acc.resize((size_t)T * N);
+    out = acc.data();
+  }
+  if (T <= kQuantGemvMaxRows)
+    quant::gemv(W.qtype, W.data, rb, N, K, x, T, out);
+  else
+    quant::gemm(W.qtype, W.data, rb, N, K, x, T, out);
+  if (accumulate) add(y, out, y, (size_t)T * N);
+}
+}  // namespace
+
 void matmul(const float* x, const Weight& W, float* y, int T, bool accumulate) {
   const int K = (int)W.cols, N = (int)W.rows;
+  if (W.quantized()) {
+    if (T <= 0 || N <= 0) return;
+    return matmul_quant(x, W, y, T, accumulate);
+  }
   if (W.dtype == DType::F32) return matmul_ld(x, K, static_cast<const float*>(W.data), K, y, N, T, K, N, accumulate);
   if (!is_kernel_dtype(W.dtype)) fail("matmul: no kernel for ", dtype_name(W.dtype), " weights");
   if (T <= 0 || N <= 0) return;
@@ -110,16 +137,34 @@ void matmul(const float* x, const Weight& W, float* y, int T, bool accumulate) {
 }
 
 void gather_rows(const Weight& W, const int* ids, int T, float scale, float* out) {
+  if (W.quantized()) {
+    const size_t d = (size_t)W.cols;
+    for (int t = 0; t < T; ++t) {
+      float* o = out + (size_t)t * d;
+      quant::dequantize_row(W.qtype, W.row_ptr(ids[t]), o, (int64_t)d);
+      for (size_t i = 0; i < d; ++i) o[i] *= scale;
+    }
+    return;
+  }
   const simd::WidenFn widen = simd::widen_fn(W.dtype);
   const size_t d = (size_t)W.cols;
   for (int t = 0; t < T; ++t) widen(W.row_ptr(ids[t]), scale, out + (size_t)t * d, d);
 }
 
 void axpy_row(float a, const Weight& W, int64_t r, float* y) {
+  if (W.quantized()) {
+    thread_local std::vector<float> row;
+    row.resize((size_t)W.cols);
+    quant::dequantize_row(W.qtype, W.row_ptr(r), row.data(), W.cols);
+    return axpy(a, row.data(), y, (size_t)W.cols);
+  }
   simd::axpy_fn(W.dtype)(a, W.row_ptr(r), y, (size_t)W.cols);
 }
 
-void to_f32(const Weight& W, float* out) { simd::widen_fn(W.dtype)(W.data, 1.f, out, (size_t)W.numel()); }
+void to_f32(const Weight& W, float* out) {
+  if (W.quantized()) return quant::dequantize_rows(W.qtype, W.data, W.row_bytes(), 0, (int)W.rows, (int)W.cols, out);
+  simd::widen_fn(W.dtype)(W.data, 1.f, out, (size_t)W.numel());
+}
 
 void add(const float* a, const float* b, float* y, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 262144)

@@ -3,6 +3,8 @@
 #include "huginn/tokenizer.h"
 
 #include "huginn/json.h"
+#include "huginn/gguf.h"
+#include "model/gguf_model.h"
 
 #include <algorithm>
 #include <atomic>
@@ -327,6 +329,12 @@ int Tokenizer::vocab_size() const { return impl_->vocab_size; }
 Tokenizer load_model_tokenizer(const std::string& model_dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (gguf_model::is_gguf_path(model_dir)) {  // a GGUF model: its embedded tokenizer
+    const gguf::File f(model_dir);
+    const auto j = gguf_model::tokenizer_json(f);
+    if (!j) fail(model_dir, ": the GGUF file has no tokenizer (tokenizer.ggml.*); token ids still work");
+    return Tokenizer::from_json(*j, model_dir + ": tokenizer");
+  }
   if (fs::is_regular_file(model_dir, ec)) return Tokenizer::from_file(model_dir);
   if (!fs::is_directory(model_dir, ec)) fail("model directory '", model_dir, "' does not exist");
   const fs::path p = fs::path(model_dir) / "tokenizer.json";

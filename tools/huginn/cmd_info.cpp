@@ -42,8 +42,38 @@ std::string group_of(const std::string& name) {
 
 // Reads config.json and the safetensors headers only (the memory map is not
 // touched beyond the headers): milliseconds and constant memory for any size.
+// A .gguf file: loading it is a memory map (only the 1-D tensors are
+// converted), so the model itself says what is held.
+int run_gguf(const Opts& o) {
+  auto m = Model::load(o.model);
+  const ModelConfig& c = m->config();
+  const int steps = o.steps >= 0 ? o.steps : c.mean_recurrence;
+  const int ctx = o.ctx > 0 ? o.ctx : c.block_size;
+  std::printf("model          %s (%s, GGUF)\n", c.name.c_str(), o.model.c_str());
+  std::printf("architecture   %s\n", c.arch.c_str());
+  std::printf("width          %d, %d heads of %d, MLP %d, vocab %d, context %d\n", c.n_embd, c.n_heads, c.head_dim,
+              c.intermediate_size, c.vocab_size, c.block_size);
+  std::printf("layers         prelude %d, core %d (x r, default r = %d), coda %d\n", c.n_prelude, c.n_core,
+              c.mean_recurrence, c.n_coda);
+  std::printf("parameters     %lld total\n", (long long)param_count(param_layout(c)));
+  std::map<std::string, int> types;
+  for (const Weight& w : m->params()) types[w.type_name()]++;
+  std::printf("stored types  ");
+  for (auto& [t, n] : types) std::printf(" %s x%d", t.c_str(), n);
+  std::printf("\nmemory at r = %d, context %d (float32 compute)\n", steps, ctx);
+  std::printf("  weights      %s held (%s converted to F32)\n", human_bytes((double)m->weight_bytes()).c_str(),
+              human_bytes((double)m->converted_bytes()).c_str());
+  const double per_slot = 2.0 * c.kv_width() * 4 * ctx;  // K and V, one layer application
+  for (const char* s : {"full", "compress-s4", "compress-r4"}) {
+    const int slots = c.n_prelude + c.n_coda + CacheStrategy::parse(s).core_slots(c.n_core, steps);
+    std::printf("  KV %-12s %s (%d layer slots per token)\n", s, human_bytes(per_slot * slots).c_str(), slots);
+  }
+  return 0;
+}
+
 int run(const Opts& o) {
-  if (!fs::is_directory(o.model)) fail(o.model, ": not a model directory");
+  if (!fs::is_directory(o.model) && o.model.ends_with(".gguf")) return run_gguf(o);
+  if (!fs::is_directory(o.model)) fail(o.model, ": not a model directory or .gguf file");
   const ModelConfig c = load_config((fs::path(o.model) / "config.json").string());
   const TensorStore store = TensorStore::open_dir(o.model);
   check_config_against_weights(c, store);
@@ -138,12 +168,14 @@ int run(const Opts& o) {
 }
 }  // namespace
 
-static Register reg(
-    "info", "print a checkpoint's config, parameter counts, dtypes and memory needs", [](CLI::App& app) {
-      auto o = std::make_shared<Opts>();
-      app.add_option("model", o->model, "model directory")->required();
-      app.add_option("--steps", o->steps, "recurrence depth for the memory estimate")->check(CLI::Range(0, 100000));
-      app.add_option("--ctx", o->ctx, "context length for the memory estimate")->check(CLI::Range(1, 1 << 24));
-      return [o] { return run(*o); };
-    });
+static Register reg("info", "print a checkpoint's config, parameter counts, dtypes and memory needs",
+                    [](CLI::App& app) {
+                      auto o = std::make_shared<Opts>();
+                      app.add_option("model", o->model, "model directory or .gguf file")->required();
+                      app.add_option("--steps", o->steps, "recurrence depth for the memory estimate")
+                          ->check(CLI::Range(0, 100000));
+                      app.add_option("--ctx", o->ctx, "context length for the memory estimate")
+                          ->check(CLI::Range(1, 1 << 24));
+                      return [o] { return run(*o); };
+                    });
 }  // namespace huginn::cli

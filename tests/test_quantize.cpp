@@ -1,0 +1,344 @@
+// Quantized weights in the model, GGUF as a model file, `huginn quantize`.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "huginn/checkpoint.h"
+#include "huginn/gguf.h"
+#include "huginn/loaded_model.h"
+#include "huginn/model.h"
+#include "huginn/quantize.h"
+#include "huginn/tasks.h"
+#include "huginn/train.h"
+#include "model/gguf_model.h"
+#include "test_util.h"
+
+namespace huginn {
+namespace {
+namespace fs = std::filesystem;
+using gguf::Value;
+using gguf::ValueType;
+
+const std::vector<std::string> kTypes = {"f32", "f16", "bf16", "q8_0", "q6_k", "q5_0", "q4_1", "q4_0", "q5_k_m", "q4_k_m"};
+const std::string kTasks = std::string(HUGINN_SOURCE_DIR) + "/models/huginn-tasks";
+
+std::vector<float> logits_of(const Model& m, const std::vector<int>& ids, int steps) {
+  Workspace ws;
+  Model::ForwardResult r;
+  m.forward(ids.data(), (int)ids.size(), steps, r, ws, nullptr, nullptr, 0.f, 0, -1);
+  return r.logits;
+}
+
+// KL(p || q) of the softmax of two logit rows, averaged over rows.
+double mean_kl(const std::vector<float>& a, const std::vector<float>& b, int V) {
+  double total = 0;
+  const int rows = (int)(a.size() / V);
+  for (int r = 0; r < rows; ++r) {
+    const float* x = a.data() + (size_t)r * V;
+    const float* y = b.data() + (size_t)r * V;
+    double mx = -1e30, my = -1e30, sx = 0, sy = 0;
+    for (int i = 0; i < V; ++i) mx = std::max(mx, (double)x[i]), my = std::max(my, (double)y[i]);
+    for (int i = 0; i < V; ++i) sx += std::exp(x[i] - mx), sy += std::exp(y[i] - my);
+    double kl = 0;
+    for (int i = 0; i < V; ++i) {
+      const double lp = x[i] - mx - std::log(sx), lq = y[i] - my - std::log(sy);
+      kl += std::exp(lp) * (lp - lq);
+    }
+    total += kl;
+  }
+  return total / rows;
+}
+
+// A random model whose widths are multiples of 256 (the K types apply).
+fs::path k_model(const fs::path& dir) {
+  ModelConfig c = test::tiny_config(256, 4, 300, 64);
+  c.intermediate_size = 256;
+  const fs::path p = dir / "k256";
+  if (!fs::exists(p / "model.safetensors")) save_checkpoint(p.string(), c, init_params(c, 7).data());
+  return p;
+}
+
+TEST(Quantize, F32GgufIsBitIdenticalToTheDirectory) {
+  const fs::path dir = test::temp_dir("q-f32");
+  const std::string in = std::string(HUGINN_TEST_DATA) + "/golden/tiny_f32";
+  quantize_model(in, (dir / "m.gguf").string(), {.type = "f32"});
+  auto a = Model::load(in);
+  auto b = Model::load((dir / "m.gguf").string());
+  EXPECT_EQ(b->rope_source(), a->rope_source());
+  const std::vector<int> ids = {1, 5, 9, 200, 3, 77};
+  EXPECT_EQ(logits_of(*a, ids, 4), logits_of(*b, ids, 4));
+  // A BF16 checkpoint as a BF16 GGUF: matrices copied, the same logits bit for bit
+  auto flat = flatten_weights(*a);
+  save_checkpoint((dir / "bf16").string(), a->config(), flat.data(), DType::BF16);
+  const QuantizeResult q = quantize_model((dir / "bf16").string(), (dir / "b.gguf").string(), {.type = "bf16"});
+  EXPECT_EQ(q.out_bytes < q.in_bytes + q.in_bytes / 10, true);
+  auto c = Model::load((dir / "b.gguf").string());
+  EXPECT_EQ(c->weights().core[0].wqkv.dtype, DType::BF16);
+  EXPECT_EQ(logits_of(*Model::load((dir / "bf16").string()), ids, 4), logits_of(*c, ids, 4));
+  fs::remove_all(dir);
+}
+
+TEST(Quantize, EveryTypeRunsCloseToF32) {
+  const fs::path dir = test::temp_dir("q-types");
+  const fs::path src = k_model(dir);
+  auto ref = Model::load(src.string());
+  const std::vector<int> ids = {1, 5, 9, 200, 3, 77, 12, 40};
+  const std::vector<float> want = logits_of(*ref, ids, 4);
+  const int V = ref->config().vocab_size;
+  std::map<std::string, double> kl;
+  for (const std::string& t : kTypes) {
+    const fs::path out = dir / (t + ".gguf");
+    const QuantizeResult r = quantize_model(src.string(), out.string(), {.type = t});
+    auto m = Model::load(out.string());
+    // prefill (GEMM) and decode (GEMV) paths both
+    const std::vector<float> got = logits_of(*m, ids, 4);
+    kl[t] = mean_kl(want, got, V);
+    Workspace ws;
+    Model::ForwardResult one;
+    m->forward(ids.data(), 1, 4, one, ws);
+    EXPECT_EQ(one.logits.size(), (size_t)V);
+    EXPECT_LT(r.out_bytes, r.in_bytes + 1) << t;
+    EXPECT_EQ(fs::file_size(out) >= r.out_bytes, true);
+  }
+  EXPECT_EQ(kl["f32"], 0.0);
+  EXPECT_LT(kl["f16"], 1e-6);
+  EXPECT_LT(kl["bf16"], 1e-4);
+  EXPECT_LT(kl["q8_0"], 1e-3);
+  EXPECT_LT(kl["q6_k"], 3e-3);
+  for (const char* t : {"q5_0", "q5_k_m", "q4_1", "q4_0", "q4_k_m"}) EXPECT_LT(kl[t], 5e-2) << t;
+  // more bits, less error
+  EXPECT_LT(kl["q8_0"], kl["q4_0"]);
+  EXPECT_LT(kl["q6_k"], kl["q4_k_m"]);
+  fs::remove_all(dir);
+}
+
+TEST(Quantize, KTypesFallBackWhereRowsDoNotAllow) {
+  const fs::path dir = test::temp_dir("q-fallback");
+  // the shipped model: width 64, rows of 64 and 192: no K type fits
+  const QuantizeResult r = quantize_model(kTasks, (dir / "m.gguf").string(), {.type = "q4_k_m"});
+  int fell = 0;
+  for (const auto& t : r.tensors) {
+    EXPECT_NE(t.type, "Q4_K") << t.name;
+    if (t.shape.size() != 2) EXPECT_EQ(t.type, "F32") << t.name;
+    fell += t.note.find("not a multiple of 256") != std::string::npos;
+  }
+  EXPECT_GT(fell, 0);
+  // rows of 256: the K types are used
+  const QuantizeResult k = quantize_model(k_model(dir).string(), (dir / "k.gguf").string(), {.type = "q4_k_m"});
+  std::map<std::string, std::string> type;
+  for (const auto& t : k.tensors) type[t.name] = t.type;
+  EXPECT_EQ(type["blk.1.attn_qkv.weight"], "Q4_K");
+  EXPECT_EQ(type["blk.1.ffn_down.weight"], "Q6_K");
+  EXPECT_EQ(type["rec_adapter.weight"], "Q6_K");
+  EXPECT_EQ(type["token_embd.weight"], "Q6_K");
+  EXPECT_EQ(type["blk.1.attn_norm.weight"], "F32");
+  fs::remove_all(dir);
+}
+
+TEST(Quantize, GgufIsACompleteModel) {
+  const fs::path dir = test::temp_dir("q-complete");
+  const fs::path out = dir / "tasks-q8.gguf";
+  quantize_model(kTasks, out.string(), {.type = "q8_0"});
+  const LoadedModel a = load_model(kTasks), b = load_model(out.string());
+  ASSERT_NE(b.tokenizer(), nullptr);
+  EXPECT_EQ(b.stop_ids(), a.stop_ids());
+  EXPECT_EQ(b.config().n_embd, a.config().n_embd);
+  EXPECT_EQ(b.config().mean_recurrence, a.config().mean_recurrence);
+  EXPECT_EQ(b.config().norm_eps, a.config().norm_eps);
+  EXPECT_EQ(b.config().name, a.config().name);
+  EXPECT_EQ(b.generation_config().eos_token_ids, a.generation_config().eos_token_ids);
+  for (const std::string s : {"12+34=", "hello world", "<|begin_text|>ab"})
+    EXPECT_EQ(b.tokenizer()->encode(s), a.tokenizer()->encode(s)) << s;
+  // the task manifest and the tokenizer travel in the file
+  ASSERT_TRUE(tasks::has_task_manifest(out.string()));
+  EXPECT_EQ(tasks::read_task_manifest(out.string()).tasks.at(0).task, tasks::read_task_manifest(kTasks).tasks.at(0).task);
+  EXPECT_EQ(load_model_tokenizer(out.string()).encode("12+34="), a.tokenizer()->encode("12+34="));
+  // tokenizer-only load of the file
+  LoadOptions lo;
+  lo.weights = false;
+  const LoadedModel t = load_model(out.string(), lo);
+  ASSERT_NE(t.tokenizer(), nullptr);
+  EXPECT_EQ(t.tokenizer()->encode("12+34="), a.tokenizer()->encode("12+34="));
+  // the tokenizer rebuilt from tokenizer.ggml.* alone (no tokenizer.huggingface.json)
+  gguf::File f(out.string());
+  const auto rebuilt = gguf_model::tokenizer_json(f);
+  ASSERT_TRUE(rebuilt);
+  {
+    gguf::Writer w((dir / "no-hf.gguf").string());
+    for (const auto& [k, v] : f.metadata())
+      if (k != "tokenizer.huggingface.json") w.set(k, v);
+    for (const auto& tt : f.tensors()) w.add_tensor(tt.name, tt.type, tt.ne);
+    for (const auto& tt : f.tensors()) w.write_tensor(tt.data, tt.nbytes);
+    w.finish();
+  }
+  const LoadedModel c = load_model((dir / "no-hf.gguf").string());
+  ASSERT_NE(c.tokenizer(), nullptr);
+  for (const std::string s : {"12+34=", "hello world", "<|begin_text|>ab"})
+    EXPECT_EQ(c.tokenizer()->encode(s), a.tokenizer()->encode(s)) << s;
+  EXPECT_EQ(c.tokenizer()->decode(a.tokenizer()->encode("x=1;y")), "x=1;y");
+  fs::remove_all(dir);
+}
+
+// Q8_0 answers the shipped model's demo problems with the same tokens as F32
+// (greedy, every depth of the demo table).
+TEST(Quantize, Q8MatchesF32OnTheShippedModel) {
+  const fs::path dir = test::temp_dir("q-demo");
+  quantize_model(kTasks, (dir / "q8.gguf").string(), {.type = "q8_0"});
+  quantize_model(kTasks, (dir / "q4.gguf").string(), {.type = "q4_0"});
+  auto f32 = Model::load(kTasks);
+  auto q8 = Model::load((dir / "q8.gguf").string());
+  auto q4 = Model::load((dir / "q4.gguf").string());
+  const tasks::Task& jumps = tasks::get_task("jumps");
+  int same = 0, total = 0, same4 = 0;
+  for (int diff : {8, 16, 24}) {
+    const auto insts = tasks::test_instances(jumps, diff, 12, 1);
+    for (int steps : {1, 4, 16, 32}) {
+      tasks::DecodeOptions o;
+      o.steps = steps;
+      for (const auto& inst : insts) {
+        const auto ids = tasks::prompt_ids(inst);
+        const auto a = tasks::decode_answer(*f32, ids, o).tokens;
+        same += tasks::decode_answer(*q8, ids, o).tokens == a;
+        same4 += tasks::decode_answer(*q4, ids, o).tokens == a;
+        ++total;
+      }
+    }
+  }
+  EXPECT_GE(same, total * 98 / 100) << same << " of " << total;
+  EXPECT_GT(same4, total / 2) << same4 << " of " << total;
+  std::printf("Q8_0: %d of %d answers token-identical to F32; Q4_0: %d\n", same, total, same4);
+  fs::remove_all(dir);
+}
+
+TEST(Quantize, CliWritesLoadableFilesAndRejectsBadInput) {
+  const fs::path dir = test::temp_dir("q-cli");
+  const std::string out = (dir / "m.gguf").string();
+  auto r = test::run_cli("quantize " + kTasks + " " + out + " --type q4_0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("wrote"), std::string::npos) << r.out;
+  r = test::run_cli("generate -m " + out + " -p '<|begin_text|>ab' --max-tokens 4");
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("info " + out);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("Q4_0"), std::string::npos) << r.out;
+  // from a GGUF
+  r = test::run_cli("quantize " + out + " " + (dir / "m2.gguf").string() + " --type q8_0 --quiet");
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto one_error = [](const test::RunResult& r, const std::string& what) {
+    EXPECT_NE(r.code, 0) << what;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << what << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << what << ": " << r.err;
+  };
+  one_error(test::run_cli("quantize " + kTasks + " " + out + " --type q3_k"), "unknown type");
+  one_error(test::run_cli("quantize /nonexistent " + out), "missing input");
+  // damaged model files
+  const std::string bytes = test::slurp(out);
+  const fs::path trunc = dir / "trunc.gguf";
+  std::ofstream(trunc, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  one_error(test::run_cli("generate -m " + trunc.string() + " --ids 1,2"), "truncated");
+  std::string bad = bytes;
+  bad[8] = (char)0xff;  // tensor count
+  bad[14] = (char)0x7f;
+  const fs::path huge = dir / "huge.gguf";
+  std::ofstream(huge, std::ios::binary) << bad;
+  one_error(test::run_cli("generate -m " + huge.string() + " --ids 1,2"), "huge count");
+  {  // a valid GGUF that is not a model
+    gguf::Writer w((dir / "nomodel.gguf").string());
+    w.set("general.architecture", Value::string("llama"));
+    w.finish();
+  }
+  one_error(test::run_cli("generate -m " + (dir / "nomodel.gguf").string() + " --ids 1,2"), "foreign architecture");
+  {  // a model with a tensor missing
+    gguf::File f(out);
+    gguf::Writer w((dir / "missing.gguf").string());
+    for (const auto& [k, v] : f.metadata()) w.set(k, v);
+    for (size_t i = 1; i < f.tensors().size(); ++i) w.add_tensor(f.tensors()[i].name, f.tensors()[i].type, f.tensors()[i].ne);
+    for (size_t i = 1; i < f.tensors().size(); ++i) w.write_tensor(f.tensors()[i].data, f.tensors()[i].nbytes);
+    w.finish();
+  }
+  one_error(test::run_cli("generate -m " + (dir / "missing.gguf").string() + " --ids 1,2"), "missing tensor");
+  fs::remove_all(dir);
+}
+
+// --- Hugging Face's parser (npm @huggingface/gguf) reads every file quantize writes ---
+
+nlohmann::json value_json(const Value& v) {
+  nlohmann::json j = {{"type", gguf::type_name(v.type)}};
+  switch (v.type) {
+    case ValueType::U64: j["value"] = std::to_string(v.u); break;
+    case ValueType::I64: j["value"] = std::to_string(v.i); break;
+    case ValueType::U8: case ValueType::U16: case ValueType::U32: j["value"] = v.u; break;
+    case ValueType::I8: case ValueType::I16: case ValueType::I32: j["value"] = v.i; break;
+    case ValueType::F32: case ValueType::F64: j["value"] = v.f; break;
+    case ValueType::BOOL: j["value"] = v.u != 0; break;
+    case ValueType::STRING: j["value"] = v.s; break;
+    case ValueType::ARRAY:
+      j["elem"] = gguf::type_name(v.elem);
+      j["items"] = nlohmann::json::array();
+      for (size_t k = 0; k < v.size(); ++k) j["items"].push_back(value_json(v.at(k)));
+      break;
+  }
+  return j;
+}
+
+int sh(const std::string& cmd) {
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Every type from the shipped model, the tiny fixture model and a model of
+// 256-wide rows: loads, generates, and Hugging Face's parser agrees.
+TEST(Quantize, HuggingFaceParserReadsEveryType) {
+  if (sh("command -v node >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "node not found: the @huggingface/gguf check needs nodejs and npm (scripts/setup.sh)";
+  const fs::path src = fs::path(HUGINN_SOURCE_DIR) / "tests/gguf_npm", mods = fs::path(HUGINN_BUILD_DIR) / "gguf_npm";
+  const std::string lock = test::slurp(src / "package-lock.json");
+  if (test::slurp(mods / "node_modules/.huginn-lock") != lock || !fs::exists(mods / "node_modules/@huggingface/gguf/package.json")) {
+    fs::create_directories(mods);
+    fs::copy_file(src / "package.json", mods / "package.json", fs::copy_options::overwrite_existing);
+    fs::copy_file(src / "package-lock.json", mods / "package-lock.json", fs::copy_options::overwrite_existing);
+    ASSERT_EQ(sh("cd '" + mods.string() + "' && npm ci --no-audit --no-fund --loglevel=error"), 0)
+        << "npm ci failed in " << mods << ": is the npm registry reachable?";
+    std::ofstream(mods / "node_modules/.huginn-lock", std::ios::binary) << lock;
+  }
+  const fs::path dir = test::temp_dir("q-npm");
+  const fs::path kdir = k_model(dir);
+  const std::string tiny = std::string(HUGINN_TEST_DATA) + "/golden/tiny_f32";
+  for (const std::string& t : kTypes)
+    for (const std::string& in : {kTasks, tiny, kdir.string()}) {
+      const fs::path p = dir / (t + ".gguf");
+      quantize_model(in, p.string(), {.type = t});
+      {  // loads and generates
+        const LoadedModel lm = load_model(p.string());
+        tasks::DecodeOptions o;
+        o.steps = 4;
+        const auto r = tasks::decode_answer(lm.model(), {1, 2, 3}, o);
+        EXPECT_GE(r.tokens.size(), 1u) << t << " " << in;
+      }
+      gguf::File f(p.string());
+      nlohmann::json e = {{"metadata", nlohmann::json::object()}, {"tensors", nlohmann::json::array()}};
+      for (const auto& [k, v] : f.metadata()) e["metadata"][k] = value_json(v);
+      for (const auto& tt : f.tensors()) {
+        std::vector<std::string> ne;
+        for (int64_t n : tt.ne) ne.push_back(std::to_string(n));
+        e["tensors"].push_back(
+            {{"name", tt.name}, {"dtype", (int)tt.type}, {"ne", ne}, {"offset", std::to_string(tt.offset)}});
+      }
+      e["data_offset"] = std::to_string(f.data_offset());
+      std::ofstream(dir / "expected.json", std::ios::binary) << e.dump();
+      const fs::path out = dir / "node.out";
+      const int rc = sh("node '" + (src / "check.js").string() + "' '" + mods.string() + "' '" + p.string() + "' '" +
+                        (dir / "expected.json").string() + "' >'" + out.string() + "' 2>&1");
+      EXPECT_EQ(rc, 0) << t << " " << in << ": " << test::slurp(out);
+      EXPECT_NE(test::slurp(out).find("ok: " + std::to_string(f.metadata().size()) + " keys"), std::string::npos)
+          << t << ": " << test::slurp(out);
+    }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace huginn
