@@ -37,6 +37,7 @@
 #include "huginn/generate.h"
 #include "huginn/model.h"
 #include "huginn/tasks.h"
+#include "huginn/loaded_model.h"
 #include "huginn/tokenizer.h"
 #include "tensor/kernels.h"
 
@@ -48,12 +49,12 @@ using namespace huginn;
 namespace {
 
 // ---------------------------------------------------------------------------
-// Loading. ONE function turns a path into everything the module needs (model,
-// tokenizer, generation config, stop ids), as the CLI does today; when the
-// engine gains a loaded-model bundle this is the one place to switch to it.
+// Loading: the engine's loaded-model bundle (load_model: a directory or a
+// .gguf file; model, tokenizer, generation config, stop ids read once).
 struct Loaded {
   std::string path;
-  std::unique_ptr<Model> model;
+  std::unique_ptr<LoadedModel> bundle;
+  const Model* model = nullptr;
   std::optional<Tokenizer> tok;
   GenerationConfig gen;
   std::vector<int> stops;  // what generation stops on by default
@@ -64,11 +65,11 @@ std::shared_ptr<Loaded> load_model_bundle(const std::string& path) {
   auto b = std::make_shared<Loaded>();
   b->path = path;
   if (!fs::exists(path)) fail("model: ", path, " does not exist");
-  b->model = Model::load(path);
-  if (fs::is_regular_file(fs::path(path) / "tokenizer.json")) b->tok = load_model_tokenizer(path);
-  b->gen = read_generation_config(path);
-  b->stops = model_stop_ids(path);
-  if (b->stops.empty()) b->stops = default_stop_tokens();  // as `huginn generate`
+  b->bundle = std::make_unique<LoadedModel>(load_model(path));
+  b->model = &b->bundle->model();
+  if (b->bundle->tokenizer()) b->tok = *b->bundle->tokenizer();
+  b->gen = b->bundle->generation_config();
+  b->stops = b->bundle->stop_ids();  // as `huginn generate`
   return b;
 }
 

@@ -294,3 +294,13 @@ def test_errors(huginn, tasks_model, tiny):
     with pytest.raises(ValueError, match="unknown task|known"):
         huginn.tasks.evaluate(tasks_model, "nosuchtask", difficulty=4)
     assert issubclass(huginn.Error, ValueError)
+
+
+def test_gguf_model_equals_cli(huginn, cli, tmp_path):
+    """A quantized one-file model: Python loads it (tokenizer from the file) and generates what the CLI does."""
+    path = str(tmp_path / "tasks-q8_0.gguf")
+    cli("quantize", TASKS_MODEL, path, "--type", "q8_0")
+    m = huginn.Model(path)
+    ref = cli("generate", "-m", path, "-p", HARD, "--show-steps", "--steps", 16).stdout
+    s = m.generate(HARD, stream=True, steps=16)
+    assert cli_stream_text(s, True) == ref
