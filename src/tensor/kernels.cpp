@@ -224,8 +224,12 @@ void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps) 
   }
 }
 
-void rope(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
-          const float* sin_tab) {
+namespace {
+// Rotates the pairs of each head by the angle of its position: (2i, 2i+1)
+// (interleaved, Huginn) or (i, i + hd/2) (half-split, Llama/NeoX/Ouro).
+template <bool kHalfSplit>
+void rope_pairs(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
+                const float* sin_tab) {
   const int half = head_dim / 2;
   for (int t = 0; t < T; ++t) {
     const float* c = cos_tab + (size_t)pos[t] * half;
@@ -234,30 +238,24 @@ void rope(float* x, int T, int n_heads, int head_dim, int row_stride, const int*
     for (int h = 0; h < n_heads; ++h) {
       float* xh = xt + h * head_dim;
       for (int i = 0; i < half; ++i) {
-        const float a = xh[2 * i], b = xh[2 * i + 1];
-        xh[2 * i] = a * c[i] - b * s[i];
-        xh[2 * i + 1] = b * c[i] + a * s[i];
+        const int i0 = kHalfSplit ? i : 2 * i, i1 = kHalfSplit ? i + half : 2 * i + 1;
+        const float a = xh[i0], b = xh[i1];
+        xh[i0] = a * c[i] - b * s[i];
+        xh[i1] = b * c[i] + a * s[i];
       }
     }
   }
 }
+}  // namespace
+
+void rope(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
+          const float* sin_tab) {
+  rope_pairs<false>(x, T, n_heads, head_dim, row_stride, pos, cos_tab, sin_tab);
+}
 
 void rope_half(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
                const float* sin_tab) {
-  const int half = head_dim / 2;
-  for (int t = 0; t < T; ++t) {
-    const float* c = cos_tab + (size_t)pos[t] * half;
-    const float* s = sin_tab + (size_t)pos[t] * half;
-    float* xt = x + (size_t)t * row_stride;
-    for (int h = 0; h < n_heads; ++h) {
-      float* xh = xt + h * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float a = xh[i], b = xh[i + half];
-        xh[i] = a * c[i] - b * s[i];
-        xh[i + half] = b * c[i] + a * s[i];
-      }
-    }
-  }
+  rope_pairs<true>(x, T, n_heads, head_dim, row_stride, pos, cos_tab, sin_tab);
 }
 
 void swiglu(const float* h, float* out, int T, int I) {
