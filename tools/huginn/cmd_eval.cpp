@@ -1,5 +1,6 @@
 // huginn eval: accuracy of a task model on fresh test instances against the
 // number of iterations (test-time scaling), with optional per-token exit.
+#include <functional>
 #include <unistd.h>
 
 #include <chrono>
@@ -241,48 +242,36 @@ int compare(const Opts& o) {
     std::snprintf(b, sizeof b, f, v);
     return std::string(b);
   };
-  std::printf("accuracy (written path exact, where there is one)\n\n| n |");
-  for (auto& l : lines) std::printf(" %s |", l.label.c_str());
-  std::printf("\n|---|");
-  for (size_t i = 0; i < lines.size(); ++i) std::printf("---|");
-  std::printf("\n");
-  for (int d : diffs) {
-    std::printf("| %s |", dlabel(d).c_str());
-    for (auto& l : lines) {
-      auto it = l.by.find(d);
-      if (it == l.by.end()) {
-        std::printf(" - |");
-        continue;
-      }
-      const auto& r = it->second;
-      std::string cell = fmt("%.2f", r.at("accuracy").get<double>());
-      if (r.contains("path_accuracy") && !r["path_accuracy"].is_null())
-        cell += fmt(" (%.2f)", r["path_accuracy"].get<double>());
-      std::printf(" %s |", cell.c_str());
-    }
+  // One table: a row per difficulty, a column per arm, `cell` formats one result.
+  auto table = [&](const char* title, const std::function<std::string(const nlohmann::json&)>& cell) {
+    std::printf("%s\n\n| n |", title);
+    for (auto& l : lines) std::printf(" %s |", l.label.c_str());
+    std::printf("\n|---|");
+    for (size_t i = 0; i < lines.size(); ++i) std::printf("---|");
     std::printf("\n");
-  }
-  std::printf("\ncompute per answer: MFLOPs / iterations x layers (token-layers) / tokens emitted / wall ms\n\n| n |");
-  for (auto& l : lines) std::printf(" %s |", l.label.c_str());
-  std::printf("\n|---|");
-  for (size_t i = 0; i < lines.size(); ++i) std::printf("---|");
-  std::printf("\n");
-  for (int d : diffs) {
-    std::printf("| %s |", dlabel(d).c_str());
-    for (auto& l : lines) {
-      auto it = l.by.find(d);
-      if (it == l.by.end()) {
-        std::printf(" - |");
-        continue;
+    for (int d : diffs) {
+      std::printf("| %s |", dlabel(d).c_str());
+      for (auto& l : lines) {
+        auto it = l.by.find(d);
+        std::printf(" %s |", it == l.by.end() ? "-" : cell(it->second).c_str());
       }
-      const auto& r = it->second;
-      std::printf(" %s / %s / %s / %s |", fmt("%.2f", r.at("flops_per_answer").get<double>() / 1e6).c_str(),
-                  fmt("%.0f", r.at("token_layers_per_answer").get<double>()).c_str(),
-                  fmt("%.1f", r.at("tokens_per_answer").get<double>()).c_str(),
-                  fmt("%.2f", r.at("wall_ms_per_answer").get<double>()).c_str());
+      std::printf("\n");
     }
-    std::printf("\n");
-  }
+  };
+  table("accuracy (written path exact, where there is one)", [&](const nlohmann::json& r) {
+    std::string c = fmt("%.2f", r.at("accuracy").get<double>());
+    if (r.contains("path_accuracy") && !r["path_accuracy"].is_null())
+      c += fmt(" (%.2f)", r["path_accuracy"].get<double>());
+    return c;
+  });
+  std::printf("\n");
+  table("compute per answer: MFLOPs / iterations x layers (token-layers) / tokens emitted / wall ms",
+        [&](const nlohmann::json& r) {
+          return fmt("%.2f", r.at("flops_per_answer").get<double>() / 1e6) + " / " +
+                 fmt("%.0f", r.at("token_layers_per_answer").get<double>()) + " / " +
+                 fmt("%.1f", r.at("tokens_per_answer").get<double>()) + " / " +
+                 fmt("%.2f", r.at("wall_ms_per_answer").get<double>());
+        });
   if (trained_max >= 0) std::printf("\n(* longer than any row seen in training)\n");
   if (!o.plot.empty()) {
     plot::Chart c;
