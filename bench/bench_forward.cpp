@@ -22,6 +22,7 @@
 
 #include "bench_model.h"
 #include "huginn/checkpoint.h"
+#include "bench_util.h"
 #include "huginn/common.h"
 #include "huginn/generate.h"
 #include "huginn/model.h"
@@ -29,9 +30,10 @@
 #include "tensor/kernels.h"
 
 using namespace huginn;
-using clk = std::chrono::steady_clock;
+using bench::clk;
+using bench::memcpy_gbs;
+using bench::secs_since;
 
-static double secs_since(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
 
 // Best of a few runs of sgemm n x n x n: the GEMM peak this machine gives us.
 static double sgemm_gflops(int n) {
@@ -60,18 +62,6 @@ static double read_gbs(size_t bytes) {
   return best;
 }
 
-// Bytes read + written per second by memcpy of a buffer larger than the caches.
-static double memcpy_gbs(size_t bytes) {
-  std::vector<char> a(bytes, 1), b(bytes, 2);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    auto t = clk::now();
-    std::memcpy(b.data(), a.data(), bytes);
-    best = std::max(best, 2.0 * bytes / secs_since(t) / 1e9);
-    a[rep] = b[rep + 1];
-  }
-  return best;
-}
 
 int main(int argc, char** argv) {
   CLI::App app{"huginn forward-pass benchmark"};

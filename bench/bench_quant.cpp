@@ -17,13 +17,15 @@
 #include <cstring>
 #include <random>
 
+#include "bench_util.h"
 #include "huginn/common.h"
 #include "huginn/quant.h"
 
 using namespace huginn;
-using clk = std::chrono::steady_clock;
+using bench::clk;
+using bench::memcpy_gbs;
+using bench::secs_since;
 
-static double secs_since(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
 
 // CPU seconds this process has used: against wall time x threads it shows how
 // much of the machine the measurement actually got (shared machines).
@@ -50,18 +52,6 @@ static double read_gbs(size_t bytes) {
   return best;
 }
 
-// Bytes read + written per second by memcpy (one thread), as bench_forward reports it.
-static double memcpy_gbs(size_t bytes) {
-  std::vector<char> a(bytes, 1), b(bytes, 2);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    auto t = clk::now();
-    std::memcpy(b.data(), a.data(), bytes);
-    best = std::max(best, 2.0 * bytes / secs_since(t) / 1e9);
-    a[rep] = b[rep + 1];
-  }
-  return best;
-}
 
 int main(int argc, char** argv) {
   CLI::App app{"huginn quantized GEMV benchmark"};
