@@ -32,10 +32,21 @@ echo "reference run: $steps steps, one save per step, ${run_ms} ms"
 resumed=0 fresh=0 done_before=0
 for i in $(seq 1 "$trials"); do
   ck=ck$i
-  # A random moment within the run (python: a float delay in seconds).
-  delay=$(python3 -c "import random; random.seed($i); print(f'{random.uniform(0.02, $run_ms/1000*0.95):.4f}')")
+  # A random moment within the run. Wall-clock delays alone do not land
+  # mid-run on every machine (a fast one finishes 40 steps before most of
+  # them), so the kill is tied to progress: wait until the checkpoint on disk
+  # reaches a random target step, then kill after a random sub-step delay
+  # (most of a step is spent saving, so this lands inside saves too). Target 0
+  # kills within the first milliseconds, usually before any checkpoint.
+  read -r target delay < <(python3 -c "import random; random.seed($i); \
+t = 0 if $i % 6 == 1 else random.randint(1, $steps - 10); print(t, f'{random.uniform(0, 0.012):.4f}')")
   "$bin" -t 1 train "${common[@]}" --out $ck >/dev/null 2>&1 &
   pid=$!
+  while [ "$target" -gt 0 ] && kill -0 $pid 2>/dev/null; do
+    st=$(cat $ck/trainer_state.json 2>/dev/null || true)
+    [[ $st =~ \"step\":\ *([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge "$target" ] && break
+    sleep 0.001
+  done
   sleep "$delay"
   kill -KILL $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
@@ -56,7 +67,7 @@ for i in $(seq 1 "$trials"); do
   cmp ref/optimizer.safetensors $ck/optimizer.safetensors || { echo "trial $i (killed at step $at): optimizer differs"; exit 1; }
   diff <(losses ref/metrics.jsonl) <(losses $ck/metrics.jsonl) >/dev/null ||
     { echo "trial $i (killed at step $at): losses differ"; exit 1; }
-  echo "trial $i: killed after ${delay}s, last complete checkpoint at step $at, resumed bit-exactly"
+  echo "trial $i: killed ${delay}s after step $target was on disk, last complete checkpoint at step $at, resumed bit-exactly"
 done
 echo "$trials trials: $resumed resumed mid-run, $fresh killed before the first checkpoint, $done_before after the last"
 [ $resumed -ge $((trials / 2)) ] || { echo "too few kills landed mid-run"; exit 1; }
