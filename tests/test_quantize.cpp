@@ -290,8 +290,8 @@ int sh(const std::string& cmd) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-// Every type from the shipped model, the tiny fixture model and a model of
-// 256-wide rows: loads, generates, and Hugging Face's parser agrees.
+// Every type from the shipped model, the tiny fixture model, a model of
+// 256-wide rows and the Ouro fixture model: loads, generates, and Hugging Face's parser agrees.
 TEST(Quantize, HuggingFaceParserReadsEveryType) {
   if (sh("command -v node >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "node not found: the @huggingface/gguf check needs nodejs and npm (scripts/setup.sh)";
@@ -308,8 +308,9 @@ TEST(Quantize, HuggingFaceParserReadsEveryType) {
   const fs::path dir = test::temp_dir("q-npm");
   const fs::path kdir = k_model(dir);
   const std::string tiny = std::string(HUGINN_TEST_DATA) + "/golden/tiny_f32";
+  const std::string ouro = std::string(HUGINN_TEST_DATA) + "/golden/ouro/model";  // the second family
   for (const std::string& t : kTypes)
-    for (const std::string& in : {kTasks, tiny, kdir.string()}) {
+    for (const std::string& in : {kTasks, tiny, kdir.string(), ouro}) {
       const fs::path p = dir / (t + ".gguf");
       quantize_model(in, p.string(), {.type = t});
       {  // loads and generates

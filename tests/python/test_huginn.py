@@ -304,3 +304,30 @@ def test_gguf_model_equals_cli(huginn, cli, tmp_path):
     ref = cli("generate", "-m", path, "-p", HARD, "--show-steps", "--steps", 16).stdout
     s = m.generate(HARD, stream=True, steps=16)
     assert cli_stream_text(s, True) == ref
+
+
+OURO = os.path.join(os.path.dirname(TINY), "ouro", "model")
+
+
+@pytest.mark.parametrize("args", [
+    ["-n", 8],
+    ["-n", 8, "--exit", "gate:0.5"],
+    ["-n", 8, "--steps", 2],
+    ["-n", 8, "--exit", "kl:1e-3", "--cache", "last-loop"],
+])
+def test_ouro_equals_cli(args, huginn, cli, tmp_path):
+    """The second family through the same module: an Ouro (LoopLM) directory and its GGUF file generate what
+    the CLI does, the learned exit gate included (each token's loop count as the CLI reports it)."""
+    q = str(tmp_path / "ouro-q8_0.gguf")
+    cli("quantize", OURO, q, "--type", "q8_0")
+    ids = [5, 6, 7, 8]
+    for path in (OURO, q):
+        m = huginn.Model(path)
+        assert m.config.arch == "ouro"
+        ref = cli("generate", "-m", path, "--ids", ",".join(map(str, ids)), "--show-steps", "--no-default-stops",
+                  *args).stdout
+        kw = {"max_tokens": args[1], "default_stops": False}
+        for flag, key in [("--exit", "exit"), ("--cache", "cache"), ("--steps", "steps")]:
+            if flag in args:
+                kw[key] = args[args.index(flag) + 1]
+        assert cli_stream_text(m.generate(ids, stream=True, **kw), False) == ref

@@ -422,7 +422,7 @@ int run(const Opts& o) {
       j["trained_difficulty"] = tr;
     }
     j["threads"] = huginn::threads();
-    j["flops_model"] = "matrix products of every layer and of the recurrence's adapter, attention over the cached "
+    j["flops_model"] = "matrix products of every layer (and of Huginn's adapter), attention over the cached "
                        "context, the head on one position per pass; summed over every pass the decode ran";
     if (diffs.size() == 1) j["difficulty"] = diffs[0];
     else j["difficulty"] = diff_label;

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <vector>
 
 #include "commands.h"
 #include "huginn/common.h"
@@ -34,10 +35,67 @@ std::string group_of(const std::string& name) {
                                                                  {"transformer.core_block.", "core"},
                                                                  {"transformer.coda.", "coda"},
                                                                  {"transformer.ln_f.", "ln_f"},
-                                                                 {"lm_head.", "lm_head"}};
+                                                                 {"lm_head.", "lm_head"},
+                                                                 {"model.embed_tokens.", "embedding"},  // Ouro
+                                                                 {"model.layers.", "layers"},
+                                                                 {"model.norm.", "norm"},
+                                                                 {"model.early_exit_gate.", "exit gate"}};
   for (const auto& [prefix, group] : prefixes)
     if (name.rfind(prefix, 0) == 0) return group;
   return "other";
+}
+
+// What the config says, the same for a directory and a GGUF file: shape,
+// the family's structure, parameter counts. `rope` says where the rotary
+// tables come from.
+void print_architecture(const ModelConfig& c, const std::string& rope) {
+  std::printf("width          %d, %d heads of %d, MLP %d, vocab %d, context %d\n", c.n_embd, c.n_heads, c.head_dim,
+              c.intermediate_size, c.vocab_size, c.block_size);
+  if (c.arch == "ouro") {
+    const int64_t total = (int64_t)param_count(param_layout(c));
+    std::printf(
+        "architecture   ouro (LoopLM): %d layers looped T times (default T = total_ut_steps = %d), no "
+        "input injection\n",
+        c.n_core, c.mean_recurrence);
+    std::printf("attention      %d query heads, %d KV heads, half-split RoPE\n", c.n_heads, c.kv_heads());
+    if (c.exit_threshold >= 0)
+      std::printf("exit gate      learned; default threshold %g (--exit gate:T)\n", c.exit_threshold);
+    else
+      std::printf("exit gate      learned; no default threshold (--exit gate:T)\n");
+    std::printf("norm eps       %g, rope base %g (%s)\n", c.norm_eps, c.rope_base, rope.c_str());
+    std::printf("embeddings     %s\n", c.tie_embeddings ? "tied" : "untied");
+    std::printf("parameters     %lld total\n", (long long)total);
+    std::printf("  embedding    %lld%s\n", (long long)c.params_embedding(), c.tie_embeddings ? " (tied head)" : "");
+    std::printf("  layers       %lld\n",
+                (long long)(total - c.params_embedding() * (c.tie_embeddings ? 1 : 2) - 2 * c.n_embd - 1));
+    if (!c.tie_embeddings) std::printf("  lm_head      %lld\n", (long long)c.params_embedding());
+    return;
+  }
+  std::printf("layers         prelude %d, core %d (x r, default r = %d), coda %d\n", c.n_prelude, c.n_core,
+              c.mean_recurrence, c.n_coda);
+  std::printf("norm eps       %g, rope base %g (%s)\n", c.norm_eps, c.rope_base, rope.c_str());
+  std::printf("embeddings     %s, qk_bias %s\n", c.tie_embeddings ? "tied" : "untied", c.qk_bias ? "yes" : "no");
+  const int64_t blk = c.params_block();
+  std::printf("parameters     %lld total\n", (long long)c.params_total());
+  std::printf("  embedding    %lld%s\n", (long long)c.params_embedding(), c.tie_embeddings ? " (tied head)" : "");
+  std::printf("  prelude      %lld\n", (long long)(blk * c.n_prelude));
+  std::printf("  adapter      %lld\n", (long long)c.params_adapter());
+  std::printf("  core         %lld\n", (long long)(blk * c.n_core));
+  std::printf("  coda         %lld (+ ln_f %d)\n", (long long)(blk * c.n_coda), c.n_embd);
+  if (!c.tie_embeddings) std::printf("  lm_head      %lld\n", (long long)c.params_embedding());
+}
+
+// The KV cache per strategy that makes sense for the family (Ouro: every
+// loop's K/V, or only the last loop's).
+void print_kv(const ModelConfig& c, int steps, int ctx) {
+  const double per_slot = 2.0 * c.kv_width() * 4 * ctx;  // K and V, one layer application
+  const int fixed = c.n_prelude + c.n_coda;
+  std::vector<const char*> strategies = {"full", "compress-s4", "compress-r4"};
+  if (c.arch == "ouro") strategies = {"full", "last-loop"};
+  for (const char* s : strategies) {
+    const int slots = fixed + CacheStrategy::parse(s).core_slots(c.n_core, steps);
+    std::printf("  KV %-12s %s (%d layer slots per token)\n", s, human_bytes(per_slot * slots).c_str(), slots);
+  }
 }
 
 // Reads config.json and the safetensors headers only (the memory map is not
@@ -50,12 +108,7 @@ int run_gguf(const Opts& o) {
   const int steps = o.steps >= 0 ? o.steps : c.mean_recurrence;
   const int ctx = o.ctx > 0 ? o.ctx : c.block_size;
   std::printf("model          %s (%s, GGUF)\n", c.name.c_str(), o.model.c_str());
-  std::printf("architecture   %s\n", c.arch.c_str());
-  std::printf("width          %d, %d heads of %d, MLP %d, vocab %d, context %d\n", c.n_embd, c.n_heads, c.head_dim,
-              c.intermediate_size, c.vocab_size, c.block_size);
-  std::printf("layers         prelude %d, core %d (x r, default r = %d), coda %d\n", c.n_prelude, c.n_core,
-              c.mean_recurrence, c.n_coda);
-  std::printf("parameters     %lld total\n", (long long)param_count(param_layout(c)));
+  print_architecture(c, str("computed from rope_base ", c.rope_base));
   std::map<std::string, int> types;
   for (const Weight& w : m->params()) types[w.type_name()]++;
   std::printf("stored types  ");
@@ -63,11 +116,7 @@ int run_gguf(const Opts& o) {
   std::printf("\nmemory at r = %d, context %d (float32 compute)\n", steps, ctx);
   std::printf("  weights      %s held (%s converted to F32)\n", human_bytes((double)m->weight_bytes()).c_str(),
               human_bytes((double)m->converted_bytes()).c_str());
-  const double per_slot = 2.0 * c.kv_width() * 4 * ctx;  // K and V, one layer application
-  for (const char* s : {"full", "compress-s4", "compress-r4"}) {
-    const int slots = c.n_prelude + c.n_coda + CacheStrategy::parse(s).core_slots(c.n_core, steps);
-    std::printf("  KV %-12s %s (%d layer slots per token)\n", s, human_bytes(per_slot * slots).c_str(), slots);
-  }
+  print_kv(c, steps, ctx);
   return 0;
 }
 
@@ -81,46 +130,8 @@ int run(const Opts& o) {
   const int ctx = o.ctx > 0 ? o.ctx : c.block_size;
   const TensorView* freqs = store.find("freqs_cis");
   std::printf("model          %s (%s)\n", c.name.c_str(), o.model.c_str());
-  std::printf("width          %d, %d heads of %d, MLP %d, vocab %d, context %d\n", c.n_embd, c.n_heads, c.head_dim,
-              c.intermediate_size, c.vocab_size, c.block_size);
-  const bool ouro = c.arch == "ouro";
-  int64_t total = c.params_total();
-  if (ouro) {
-    total = (int64_t)param_count(param_layout(c));
-    std::printf(
-        "architecture   ouro (LoopLM): %d layers looped T times (default T = total_ut_steps = %d), no "
-        "input injection\n",
-        c.n_core, c.mean_recurrence);
-    std::printf("attention      %d query heads, %d KV heads, half-split RoPE\n", c.n_heads, c.kv_heads());
-    if (c.exit_threshold >= 0)
-      std::printf("exit gate      learned; default threshold %g (--exit gate:T)\n", c.exit_threshold);
-    else
-      std::printf("exit gate      learned; no default threshold (--exit gate:T)\n");
-    std::printf("norm eps       %g, rope base %g (%s)\n", c.norm_eps, c.rope_base,
-                freqs ? str("stored freqs_cis (", dtype_name(freqs->dtype), ")").c_str()
-                      : str("computed from rope_base ", c.rope_base).c_str());
-    std::printf("embeddings     %s\n", c.tie_embeddings ? "tied" : "untied");
-    std::printf("parameters     %lld total\n", (long long)total);
-    std::printf("  embedding    %lld%s\n", (long long)c.params_embedding(), c.tie_embeddings ? " (tied head)" : "");
-    std::printf("  layers       %lld\n",
-                (long long)(total - c.params_embedding() * (c.tie_embeddings ? 1 : 2) - 2 * c.n_embd - 1));
-    if (!c.tie_embeddings) std::printf("  lm_head      %lld\n", (long long)c.params_embedding());
-  } else {
-    std::printf("layers         prelude %d, core %d (x r, default r = %d), coda %d\n", c.n_prelude, c.n_core,
-                c.mean_recurrence, c.n_coda);
-    std::printf("norm eps       %g, rope base %g (%s)\n", c.norm_eps, c.rope_base,
-                freqs ? str("stored freqs_cis (", dtype_name(freqs->dtype), ")").c_str()
-                      : str("computed from rope_base ", c.rope_base).c_str());
-    std::printf("embeddings     %s, qk_bias %s\n", c.tie_embeddings ? "tied" : "untied", c.qk_bias ? "yes" : "no");
-    const int64_t blk = c.params_block();
-    std::printf("parameters     %lld total\n", (long long)c.params_total());
-    std::printf("  embedding    %lld%s\n", (long long)c.params_embedding(), c.tie_embeddings ? " (tied head)" : "");
-    std::printf("  prelude      %lld\n", (long long)(blk * c.n_prelude));
-    std::printf("  adapter      %lld\n", (long long)c.params_adapter());
-    std::printf("  core         %lld\n", (long long)(blk * c.n_core));
-    std::printf("  coda         %lld (+ ln_f %d)\n", (long long)(blk * c.n_coda), c.n_embd);
-    if (!c.tie_embeddings) std::printf("  lm_head      %lld\n", (long long)c.params_embedding());
-  }
+  print_architecture(c, freqs ? str("stored freqs_cis (", dtype_name(freqs->dtype), ")")
+                              : str("computed from rope_base ", c.rope_base));
   // Per group: stored dtypes, and dtype and bytes as held in memory.
   struct Group {
     std::map<std::string, int> stored;
@@ -143,7 +154,7 @@ int run(const Opts& o) {
   for (auto& [dt, n] : dts) std::printf(" %s x%d", dt.c_str(), n);
   std::printf("\n");
   std::printf("held in memory (matrices in their stored dtype from the memory map, 1-D norms/biases as F32)\n");
-  for (const char* gname : {"embedding", "prelude", "adapter", "core", "coda", "ln_f", "lm_head", "other"}) {
+  for (const char* gname : {"embedding", "prelude", "adapter", "core", "coda", "ln_f", "layers", "norm", "exit gate", "lm_head", "other"}) {
     auto it = groups.find(gname);
     if (it == groups.end()) continue;
     std::string line;
@@ -155,15 +166,7 @@ int run(const Opts& o) {
   std::printf("memory at r = %d, context %d (float32 compute)\n", steps, ctx);
   std::printf("  weights      %s\n", human_bytes(held_bytes).c_str());
   std::printf("  rope tables  %s\n", human_bytes(rope_bytes).c_str());
-  const double per_slot = 2.0 * c.kv_width() * 4 * ctx;  // K and V, one layer application
-  const int fixed = c.n_prelude + c.n_coda;
-  std::vector<const char*> strategies = {"full", "compress-s4", "compress-r4"};
-  if (ouro) strategies = {"full", "last-loop"};  // last-loop: one slot per layer (the last loop's K/V)
-  for (const char* s : strategies) {
-    CacheStrategy cs = CacheStrategy::parse(s);
-    const int slots = fixed + cs.core_slots(c.n_core, steps);
-    std::printf("  KV %-12s %s (%d layer slots per token)\n", s, human_bytes(per_slot * slots).c_str(), slots);
-  }
+  print_kv(c, steps, ctx);
   return 0;
 }
 }  // namespace
