@@ -5,7 +5,8 @@
 //   build/bin/bench_ouro --make DIR --dtype BF16     # writes DIR (one shard per layer; ~2.9 GB BF16, ~5.8 GB F32)
 //   build/bin/bench_ouro -m DIR --gen 8 -t 2         # load time, decode tok/s at 1-4 loops and with the gate exit,
 //                                                    # peak RSS; run it in a fresh process per dtype
-//   bench/ouro_bench.sh                              # both steps for BF16 and F32, then deletes the models
+//   bench/ouro_bench.sh build "BF16 F32 q8_0 q4_0"  # both steps per type (quantized: BF16 -> huginn quantize ->
+//                                                    # GGUF), then deletes the models
 //
 // Random weights: the gate's exits are mechanics only (no quality claim).
 #include <sys/resource.h>
