@@ -1,9 +1,15 @@
-// Generates src/text/unicode_classes.inc: the code point ranges of every
-// Unicode general category as Hugging Face tokenizers' regex engine sees them
-// (the npm peer of tests/parity, so the tables are exactly the reference's,
-// whatever Unicode version it was built with).
+// Generates the Unicode tables of the tokenizer from Hugging Face tokenizers
+// itself (the npm peer of tests/parity), so they are exactly the reference's,
+// whatever Unicode version each of its parts was built with (they differ: its
+// regex engine, Rust's char methods, the unicode-categories and
+// unicode-normalization crates each have their own):
+//   src/text/unicode_classes.inc  every general category as its regex engine sees it
+//   src/text/unicode_tables.inc   the Punctuation/Bert pre-tokenizers' punctuation,
+//                                 the Digits pre-tokenizer's numerics, the regex \w,
+//                                 the Lowercase normalizer's mapping, and the code
+//                                 points the NFD/NFKD normalizers decompose
 //
-//   node scripts/gen_unicode_classes.js MODULES_DIR > src/text/unicode_classes.inc
+//   node scripts/gen_unicode_classes.js MODULES_DIR src/text
 //
 // MODULES_DIR: where `npm ci` installed tests/parity/package.json (ctest
 // tokenizer.parity.npm_install puts it in build/parity).
@@ -44,6 +50,117 @@ function members(cat) {
   return out;
 }
 
+// Code points that come out of the pre-tokenizer as a piece of their own.
+function isolated(pre, sep) {
+  const out = [];
+  for (let base = 0; base <= 0x10ffff; base += 8192) {
+    const cps = [];
+    for (let cp = base; cp < Math.min(base + 8192, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== sep) cps.push(cp);
+    let s = String.fromCodePoint(sep);
+    for (const cp of cps) s += String.fromCodePoint(cp) + String.fromCodePoint(sep);
+    for (const [p] of pre.preTokenizeString(s)) {
+      const a = Array.from(p);
+      if (a.length === 1 && a[0].codePointAt(0) !== sep) out.push(a[0].codePointAt(0));
+    }
+  }
+  return out;
+}
+
+// What the normalizer makes of each code point alone, where it changes it:
+// [[cp, [out...]], ...]. The separator (a private-use code point) is left
+// alone by every normalizer.
+function mapped(norm) {
+  const sep = 0xe000, out = [];
+  for (let base = 0; base <= 0x10ffff; base += 8192) {
+    const cps = [];
+    for (let cp = base; cp < Math.min(base + 8192, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== sep) cps.push(cp);
+    let s = "";
+    for (const cp of cps) s += String.fromCodePoint(sep) + String.fromCodePoint(cp);
+    const parts = norm.normalizeString(s).split(String.fromCodePoint(sep)).slice(1);
+    if (parts.length !== cps.length) throw new Error(`normalizer output does not split at ${base}`);
+    cps.forEach((cp, i) => {
+      const o = Array.from(parts[i], (c) => c.codePointAt(0));
+      if (o.length !== 1 || o[0] !== cp) out.push([cp, o]);
+    });
+  }
+  return out;
+}
+
+function tokenizer(obj) {
+  const file = path.join(os.tmpdir(), `huginn_unicode_${process.pid}.json`);
+  fs.writeFileSync(file, JSON.stringify(Object.assign({version: "1.0", model: {type: "BPE", vocab: {}, merges: []}}, obj)));
+  const t = Tokenizer.fromFile(file);
+  fs.unlinkSync(file);
+  return t;
+}
+
+function removed(pre, sep) {
+  const out = [];
+  for (let base = 0; base <= 0x10ffff; base += 8192) {
+    const cps = [];
+    for (let cp = base; cp < Math.min(base + 8192, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== sep) cps.push(cp);
+    let s = String.fromCodePoint(sep);
+    for (const cp of cps) s += String.fromCodePoint(cp) + String.fromCodePoint(sep);
+    const kept = Array.from(pre.preTokenizeString(s).map((p) => p[0]).join(""), (c) => c.codePointAt(0));
+    let k = 1;
+    for (const cp of cps) {
+      if (kept[k] === cp) k += 2;
+      else { out.push(cp); k += 1; }
+    }
+  }
+  return out;
+}
+
+// The characters a single_word added token may not touch: the token "x",
+// single_word, after each code point; where it is not matched, the code point
+// is a word character (Rust regex's \\w: Join_Control in, No out).
+async function singleWordChars() {
+  const t = tokenizer({
+    added_tokens: [{id: 0, content: "x", single_word: true, lstrip: false, rstrip: false, normalized: false, special: false}],
+    pre_tokenizer: {type: "WhitespaceSplit"}, model: {type: "WordLevel", vocab: {"[UNK]": 1}, unk_token: "[UNK]"}});
+  const out = [];
+  for (let base = 0; base <= 0x10ffff; base += 1024) {
+    const cps = [];
+    for (let cp = base; cp < Math.min(base + 1024, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== 0x78) cps.push(cp);
+    const e = await t.encode(cps.map((cp) => String.fromCodePoint(cp) + "x ").join(""), null, {addSpecialTokens: false});
+    const toks = e.getTokens(), offs = e.getOffsets(), matched = new Set();
+    toks.forEach((tk, j) => {  // offsets count code points: item i's x is at 3i+1
+      if (tk !== "x") return;
+      if ((offs[j][0] - 1) % 3 !== 0) throw new Error(`single_word probe: x at ${offs[j][0]} in chunk ${base}`);
+      matched.add((offs[j][0] - 1) / 3);
+    });
+    cps.forEach((cp, i) => { if (!matched.has(i)) out.push(cp); });
+  }
+  return out;
+}
+
+// The code points the normalizers give a nonzero canonical combining class
+// (or decompose into marks): X where NFD reorders "a U+0345 X" (0 < ccc(X)
+// < 240) or "a X U+0334" (ccc(X) > 1). A mark newer than the reference's
+// tables is a starter to it: no reordering across it.
+function combining() {
+  const n = tokenizer({normalizer: {type: "NFD"}}).getNormalizer(), out = [];
+  for (let cp = 0; cp <= 0x10ffff; ++cp) {
+    if (isSurrogate(cp)) continue;
+    const x = String.fromCodePoint(cp), nx = n.normalizeString(x);
+    if (n.normalizeString("a\u0345" + x) !== "a\u0345" + nx || n.normalizeString("a" + x + "\u0334") !== "a" + nx + "\u0334")
+      out.push(cp);
+  }
+  return out;
+}
+
+const hex = (a) => `0x${a.toString(16).toUpperCase()}`;
+function wrap(items, per) {
+  const w = [];
+  for (let i = 0; i < items.length; i += per) w.push("    " + items.slice(i, i + per).join(", "));
+  return w.join(",\n");
+}
+function classLine(name, cps) {
+  const r = ranges(cps);
+  process.stderr.write(`${name}: ${r.length} ranges\n`);
+  return `HUGINN_UNICODE_CLASS(${name},\n${wrap(r.map(([a, b]) => `{${hex(a)}, ${hex(b)}}`), 6)})`;
+}
+
 function ranges(cps) {
   const r = [];
   for (const cp of cps) {
@@ -53,16 +170,35 @@ function ranges(cps) {
   return r;
 }
 
+const outDir = process.argv[3];
+if (!outDir) throw new Error("usage: node scripts/gen_unicode_classes.js MODULES_DIR OUT_DIR (src/text)");
 const lines = ["// Generated by scripts/gen_unicode_classes.js from Hugging Face tokenizers",
                "// (@anush008/tokenizers, tests/parity/package.json): the code point ranges",
                "// of each general category as its regex engine sees them. Do not edit.",
                "// HUGINN_UNICODE_CLASS(name, {first, last}, ...)"];
-for (const cat of CATS) {
-  const r = ranges(members(cat));
-  const body = r.map(([a, b]) => `{0x${a.toString(16).toUpperCase()}, 0x${b.toString(16).toUpperCase()}}`);
-  const wrapped = [];
-  for (let i = 0; i < body.length; i += 6) wrapped.push("    " + body.slice(i, i + 6).join(", "));
-  lines.push(`HUGINN_UNICODE_CLASS(${cat},\n${wrapped.join(",\n")})`);
-  process.stderr.write(`${cat}: ${r.length} ranges\n`);
-}
-process.stdout.write(lines.join("\n") + "\n");
+for (const cat of CATS) lines.push(classLine(cat, members(cat)));
+fs.writeFileSync(path.join(outDir, "unicode_classes.inc"), lines.join("\n") + "\n");
+
+const t = ["// Generated by scripts/gen_unicode_classes.js from Hugging Face tokenizers",
+           "// (@anush008/tokenizers, tests/parity/package.json). Do not edit.",
+           "// HUGINN_UNICODE_CLASS(name, {first, last}, ...): Punct, what the Punctuation and",
+           "// BertPreTokenizer pre-tokenizers split off; Numeric, what the Digits pre-tokenizer",
+           "// splits; Word, the regex \\w (Whitespace pre-tokenizer); SingleWord, what a single_word",
+           "// added token may not touch (Rust regex's \\w: Join_Control in, No out);",
+           "// Combining, what the normalizers reorder as marks (or decompose into marks);",
+           "// NfdChanged / NfkdChanged, the code points the NFD / NFKD normalizers change.",
+           "// HUGINN_UNICODE_LOWER(cp, {out...}): the Lowercase normalizer, where it changes cp."];
+t.push(classLine("Punct", removed(tokenizer({pre_tokenizer: {type: "Punctuation", behavior: "Removed"}}).getPreTokenizer(), 0x61)));
+t.push(classLine("Numeric", isolated(tokenizer({pre_tokenizer: {type: "Digits", individual_digits: true}}).getPreTokenizer(), 0x21)));
+t.push(classLine("Word", removed(tokenizer({pre_tokenizer: {type: "Split", pattern: {Regex: "\\w"}, behavior: "Removed",
+                                                     invert: false}}).getPreTokenizer(), 0x21)));
+(async () => {
+t.push(classLine("SingleWord", (await singleWordChars()).concat([0x78]).sort((a, b) => a - b)));
+t.push(classLine("Combining", combining()));
+for (const [name, form] of [["NfdChanged", "NFD"], ["NfkdChanged", "NFKD"]])
+  t.push(classLine(name, mapped(tokenizer({normalizer: {type: form}}).getNormalizer()).map(([cp]) => cp)));
+const lower = mapped(tokenizer({normalizer: {type: "Lowercase"}}).getNormalizer());
+process.stderr.write(`Lowercase: ${lower.length} code points\n`);
+t.push(lower.map(([cp, o]) => `HUGINN_UNICODE_LOWER(${hex(cp)}, {${o.map(hex).join(", ")}})`).join("\n"));
+fs.writeFileSync(path.join(outDir, "unicode_tables.inc"), t.join("\n") + "\n");
+})();

@@ -23,6 +23,7 @@
 #include "huginn/check.h"
 #include "test_util.h"
 #include "text/regex.h"
+#include "text/unicode.h"
 
 using namespace huginn;
 namespace fs = std::filesystem;
@@ -391,4 +392,36 @@ TEST(UnicodeClasses, RegexCategoriesFollowTheReferenceTables) {
   EXPECT_EQ(text::with_unicode_classes("\\[\\p{Han}[[:alpha:]]\\]"), "\\[\\p{Han}[[:alpha:]]\\]");
   EXPECT_EQ(matches("[\\]\\p{N}]+", "a]1]b"), V{"]1]"});
   EXPECT_EQ(matches("[]a]+", "b]a]c"), V{"]a]"});
+}
+
+// The other Unicode-dependent parts follow the reference too, each with the
+// tables of the part of Hugging Face tokenizers that does the work
+// (src/text/unicode_tables.inc; tests/parity checks whole pipelines): the
+// Punctuation pre-tokenizer's unicode-categories tables predate U+061D
+// (Po since 14.0) and still call U+166D punctuation; Digits and Lowercase
+// know Unicode 16 (Garay digits, U+1C89 -> U+1C8A); the normalization tables
+// have neither U+32FF's compatibility mapping nor U+1193D's combining class;
+// single_word tokens treat U+200D as a word character, the regex \w does not.
+TEST(UnicodeClasses, PredicatesAndNormalizersFollowTheReference) {
+  using namespace huginn::text;
+  EXPECT_FALSE(is_punctuation(0x061D));
+  EXPECT_TRUE(is_punctuation(0x166D));
+  EXPECT_TRUE(is_punctuation(0x2E2E));
+  EXPECT_TRUE(is_numeric(0x10D40));
+  EXPECT_TRUE(is_numeric(0x00B2));
+  EXPECT_EQ(to_lower("\xe1\xb2\x89"), "\xe1\xb2\x8a");          // U+1C89 -> U+1C8A
+  EXPECT_EQ(to_lower("\xea\x9f\x8b"), "\xc9\xa4");              // U+A7CB -> U+0264
+  EXPECT_EQ(to_lower("\xc4\xb0"), "i\xcc\x87");                 // U+0130 -> i + U+0307
+  EXPECT_EQ(normalize("\xe3\x8b\xbf", NormForm::NFKC), "\xe3\x8b\xbf");  // U+32FF kept
+  EXPECT_EQ(normalize("\xef\xbc\xa1", NormForm::NFKC), "A");             // U+FF21 -> A as ever
+  const std::string mark_then_new = "\xd8\x92\xf0\x91\xa4\xbd";  // U+0612 (ccc 230), U+1193D (ccc 9 since 13.0)
+  EXPECT_EQ(normalize(mark_then_new, NormForm::NFC), mark_then_new);
+  EXPECT_EQ(normalize(mark_then_new, NormForm::NFD), mark_then_new);
+  EXPECT_EQ(normalize("\xf0\x91\xa4\xb8", NormForm::NFD), "\xf0\x91\xa4\xb8");  // U+11938 not decomposed
+  EXPECT_EQ(normalize("\xf0\x91\xa4\xb5\xf0\x91\xa4\xb0", NormForm::NFC), "\xf0\x91\xa4\xb5\xf0\x91\xa4\xb0");  // nor composed
+  EXPECT_EQ(normalize("e\xcc\x81", NormForm::NFC), "\xc3\xa9");               // e + U+0301 -> U+00E9
+  EXPECT_TRUE(is_single_word_char(0x200D));
+  EXPECT_FALSE(is_word_char(0x200D));
+  EXPECT_TRUE(is_word_char(0x00B2));
+  EXPECT_FALSE(is_single_word_char(0x00B2));
 }

@@ -126,9 +126,9 @@ struct Tokenizer::Impl {
       const AddedToken& t = added[idx];
       size_t start = mb, stop = me;
       if (t.single_word) {
-        const bool start_space = start == 0 || !is_word_char(prev_cp(s, start));
+        const bool start_space = start == 0 || !is_single_word_char(prev_cp(s, start));
         size_t k = stop;
-        const bool stop_space = stop == s.size() || !is_word_char(next_cp(s, k));
+        const bool stop_space = stop == s.size() || !is_single_word_char(next_cp(s, k));
         if (!start_space || !stop_space) continue;
       }
       if (t.lstrip) {

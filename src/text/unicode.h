@@ -69,13 +69,16 @@ size_t find_invalid_utf8(std::string_view s);
 // Rust's String::from_utf8_lossy: each maximal invalid subpart becomes U+FFFD.
 std::string utf8_lossy(std::string_view bytes);
 
-// Character classes, as Rust defines them.
-bool is_white_space(uint32_t cp);   // char::is_whitespace, regex \s (White_Space)
-bool is_word_char(uint32_t cp);     // regex crate \w (Unicode word character)
-bool is_numeric(uint32_t cp);       // char::is_numeric (Nd, Nl, No)
-bool is_punctuation(uint32_t cp);   // ASCII punctuation or Unicode P*
+// Character classes, as the reference's parts see them (each with its own
+// Unicode version; tables generated from the reference, unicode_tables.inc).
+bool is_white_space(uint32_t cp);     // char::is_whitespace, regex \s (White_Space)
+bool is_word_char(uint32_t cp);       // the regex \w (Whitespace pre-tokenizer)
+bool is_single_word_char(uint32_t cp);  // what a single_word added token may not touch
+bool is_numeric(uint32_t cp);         // the Digits pre-tokenizer (char::is_numeric)
+bool is_punctuation(uint32_t cp);     // the Punctuation and Bert pre-tokenizers
 
-// str::to_lowercase applied char by char (full mappings, no context rules).
+// The Lowercase normalizer (str::to_lowercase char by char: full mappings, no
+// context rules).
 std::string to_lower(std::string_view s);
 
 enum class NormForm { NFC, NFD, NFKC, NFKD };

@@ -85,6 +85,13 @@ const RANGES = [
 const RANGES_UNICODE16 = [
   [0x1f700, 0x1f77f], [0x1fa70, 0x1faff], [0x11f00, 0x11f59], [0x10d40, 0x10d8f], [0x105c0, 0x105f3],
   [0x11bc0, 0x11be1], [0x16d40, 0x16d79], [0x1e5d0, 0x1e5ff], [0x1cc00, 0x1ceb3],
+  // where the reference's parts disagree with each other and with today's
+  // Unicode: punctuation added after its unicode-categories tables (U+061D,
+  // U+2E43-2E5D, Balinese), letters and case pairs of Unicode 16 (U+1C89,
+  // U+A7CB-A7DC), compatibility decompositions its normalization tables do
+  // not have (U+32FF, U+A7F2-A7F4, U+AB69, U+10780-107BA), U+11938.
+  [0x600, 0x61f], [0x1b5a, 0x1b7f], [0x2e3a, 0x2e5d], [0x1c80, 0x1c8a], [0xa7c0, 0xa7dc], [0xa7f0, 0xa7ff],
+  [0x32f0, 0x32ff], [0xab5c, 0xab6b], [0x10780, 0x107ba], [0x11930, 0x11946], [0xb2, 0xbe], [0x166b, 0x166f],
 ];
 
 function makeCorpus(seed, extra) {
@@ -125,7 +132,10 @@ function makeCorpus(seed, extra) {
     // letters, new emoji and legacy computing symbols.
     out.push("①②③ 🝼", "🝼", "x🝼y", " 🝼🝻!", "\u{11f50}\u{11f51}\u{11f52}\u{11f53}",
              "a\u{10d40}\u{10d41}\u{10d42}\u{10d43}b", "\u{105c0}\u{105c1} \u{1e5d0}\u{1e5d1}",
-             "\u{1fa89}\u{1fae9} \u{1cc00}\u{1cc01}", "\u{11bc0}\u{11bf0}\u{16d40}\u{16d70}");
+             "\u{1fa89}\u{1fae9} \u{1cc00}\u{1cc01}", "\u{11bc0}\u{11bf0}\u{16d40}\u{16d70}",
+             "\u061d\u09fd\u0a76 \u2e43\u2e5d \u166d\u{111c9}", "\u1c89\ua7cb\ua7cc \ua7f2\ua7f3\uab69\u32ff",
+             "\u{11938}\u{11935}\u{11930}", "\u00b2\u00bd x\u00b2y", "Huginn\u200d Huginn\u00b2 \u00b2Huginn \u200dHuginn",
+             "<think>\u200d<think>\u00b2<think>");
   }
 
   for (let i = 0; i < 300; i++) {  // prose

@@ -34,11 +34,14 @@ function hashName(s) {
 
 // Synthetic configurations over the real vocabularies, so that the components
 // the three published files do not use are checked against HF as well.
-// Cases whose corpus adds Unicode 15/16 text: their pipelines depend on the
-// Unicode tables through the regex classes only (src/text/unicode_classes.inc,
-// generated from this reference). Normalizers (utf8proc) and the
-// Punctuation/Whitespace/Digits pre-tokenizers use the system's tables.
-const UNICODE16 = new Set(["llama3", "qwen3+deepseek-v3-pretokenizer", "qwen3+o200k-lookaround"]);
+// Cases whose corpus adds Unicode 15/16 text and the code points on which the
+// reference's own parts disagree: the regex classes, the Punctuation, Digits
+// and Whitespace pre-tokenizers, the Lowercase and NF* normalizers and
+// single_word added tokens all use tables generated from this reference
+// (src/text/unicode_classes.inc, unicode_tables.inc).
+const UNICODE16 = new Set(["llama3", "qwen3+deepseek-v3-pretokenizer", "qwen3+o200k-lookaround",
+                           "qwen3+nfkc-lower-digits-punct-bytelevel", "gemma3+nfd-metaspace-always",
+                           "qwen3+whitespace-nfkd", "qwen3+whitespacesplit-punct", "llama3+splits"]);
 
 const VARIANTS = {
   "qwen3+nfkc-lower-digits-punct-bytelevel": ["qwen3", (j) => {
