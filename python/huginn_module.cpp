@@ -283,7 +283,7 @@ GenerateOptions gen_options(const Loaded& b, Kw& kw) {
     else g.stop_strings = s.cast<std::vector<std::string>>();
     if (!g.stop_strings.empty()) {
       Tokenizer tok = need_tok(b, "stop strings");
-      g.token_text = [tok](int id) { return tok.decode({id}); };
+      g.token_text = [tok](int id) { return tok.decode({id}, false, true); };
     }
   }
   g.soft_thoughts = check_range(kw.get<int>("soft_thoughts", 0), "soft_thoughts", 0, 1 << 20);
@@ -347,7 +347,7 @@ PyGeneration make_generation(const Loaded& b, SequenceResult r, std::vector<int>
   g.r = std::move(r);
   g.prompt = std::move(prompt);
   if (b.tok) {
-    g.text = b.tok->decode(g.r.tokens);
+    g.text = b.tok->decode(g.r.tokens, false, true);
     g.has_text = true;
   }
   return g;
@@ -650,7 +650,7 @@ py::object speculative_impl(PyModel& self, py::object prompt, py::kwargs kwargs)
     PySpeculative p;
     p.r = std::move(r);
     p.steps = s.steps;
-    if (b->tok) p.text = b->tok->decode(p.r.tokens);
+    if (b->tok) p.text = b->tok->decode(p.r.tokens, false, true);
     return p;
   };
   if (stream) {
@@ -694,7 +694,7 @@ py::object parallel_impl(PyModel& self, py::object prompt, py::kwargs kwargs) {
     PyParallel p;
     p.r = std::move(r);
     p.prompt_len = P;
-    if (b->tok) p.text = b->tok->decode(p.r.tokens);
+    if (b->tok) p.text = b->tok->decode(p.r.tokens, false, true);
     return p;
   };
   if (stream) {

@@ -12,7 +12,7 @@ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHUGINN_FUZZ=ON \
   -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" >/dev/null
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_chat fuzz_server_request)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(fuzz_safetensors fuzz_gguf fuzz_config fuzz_tokenizer fuzz_chat fuzz_server_request)
 cmake --build build-fuzz -j"$(nproc)" --target "${harnesses[@]}"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export OMP_NUM_THREADS=1

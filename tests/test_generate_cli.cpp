@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
 #include <string>
 
 #include "test_util.h"
@@ -146,5 +147,30 @@ TEST(GenerateCli, Bf16CheckpointRunsFromTheMemoryMap) {
   ASSERT_GT(bf16_peak, 0);
   EXPECT_LE(bf16_peak, 1.2 * weight_bytes + kv + 150e6) << "weights " << weight_bytes;
   EXPECT_GT(f32_peak, bf16_peak + weight_bytes) << "the F32 conversion holds twice the bytes";
+  std::filesystem::remove_all(dir);
+}
+
+// A model whose vocabulary is larger than its tokenizer's (padded, as many
+// published checkpoints are): a generated id the tokenizer does not have adds
+// no text, it does not stop generation with an error.
+TEST(GenerateCli, PaddedVocabularyIdsHaveNoText) {
+  auto dir = huginn::test::temp_dir("padded-vocab");
+  auto in = run_cli(
+      "init --out " + (dir / "m").string() +
+      " --config '{\"n_embd\": 32, \"n_heads\": 2, \"intermediate_size\": 64, \"vocab_size\": 256, \"block_size\": 32, "
+      "\"n_layers_in_prelude\": 1, \"n_layers_in_recurrent_block\": 1, \"n_layers_in_coda\": 1, \"mean_recurrence\": 2}'");
+  ASSERT_EQ(in.code, 0) << in.err;
+  const std::string gen = "generate -m " + (dir / "m").string() + " --ids 5,6,7 -n 24 --temperature 1 --seed 3";
+  auto plain = run_cli(gen);  // no tokenizer yet: ids
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  std::istringstream is(plain.out);
+  int id, beyond = 0;
+  while (is >> id) beyond += id >= 99;
+  ASSERT_GT(beyond, 0) << "no id beyond the tokenizer's 99 was sampled: " << plain.out;
+  std::filesystem::copy_file(std::string(HUGINN_SOURCE_DIR) + "/models/huginn-tasks/tokenizer.json",
+                             dir / "m" / "tokenizer.json");
+  auto r = run_cli(gen);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("summary: 24 tokens"), std::string::npos) << r.err;
   std::filesystem::remove_all(dir);
 }

@@ -283,6 +283,12 @@ TEST(TokenizerErrors, BadInput) {
   EXPECT_NE(error_of([&] { t.encode("\xED\xA0\x80"); }).find("not valid UTF-8"), std::string::npos);
   EXPECT_NE(error_of([&] { t.decode({0, 6}); }).find("token id 6 is not in the vocabulary"), std::string::npos);
   EXPECT_NE(error_of([&] { t.decode({-1}); }).find("token id -1"), std::string::npos);
+  // Generated text: ids beyond the tokenizer (a padded model vocabulary) have no text, as in HF's decode.
+  EXPECT_EQ(t.decode({0, 6, 1, -1}, false, true), t.decode({0, 1}));
+  TextStream ts(t);
+  std::string streamed;
+  for (int id : {0, 6, 1}) streamed += ts.push(id);
+  EXPECT_EQ(streamed + ts.flush(), t.decode({0, 1}));
 }
 
 TEST(TokenizerErrors, ModelDirectoryWithoutTokenizer) {

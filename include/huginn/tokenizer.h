@@ -23,9 +23,11 @@ class Tokenizer {
   // post-processor (e.g. a leading BOS); added/special tokens written in the
   // text are always recognised. The file's truncation/padding are ignored.
   std::vector<int> encode(std::string_view text, bool add_special = false) const;
-  // Ids to text; ids outside the vocabulary throw huginn::Error. Invalid byte
-  // sequences decode to U+FFFD as Hugging Face does.
-  std::string decode(const std::vector<int>& ids, bool skip_special = false) const;
+  // Ids to text; ids outside the vocabulary throw huginn::Error, or with
+  // skip_unknown have no text (Hugging Face's decode drops them: generated
+  // text from a model whose vocabulary is padded beyond the tokenizer's).
+  // Invalid byte sequences decode to U+FFFD as Hugging Face does.
+  std::string decode(const std::vector<int>& ids, bool skip_special = false, bool skip_unknown = false) const;
 
   int token_to_id(std::string_view token) const;  // -1 if absent
   std::string id_to_token(int id) const;          // "" if absent
@@ -51,6 +53,7 @@ uint64_t tokenizer_parse_count();
 
 // Incremental detokenization for streaming generation: push ids as they come,
 // get back the text that became final (never a partial UTF-8 character).
+// Ids the tokenizer does not have add no text.
 // Only a short window of ids is re-decoded per step (the last emitted piece
 // as context, so decoders that strip a leading space see the same input).
 class TextStream {

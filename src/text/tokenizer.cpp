@@ -273,7 +273,7 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_special) cons
   return ids;
 }
 
-std::string Tokenizer::decode(const std::vector<int>& ids, bool skip_special) const {
+std::string Tokenizer::decode(const std::vector<int>& ids, bool skip_special, bool skip_unknown) const {
   const Impl& im = *impl_;
   std::vector<std::string> toks;
   toks.reserve(ids.size());
@@ -285,6 +285,7 @@ std::string Tokenizer::decode(const std::vector<int>& ids, bool skip_special) co
       continue;
     }
     const std::string* tok = im.model->id_to_token(id);
+    if (!tok && skip_unknown) continue;
     if (!tok) fail("token id ", id, " is not in the vocabulary (ids 0..", im.vocab_size - 1, ")");
     if (skip_special) {
       auto s = im.added_by_content.find(*tok);
@@ -348,7 +349,7 @@ Tokenizer load_model_tokenizer(const std::string& model_dir) {
 
 std::string TextStream::push(int id) {
   window_.push_back(id);
-  const std::string text = tok_.decode(window_, skip_);
+  const std::string text = tok_.decode(window_, skip_, true);
   // Hold back a trailing replacement character: it may be a partial UTF-8
   // sequence that the next token completes.
   if (text.size() <= prefix_.size() || text.compare(0, prefix_.size(), prefix_) != 0) return {};
@@ -357,12 +358,12 @@ std::string TextStream::push(int id) {
   // The ids just emitted become the context of the next step.
   window_.erase(window_.begin(), window_.begin() + (long)context_);
   context_ = window_.size();
-  prefix_ = tok_.decode(window_, skip_);
+  prefix_ = tok_.decode(window_, skip_, true);
   return out;
 }
 
 std::string TextStream::flush() {
-  const std::string text = tok_.decode(window_, skip_);
+  const std::string text = tok_.decode(window_, skip_, true);
   std::string out;
   if (text.size() > prefix_.size() && text.compare(0, prefix_.size(), prefix_) == 0) out = text.substr(prefix_.size());
   window_.clear();

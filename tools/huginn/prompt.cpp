@@ -54,7 +54,7 @@ std::string TokenPrinter::push(int id, int steps) {
 std::string TokenPrinter::flush() { return impl_->stream ? impl_->stream->flush() : ""; }
 
 std::string TokenPrinter::render(const std::vector<int>& ids) const {
-  if (impl_->tok) return impl_->tok->decode(ids);
+  if (impl_->tok) return impl_->tok->decode(ids, false, true);
   std::string s;
   for (int id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
   return s;
@@ -63,7 +63,7 @@ std::string TokenPrinter::render(const std::vector<int>& ids) const {
 std::function<std::string(int)> TokenPrinter::token_text() const {
   if (!impl_->tok) return {};
   Tokenizer tok = *impl_->tok;
-  return [tok](int id) { return tok.decode({id}); };
+  return [tok](int id) { return tok.decode({id}, false, true); };
 }
 
 }  // namespace huginn::cli
