@@ -12,6 +12,7 @@
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
 #include "huginn/gguf.h"
+#include "huginn/loaded_model.h"
 #include "test_util.h"
 
 namespace huginn {
@@ -410,5 +411,28 @@ TEST(Gguf, HuggingFaceParserReadsOurFiles) {
   fs::remove_all(dir);
 }
 
+}  // namespace
+}  // namespace huginn
+
+namespace huginn {
+namespace {
+// Findings of fuzz_gguf, kept in its seed corpus: each ends in one
+// huginn::Error naming what is wrong (the CLI's one error line).
+TEST(Gguf, FuzzFindingsFailClearly) {
+  const fs::path corpus = fs::path(HUGINN_SOURCE_DIR) / "fuzz/corpus/fuzz_gguf";
+  const std::pair<const char*, const char*> cases[] = {
+      // a tokenizer.ggml.tokens string that is not UTF-8 went into JSON text (nlohmann's type_error)
+      {"regress_token_not_utf8.gguf", "tokenizer.ggml.tokens[33] is not valid UTF-8"},
+  };
+  for (const auto& [file, want] : cases) {
+    std::string err;
+    try {
+      load_model((corpus / file).string());
+    } catch (const Error& e) {
+      err = e.what();
+    }
+    EXPECT_NE(err.find(want), std::string::npos) << file << ": " << err;
+  }
+}
 }  // namespace
 }  // namespace huginn

@@ -12,6 +12,7 @@
 
 #include "huginn/common.h"
 #include "model/arch.h"
+#include "text/unicode.h"
 
 namespace huginn::gguf_model {
 namespace fs = std::filesystem;
@@ -276,10 +277,17 @@ std::optional<std::string> tokenizer_json(const gguf::File& f) {
   const Value* types = f.find("tokenizer.ggml.token_type");
   if (types && types->size() != tokens.size())
     fail(f.path(), ": tokenizer.ggml.token_type has ", types->size(), " entries, tokenizer.ggml.tokens ", tokens.size());
+  // Token and merge strings become JSON text: they must be UTF-8.
+  auto utf8 = [&](const Value& v, const char* key, size_t i) {
+    std::string s = v.as_string();
+    if (const size_t at = text::find_invalid_utf8(s); at != std::string::npos)
+      fail(f.path(), ": ", key, "[", i, "] is not valid UTF-8 (at byte ", at, ")");
+    return s;
+  };
   json vocab = json::object(), added = json::array(), merges = json::array();
   for (size_t i = 0; i < tokens.size(); ++i) {
     const int type = types ? (int)types->at(i).as_int() : 1;
-    const std::string s = tokens.at(i).as_string();
+    const std::string s = utf8(tokens.at(i), "tokenizer.ggml.tokens", i);
     if (type == 5) continue;  // unused (padding ids)
     if (type == 3 || type == 4)
       added.push_back({{"id", i}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
@@ -288,7 +296,7 @@ std::optional<std::string> tokenizer_json(const gguf::File& f) {
       vocab[s] = i;
   }
   if (const Value* m = f.find("tokenizer.ggml.merges"))
-    for (size_t i = 0; i < m->size(); ++i) merges.push_back(m->at(i).as_string());
+    for (size_t i = 0; i < m->size(); ++i) merges.push_back(utf8(m->at(i), "tokenizer.ggml.merges", i));
   const json bl = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
   json t = {{"version", "1.0"},
             {"truncation", nullptr},
