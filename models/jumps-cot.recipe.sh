@@ -17,9 +17,9 @@
 # cores; its FLOPs: python3 scripts/train_flops.py models/jumps-cot 128.
 # One process; deterministic (the losses do not depend on THREADS). The
 # shipped checkpoint is this exact run (model.safetensors sha256 924d02a3...);
-# a second run of this script matched its metrics.jsonl (loss, gradient norm,
-# learning rate of every step, in full precision) line for line over the first
-# 2,125 steps and was stopped there: the full rerun's sha256 was not compared.
+# a full rerun of this script (THREADS=1, at commit be36b4f, after the
+# one-forward refactor; 36 min on 2 cores shared with other jobs) wrote the
+# same model.safetensors, sha256 924d02a37433facc3a2cebcaf8585183ea2b93ccfc26b4d33b7e4db3be177d74.
 # OMP_WAIT_POLICY=PASSIVE: on a machine shared with other jobs, spinning
 # OpenMP threads made a step 30x slower; it changes no result.
 # Resume an interrupted run with: build/bin/huginn train --resume OUT_DIR
