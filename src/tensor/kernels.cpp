@@ -43,12 +43,15 @@ void gemv(const float* x, int ldx, const void* W, DType wt, size_t ldw, float* y
   const size_t es = dtype_size(wt);
   auto row = [&](int n) { return static_cast<const uint8_t*>(W) + (size_t)n * ldw * es; };
   const int nblocks = (N + 3) / 4;
-#pragma omp parallel for schedule(static) if ((int64_t)N * K > 32768)
+  // Dynamic chunks of blocks: a thread that starts late (woken from sleep,
+  // or preempted on a shared machine) takes fewer of them instead of the
+  // others waiting for its fixed share. Each block's result does not depend
+  // on the thread that computes it.
+#pragma omp parallel for schedule(dynamic, 8) if ((int64_t)N * K > 32768)
   for (int b = 0; b < nblocks; ++b) {
     const int n0 = b * 4;
     if (n0 + 4 <= N) {
-      dot4(x, (size_t)ldx, (size_t)T, row(n0), row(n0 + 1), row(n0 + 2), row(n0 + 3), (size_t)K, y + n0, (size_t)ldy,
-           accumulate);
+      dot4(x, (size_t)ldx, (size_t)T, row(n0), ldw, (size_t)K, y + n0, (size_t)ldy, accumulate, n0 + 8 <= N);
       continue;
     }
     for (int t = 0; t < T; ++t) {

@@ -6,11 +6,14 @@
 // then goes through exactly the same multiply-adds in the same order, so a
 // product over BF16 weights equals, bit for bit, the product over the same
 // weights converted to F32 (tested).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/simd.cpp"
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -132,10 +135,14 @@ constexpr int kRows = 4;  // 32 vector registers: 16 accumulators + 4 weight vec
 #if !HWY_HAVE_SCALABLE
 // kR (1..4) activation rows x_0.. (ldx apart) against four weight rows; wt:
 // the weight rows' tails widened and zero-padded (4 x kMaxLanes floats).
-template <int kR, class W>
-HWY_INLINE void Dot4RowsBlock(const float* HWY_RESTRICT x, size_t ldx, const W* HWY_RESTRICT w0,
-                              const W* HWY_RESTRICT w1, const W* HWY_RESTRICT w2, const W* HWY_RESTRICT w3, size_t n,
+// kPf: prefetch the four rows after them (the next block's) meanwhile.
+template <int kR, bool kPf, class W>
+HWY_INLINE void Dot4RowsBlock(const float* HWY_RESTRICT x, size_t ldx, const W* HWY_RESTRICT w0, size_t ldw, size_t n,
                               const float* HWY_RESTRICT wt, float* HWY_RESTRICT y, size_t ldy, bool accumulate) {
+  const W* HWY_RESTRICT w1 = w0 + ldw;
+  const W* HWY_RESTRICT w2 = w0 + 2 * ldw;
+  const W* HWY_RESTRICT w3 = w0 + 3 * ldw;
+  const W* next = w0 + (kPf ? 4 * ldw : 0);
   const DF d;
   const size_t N = hn::Lanes(d);
   const float* HWY_RESTRICT x0 = x;
@@ -156,6 +163,12 @@ HWY_INLINE void Dot4RowsBlock(const float* HWY_RESTRICT x, size_t ldx, const W* 
   } while (0)
   size_t i = 0;
   for (; i + N <= n; i += N) {
+    if constexpr (kPf) {
+      hwy::Prefetch(next + i);
+      hwy::Prefetch(next + ldw + i);
+      hwy::Prefetch(next + 2 * ldw + i);
+      hwy::Prefetch(next + 3 * ldw + i);
+    }
     const auto v0 = LoadW(d, w0 + i), v1 = LoadW(d, w1 + i), v2 = LoadW(d, w2 + i), v3 = LoadW(d, w3 + i);
     HUGINN_ROW4(0, hn::LoadU(d, x0 + i));
     if constexpr (kR > 1) HUGINN_ROW4(1, hn::LoadU(d, x1 + i));
@@ -191,41 +204,40 @@ HWY_INLINE void Dot4RowsBlock(const float* HWY_RESTRICT x, size_t ldx, const W* 
 #endif
 
 template <class W>
-void Dot4RowsT(const float* HWY_RESTRICT x, size_t ldx, size_t T, const W* HWY_RESTRICT w0, const W* HWY_RESTRICT w1,
-               const W* HWY_RESTRICT w2, const W* HWY_RESTRICT w3, size_t n, float* HWY_RESTRICT y, size_t ldy,
-               bool accumulate) {
+void Dot4RowsT(const float* HWY_RESTRICT x, size_t ldx, size_t T, const W* HWY_RESTRICT w0, size_t ldw, size_t n,
+               float* HWY_RESTRICT y, size_t ldy, bool accumulate, bool prefetch_next) {
 #if HWY_HAVE_SCALABLE
+  (void)prefetch_next;
   for (size_t t = 0; t < T; ++t) {
     float r[4];
-    Dot4T(x + t * ldx, w0, w1, w2, w3, n, r);
+    Dot4T(x + t * ldx, w0, w0 + ldw, w0 + 2 * ldw, w0 + 3 * ldw, n, r);
     for (size_t j = 0; j < 4; ++j) y[t * ldy + j] = accumulate ? y[t * ldy + j] + r[j] : r[j];
   }
 #else
   const DF d;
   const size_t N = hn::Lanes(d);
-  alignas(64) float wt[4 * kMaxLanes] = {};
-  for (size_t i = n / N * N, j = 0; i < n; ++i, ++j) {
-    wt[j] = widen(w0[i]);
-    wt[kMaxLanes + j] = widen(w1[i]);
-    wt[2 * kMaxLanes + j] = widen(w2[i]);
-    wt[3 * kMaxLanes + j] = widen(w3[i]);
-  }
+  alignas(64) float wt[4 * kMaxLanes];
+  if (n % N != 0) std::fill(wt, wt + 4 * kMaxLanes, 0.f);  // only read for a tail
+  for (size_t i = n / N * N, j = 0; i < n; ++i, ++j)
+    for (size_t r = 0; r < 4; ++r) wt[r * kMaxLanes + j] = widen(w0[r * ldw + i]);
+  // The first block of activation rows streams the weights from memory (and
+  // prefetches the next block's); the others find them in L1.
   size_t t = 0;
-  for (; t + kRows <= T; t += kRows)
-    Dot4RowsBlock<kRows>(x + t * ldx, ldx, w0, w1, w2, w3, n, wt, y + t * ldy, ldy, accumulate);
-  switch (T - t) {
-    case 3:
-      Dot4RowsBlock<3>(x + t * ldx, ldx, w0, w1, w2, w3, n, wt, y + t * ldy, ldy, accumulate);
-      break;
-    case 2:
-      Dot4RowsBlock<2>(x + t * ldx, ldx, w0, w1, w2, w3, n, wt, y + t * ldy, ldy, accumulate);
-      break;
-    case 1:
-      Dot4RowsBlock<1>(x + t * ldx, ldx, w0, w1, w2, w3, n, wt, y + t * ldy, ldy, accumulate);
-      break;
-    default:
-      break;
-  }
+  auto block = [&](auto rows, auto pf) {
+    Dot4RowsBlock<decltype(rows)::value, decltype(pf)::value>(x + t * ldx, ldx, w0, ldw, n, wt, y + t * ldy, ldy,
+                                                              accumulate);
+    t += decltype(rows)::value;
+  };
+  using P = std::true_type;
+  using NP = std::false_type;
+  using R = std::integral_constant<int, kRows>;
+  if (T >= (size_t)kRows) prefetch_next ? block(R(), P()) : block(R(), NP());
+  while (t + kRows <= T) block(R(), NP());
+  const size_t rest = T - t;
+  const bool pf = prefetch_next && t == 0;
+  if (rest == 3) pf ? block(std::integral_constant<int, 3>(), P()) : block(std::integral_constant<int, 3>(), NP());
+  if (rest == 2) pf ? block(std::integral_constant<int, 2>(), P()) : block(std::integral_constant<int, 2>(), NP());
+  if (rest == 1) pf ? block(std::integral_constant<int, 1>(), P()) : block(std::integral_constant<int, 1>(), NP());
 #endif
 }
 
@@ -275,20 +287,17 @@ void Dot4F16(const float* x, const void* w0, const void* w1, const void* w2, con
   using P = const F16*;
   Dot4T(x, P(w0), P(w1), P(w2), P(w3), n, y);
 }
-void Dot4RowsF32(const float* x, size_t ldx, size_t T, const void* w0, const void* w1, const void* w2, const void* w3,
-                 size_t n, float* y, size_t ldy, bool acc) {
-  using P = const float*;
-  Dot4RowsT(x, ldx, T, P(w0), P(w1), P(w2), P(w3), n, y, ldy, acc);
+void Dot4RowsF32(const float* x, size_t ldx, size_t T, const void* w, size_t ldw, size_t n, float* y, size_t ldy,
+                 bool acc, bool pf) {
+  Dot4RowsT(x, ldx, T, static_cast<const float*>(w), ldw, n, y, ldy, acc, pf);
 }
-void Dot4RowsBF16(const float* x, size_t ldx, size_t T, const void* w0, const void* w1, const void* w2, const void* w3,
-                  size_t n, float* y, size_t ldy, bool acc) {
-  using P = const BF16*;
-  Dot4RowsT(x, ldx, T, P(w0), P(w1), P(w2), P(w3), n, y, ldy, acc);
+void Dot4RowsBF16(const float* x, size_t ldx, size_t T, const void* w, size_t ldw, size_t n, float* y, size_t ldy,
+                  bool acc, bool pf) {
+  Dot4RowsT(x, ldx, T, static_cast<const BF16*>(w), ldw, n, y, ldy, acc, pf);
 }
-void Dot4RowsF16(const float* x, size_t ldx, size_t T, const void* w0, const void* w1, const void* w2, const void* w3,
-                 size_t n, float* y, size_t ldy, bool acc) {
-  using P = const F16*;
-  Dot4RowsT(x, ldx, T, P(w0), P(w1), P(w2), P(w3), n, y, ldy, acc);
+void Dot4RowsF16(const float* x, size_t ldx, size_t T, const void* w, size_t ldw, size_t n, float* y, size_t ldy,
+                 bool acc, bool pf) {
+  Dot4RowsT(x, ldx, T, static_cast<const F16*>(w), ldw, n, y, ldy, acc, pf);
 }
 void AxpyF32(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const float*>(x), y, n); }
 void AxpyBF16(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const BF16*>(x), y, n); }
@@ -303,9 +312,24 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include "tensor/simd.h"
-// The chosen target's function (the first call may go through Highway's
-// target-choosing stub, which is just as correct).
-#define HUGINN_SIMD_PTR(f) (&HWY_DYNAMIC_DISPATCH(f))
+// The chosen target's function. The target is chosen once, before the first
+// pointer is taken: a pointer taken earlier would be Highway's target-choosing
+// stub, which is correct but runs CPUID on every call (a trap to the
+// hypervisor in a VM: microseconds per call, measured as 80% of a GEMV's time).
+namespace huginn::kern {
+namespace {
+bool choose_target() {
+  hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+  return true;
+}
+}  // namespace
+}  // namespace huginn::kern
+#define HUGINN_SIMD_PTR(f)                                    \
+  ([] {                                                       \
+    static const bool chosen = huginn::kern::choose_target(); \
+    (void)chosen;                                             \
+    return &HWY_DYNAMIC_DISPATCH(f);                          \
+  }())
 namespace huginn::kern {
 HWY_EXPORT(DotF32);
 HWY_EXPORT(DotBF16);
