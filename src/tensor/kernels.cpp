@@ -300,7 +300,10 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
   const int group = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
   const int d = n_heads * head_dim;
   const int work = Tq * n_heads;
-#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)work * Lk * head_dim > 16384)
+  // A decode row's heads over a few hundred keys are microseconds of work:
+  // less than waking the other threads (each (row, head) is computed the same
+  // on any thread, so the bits do not depend on this choice).
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)work * Lk * head_dim > 262144)
   for (int w = 0; w < work; ++w) {
     const int i = w / n_heads, h = w % n_heads;
     float* sc = scratch + (size_t)omp_get_thread_num() * Lk;
