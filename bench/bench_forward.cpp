@@ -7,6 +7,7 @@
 //   build/bin/bench_forward -m MODEL_DIR --depths 1,4,32 --prompt 128 --gen 16
 //   build/bin/bench_forward --dtypes f32,bf16,f16   # the same model with weights held in each type
 //   build/bin/bench_forward --dtypes f32,q8_0,q4_0,q4_k_m --depths 1,4,32   # `huginn quantize` mixes, from a GGUF
+//   build/bin/bench_forward --gemv-rows 1,2,4,8,16,32 --dtypes f32,bf16   # multi-row GEMV: one pass over the core
 // Decode is reported beside the type's roofline: the bytes of weights read per
 // token (the matrices as held: prelude and coda once, core and adapter r
 // times, the head) over the read bandwidth measured in the same run.
@@ -17,12 +18,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "bench_model.h"
-#include "huginn/checkpoint.h"
 #include "bench_util.h"
+#include "huginn/checkpoint.h"
 #include "huginn/common.h"
 #include "huginn/generate.h"
 #include "huginn/model.h"
@@ -34,6 +36,12 @@ using bench::clk;
 using bench::memcpy_gbs;
 using bench::secs_since;
 
+// CPU seconds of this process (all threads).
+static double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 // Best of a few runs of sgemm n x n x n: the GEMM peak this machine gives us.
 static double sgemm_gflops(int n) {
@@ -62,10 +70,10 @@ static double read_gbs(size_t bytes) {
   return best;
 }
 
-
 int main(int argc, char** argv) {
   CLI::App app{"huginn forward-pass benchmark"};
   std::string model_dir, depths_s = "1,4,32", dtypes_s = "f32";
+  std::string gemv_rows_s;
   int prompt = 128, gen = 16, threads = 0, reps = 1;
   app.add_option("-m,--model", model_dir, "model directory (default: the standard d=512 config, random weights)");
   app.add_option("--depths", depths_s, "comma-separated recurrence depths");
@@ -74,6 +82,9 @@ int main(int argc, char** argv) {
   app.add_option("--gen", gen, "generated tokens (decode)")->check(CLI::Range(1, 1 << 20));
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
   app.add_option("--reps", reps, "repetitions; the best is reported")->check(CLI::Range(1, 100));
+  app.add_option("--gemv-rows", gemv_rows_s,
+                 "instead of the forward table: time of one pass of kern::matmul_rowwise (the batched-decode GEMV) "
+                 "over the core blocks' and adapter's matrices for these row counts, e.g. 1,2,4,8,16,32");
   CLI11_PARSE(app, argc, argv);
   try {
     kern::set_threads(threads);
@@ -89,13 +100,55 @@ int main(int argc, char** argv) {
     std::vector<int> depths;
     for (auto& s : CLI::detail::split(depths_s, ',')) depths.push_back(std::stoi(s));
 
+    if (!gemv_rows_s.empty()) {
+      // Batched decode reads each weight once for all rows: the time of a pass
+      // should grow little with the rows while memory-bound. CPU seconds (all
+      // threads) beside the wall time: less inflated on a shared machine.
+      std::printf(
+          "| weights | rows | ms per pass | CPU ms per pass | MB | GB/s | vs 1 row (wall) "
+          "|\n|---|---|---|---|---|---|---|\n");
+      for (const std::string& dt : dtypes) {
+        bench::BenchModel bm = bench::load_bench_model(model_dir, dt);
+        const ModelWeights& w = bm.model->weights();
+        std::vector<const Weight*> mats;
+        for (const BlockWeights& b : w.core)
+          for (const Weight* x : {&b.wqkv, &b.attn_proj, &b.fc, &b.mlp_proj}) mats.push_back(x);
+        mats.push_back(&w.adapter);
+        double bytes = 0;
+        int64_t kmax = 0, nmax = 0;
+        for (const Weight* x : mats)
+          bytes += (double)x->bytes(), kmax = std::max(kmax, x->cols), nmax = std::max(nmax, x->rows);
+        double base = 0;
+        for (auto& rs : CLI::detail::split(gemv_rows_s, ',')) {
+          const int T = std::stoi(rs);
+          std::vector<float> x((size_t)T * kmax), y((size_t)T * nmax);
+          std::mt19937 rng(1);
+          std::normal_distribution<float> nd;
+          for (auto& v : x) v = nd(rng);
+          double best = 1e30, best_cpu = 1e30;
+          for (int rep = 0; rep < std::max(reps, 5); ++rep) {
+            auto t0 = clk::now();
+            const double c0 = cpu_seconds();
+            for (const Weight* m : mats) kern::matmul_rowwise(x.data(), *m, y.data(), T);
+            best = std::min(best, secs_since(t0));
+            best_cpu = std::min(best_cpu, cpu_seconds() - c0);
+          }
+          if (base == 0) base = best;
+          std::printf("| %s (%s) | %d | %.2f | %.2f | %.1f | %.1f | %.2fx |\n", dt.c_str(), mats[0]->type_name(), T,
+                      best * 1e3, best_cpu * 1e3, bytes / 1e6, bytes / best / 1e9, best / base);
+          std::fflush(stdout);
+        }
+      }
+      return 0;
+    }
     const double peak = sgemm_gflops(1024);
     const double bw = memcpy_gbs(256u << 20);
     const double rbw = read_gbs(256u << 20);
     std::printf("# reference: sgemm 1024^3 %.1f GFLOP/s, memcpy %.1f GB/s (read+write), read %.1f GB/s, %d threads\n",
                 peak, bw, rbw, kern::threads());
     std::printf(
-        "| weights | r | prefill tok/s | prefill GFLOP/s | of sgemm peak | decode tok/s | MB read/token | roofline tok/s "
+        "| weights | r | prefill tok/s | prefill GFLOP/s | of sgemm peak | decode tok/s | MB read/token | roofline "
+        "tok/s "
         "| of roofline |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|\n");
     for (const std::string& dt : dtypes) {
@@ -112,8 +165,8 @@ int main(int argc, char** argv) {
       auto block_bytes = [](const std::vector<BlockWeights>& bs) {
         double n = 0;
         for (const BlockWeights& b : bs)
-          for (const Weight* x : {&b.norm_1, &b.qk_bias, &b.wqkv, &b.attn_proj, &b.norm_2, &b.fc, &b.mlp_proj,
-                                  &b.norm_3, &b.norm_4})
+          for (const Weight* x :
+               {&b.norm_1, &b.qk_bias, &b.wqkv, &b.attn_proj, &b.norm_2, &b.fc, &b.mlp_proj, &b.norm_3, &b.norm_4})
             n += x->data ? (double)x->bytes() : 0.0;
         return n;
       };

@@ -7,6 +7,13 @@
 //
 // "tok/s" is end to end (prefill + decode) for the generated tokens; "decode
 // tok/s" excludes the prompt pass (a run producing one token is subtracted).
+//
+// A second table gives batched decode (generate() over B prompts at once,
+// BatchRunner) at batch sizes 1, 2, 4, 8, 16 side by side, per depth:
+// aggregate decode tok/s of the batch (timed from the moment every sequence
+// has its first token), and its ratio to batch 1.
+//   build/bin/bench_generate --batch-only -t 2          # r=32 and r=8, prompts of 16 tokens
+//   build/bin/bench_generate --batch-only --batch-sizes 1,8 --batch-depths 32
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -42,8 +49,9 @@ using Mode = std::function<Outcome(const std::vector<std::vector<int>>& prompts,
 
 int main(int argc, char** argv) {
   CLI::App app{"huginn generation benchmark: every mode against the plain fixed-depth decoder"};
-  std::string model_dir, only;
-  int prompt = 128, gen = 16, threads = 0, steps = 32, nprompts = 2;
+  std::string model_dir, only, batch_sizes_s = "1,2,4,8,16", batch_depths_s = "32,8";
+  int prompt = 128, gen = 16, threads = 0, steps = 32, nprompts = 2, batch_prompt = 16, batch_reps = 2;
+  bool batch_only = false;
   app.add_option("-m,--model", model_dir, "model directory (default: the standard d=512 config, random weights)");
   app.add_option("--steps", steps, "depth r of the plain decoder (the maximum for adaptive modes)")
       ->check(CLI::Range(1, 10000));
@@ -52,6 +60,13 @@ int main(int argc, char** argv) {
   app.add_option("--prompts", nprompts, "number of prompts")->check(CLI::Range(1, 64));
   app.add_option("--only", only, "run only modes whose name contains this");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  app.add_option("--batch-sizes", batch_sizes_s, "batch sizes of the batched-decode table (empty: no table)");
+  app.add_option("--batch-depths", batch_depths_s, "depths r of the batched-decode table");
+  app.add_option("--batch-prompt", batch_prompt, "prompt tokens per sequence in the batched-decode table")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--batch-reps", batch_reps, "repetitions per batched-decode cell; the fastest counts")
+      ->check(CLI::Range(1, 100));
+  app.add_flag("--batch-only", batch_only, "only the batched-decode table");
   CLI11_PARSE(app, argc, argv);
   try {
     kern::set_threads(threads);
@@ -86,7 +101,8 @@ int main(int argc, char** argv) {
     };
     std::vector<std::pair<std::string, Mode>> modes;
     modes.push_back({str("plain r=", steps), sequential([](GenerateOptions&) {})});
-    modes.push_back({str("plain r=", steps, " compress-s4"), sequential([](GenerateOptions& o) { o.cache = "compress-s4"; })});
+    modes.push_back(
+        {str("plain r=", steps, " compress-s4"), sequential([](GenerateOptions& o) { o.cache = "compress-s4"; })});
     modes.push_back({"plain r=4", sequential([](GenerateOptions& o) { o.steps = 4; })});
     for (const char* crit : {"kl:5e-4", "entropy-diff:1e-3", "latent-diff:0.03", "argmax-stability:5"})
       modes.push_back({str("adaptive ", crit, " latest-m4"), sequential([crit](GenerateOptions& o) {
@@ -111,20 +127,21 @@ int main(int argc, char** argv) {
                        o.sampling.top_p = 0.9f;
                        o.sampling.seed = 1;
                      })});
-    modes.push_back({str("batch of ", nprompts, " r=", steps), [&M, steps](const std::vector<std::vector<int>>& ps, int n) {
-                       GenerateOptions o;
-                       o.steps = steps;
-                       o.max_new_tokens = n;
-                       o.stop_tokens.clear();
-                       Outcome out;
-                       for (auto& r : generate(M, ps, o)) {
-                         out.tokens.push_back(r.tokens);
-                         for (int s : r.steps) out.iters += s;
-                         out.positions += (long)r.steps.size();
-                         out.kv += r.kv_bytes;
-                       }
-                       return out;
-                     }});
+    modes.push_back(
+        {str("batch of ", nprompts, " r=", steps), [&M, steps](const std::vector<std::vector<int>>& ps, int n) {
+           GenerateOptions o;
+           o.steps = steps;
+           o.max_new_tokens = n;
+           o.stop_tokens.clear();
+           Outcome out;
+           for (auto& r : generate(M, ps, o)) {
+             out.tokens.push_back(r.tokens);
+             for (int s : r.steps) out.iters += s;
+             out.positions += (long)r.steps.size();
+             out.kv += r.kv_bytes;
+           }
+           return out;
+         }});
     for (auto [draft, la] : {std::pair{4, 8}, {8, 4}}) {
       modes.push_back({str("speculative draft=", draft, ",lookahead=", la),
                        [&M, steps, draft, la](const std::vector<std::vector<int>>& ps, int n) {
@@ -177,43 +194,101 @@ int main(int argc, char** argv) {
                        }});
     }
 
-    std::printf("# model %s: d=%d heads=%d I=%d V=%d layers %d/%d/%d; %d prompts of %d tokens, %d new tokens each, "
-                "greedy unless noted, %d threads\n",
-                name.c_str(), c.n_embd, c.n_heads, c.intermediate_size, c.vocab_size, c.n_prelude, c.n_core, c.n_coda,
-                nprompts, prompt, gen, kern::threads());
-    std::printf("| mode | tok/s | decode tok/s | vs plain (decode) | mean iterations/token | KV MiB | agreement with plain | note |\n");
-    std::printf("|---|---|---|---|---|---|---|---|\n");
-    std::fflush(stdout);
-    // warm-up
-    modes[0].second({prompts[0]}, 2);
-    std::vector<std::vector<int>> base;
-    double base_dec = 0;
-    for (auto& [mname, run] : modes) {
-      if (!only.empty() && mname.find(only) == std::string::npos && &run != &modes[0].second) continue;
-      auto t0 = clk::now();
-      Outcome one = run(prompts, 1);
-      const double t_one = secs_since(t0);
-      auto t1 = clk::now();
-      Outcome out = run(prompts, gen);
-      const double t_all = secs_since(t1);
-      long ntok = 0;
-      for (auto& t : out.tokens) ntok += (long)t.size();
-      const double dec = (ntok - (long)prompts.size()) / std::max(1e-9, t_all - t_one);
-      if (base.empty()) {
-        base = out.tokens;
-        base_dec = dec;
-      }
-      long agree = 0, total = 0;
-      for (size_t i = 0; i < base.size(); ++i)
-        for (size_t j = 0; j < base[i].size(); ++j) {
-          ++total;
-          agree += j < out.tokens[i].size() && out.tokens[i][j] == base[i][j];
-        }
-      std::printf("| %s | %.2f | %.2f | %.2fx | %.2f | %.2f | %ld/%ld | %s |\n", mname.c_str(), ntok / t_all, dec,
-                  dec / base_dec, out.positions ? out.iters / out.positions : 0.0, out.kv / 1048576.0, agree, total,
-                  out.note.c_str());
+    std::printf(
+        "# model %s: d=%d heads=%d I=%d V=%d layers %d/%d/%d; %d prompts of %d tokens, %d new tokens each, "
+        "greedy unless noted, %d threads\n",
+        name.c_str(), c.n_embd, c.n_heads, c.intermediate_size, c.vocab_size, c.n_prelude, c.n_core, c.n_coda, nprompts,
+        prompt, gen, kern::threads());
+    if (!batch_only) {
+      std::printf(
+          "| mode | tok/s | decode tok/s | vs plain (decode) | mean iterations/token | KV MiB | agreement with plain | "
+          "note |\n");
+      std::printf("|---|---|---|---|---|---|---|---|\n");
       std::fflush(stdout);
-      (void)one;
+      // warm-up
+      modes[0].second({prompts[0]}, 2);
+      std::vector<std::vector<int>> base;
+      double base_dec = 0;
+      for (auto& [mname, run] : modes) {
+        if (!only.empty() && mname.find(only) == std::string::npos && &run != &modes[0].second) continue;
+        auto t0 = clk::now();
+        Outcome one = run(prompts, 1);
+        const double t_one = secs_since(t0);
+        auto t1 = clk::now();
+        Outcome out = run(prompts, gen);
+        const double t_all = secs_since(t1);
+        long ntok = 0;
+        for (auto& t : out.tokens) ntok += (long)t.size();
+        const double dec = (ntok - (long)prompts.size()) / std::max(1e-9, t_all - t_one);
+        if (base.empty()) {
+          base = out.tokens;
+          base_dec = dec;
+        }
+        long agree = 0, total = 0;
+        for (size_t i = 0; i < base.size(); ++i)
+          for (size_t j = 0; j < base[i].size(); ++j) {
+            ++total;
+            agree += j < out.tokens[i].size() && out.tokens[i][j] == base[i][j];
+          }
+        std::printf("| %s | %.2f | %.2f | %.2fx | %.2f | %.2f | %ld/%ld | %s |\n", mname.c_str(), ntok / t_all, dec,
+                    dec / base_dec, out.positions ? out.iters / out.positions : 0.0, out.kv / 1048576.0, agree, total,
+                    out.note.c_str());
+        std::fflush(stdout);
+        (void)one;
+      }
+    }
+    // Batched decode: B sequences decoded together (one weight pass per matmul for all rows).
+    std::vector<int> bsizes, bdepths;
+    for (auto& x : CLI::detail::split(batch_sizes_s, ','))
+      if (!x.empty()) bsizes.push_back(std::stoi(x));
+    for (auto& x : CLI::detail::split(batch_depths_s, ','))
+      if (!x.empty()) bdepths.push_back(std::stoi(x));
+    if (!bsizes.empty() && !bdepths.empty()) {
+      if (batch_prompt + gen + 16 > c.block_size) fail("--batch-prompt + gen exceeds the context of ", c.block_size);
+      const int bmax = *std::max_element(bsizes.begin(), bsizes.end());
+      std::vector<std::vector<int>> bp(bmax, std::vector<int>(batch_prompt));
+      for (auto& p : bp)
+        for (auto& x : p) x = (int)(rng() % c.vocab_size);
+      std::printf(
+          "\n# batched decode: B sequences of %d prompt tokens, %d new tokens each, greedy, %d threads; "
+          "aggregate decode tok/s (x: vs batch %d)\n",
+          batch_prompt, gen, kern::threads(), bsizes[0]);
+      std::printf("| r |");
+      for (int B : bsizes) std::printf(" batch %d |", B);
+      std::printf("\n|---|");
+      for (size_t i = 0; i < bsizes.size(); ++i) std::printf("---|");
+      std::printf("\n");
+      std::fflush(stdout);
+      for (int r : bdepths) {
+        std::printf("| %d |", r);
+        double base1 = 0;
+        for (int B : bsizes) {
+          const std::vector<std::vector<int>> ps(bp.begin(), bp.begin() + B);
+          // Decode time: from the moment every sequence has its first token
+          // (the prompt pass) to the end.
+          double best = 0;
+          for (int rep = 0; rep < batch_reps; ++rep) {  // the fastest: timing on a shared machine is noisy
+            GenerateOptions o;
+            o.steps = r;
+            o.max_new_tokens = gen;
+            o.stop_tokens.clear();
+            long events = 0;
+            clk::time_point t_first{};
+            auto res = generate(M, ps, o, [&](const TokenEvent&) {
+              if (++events == B) t_first = clk::now();
+            });
+            const double t = secs_since(t_first);
+            long ntok = 0;
+            for (auto& x : res) ntok += (long)x.tokens.size();
+            best = std::max(best, (ntok - B) / std::max(1e-9, t));
+          }
+          const double dec = best;
+          if (base1 == 0) base1 = dec;
+          std::printf(" %.2f (%.2fx) |", dec, dec / base1);
+          std::fflush(stdout);
+        }
+        std::printf("\n");
+      }
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -7,8 +7,9 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <ctime>
+#include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <random>
 #include <vector>
 
@@ -49,6 +50,15 @@ double sgemm_peak(int threads) {
   return best;
 }
 
+// FNV-1a over the weights' bytes: equal hashes after the same steps mean
+// bit-identical training (across builds, thread counts, BLAS kernels).
+uint64_t weights_hash(const std::vector<float>& p) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* b = reinterpret_cast<const unsigned char*>(p.data());
+  for (size_t i = 0; i < p.size() * sizeof(float); ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
 // Matmul FLOPs of one optimizer step per token (attention score/value products excluded).
 double gemm_flops_per_token(const ModelConfig& c, RecurrenceSplit s) {
   const double d = c.n_embd, I = c.intermediate_size, V = c.vocab_size;
@@ -85,7 +95,8 @@ int main(int argc, char** argv) {
     GradEngine eng(c, batch, seq, split.grad);
     std::mt19937 rng(7);
     std::vector<int> ids((size_t)batch * seq), labels(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) ids[i] = (int)(rng() % c.vocab_size), labels[i] = (int)(rng() % c.vocab_size);
+    for (size_t i = 0; i < ids.size(); ++i)
+      ids[i] = (int)(rng() % c.vocab_size), labels[i] = (int)(rng() % c.vocab_size);
     auto one = [&]() {
       std::fill(grads.begin(), grads.end(), 0.f);
       auto r = eng.forward_backward(params.data(), grads.data(), ids.data(), labels.data(), batch, split,
@@ -104,9 +115,9 @@ int main(int argc, char** argv) {
     const double gf = gemm_flops_per_token(c, split) * tps / 1e9;
     std::printf(
         "d=%d params=%.1fM batch=%dx%d split=%d+%d: %.3f s/step, %.0f tokens/s, %.3f CPU s/step, GEMM %.1f GFLOP/s "
-        "(%.0f%% of sgemm peak), activations %.0f MiB, loss %.3f\n",
+        "(%.0f%% of sgemm peak), activations %.0f MiB, loss %.9g, weights hash %016llx\n",
         d, c.params_total() / 1e6, batch, seq, split.no_grad, split.grad, sec, tps, cpu, gf, 100 * gf / peak,
-        eng.activation_bytes() / 1048576.0, loss);
+        eng.activation_bytes() / 1048576.0, loss, (unsigned long long)weights_hash(params));
     std::fflush(stdout);
   }
   return 0;

@@ -180,31 +180,42 @@ void Model::matmul_segments(const float* x, const Weight& W, float* y, const Seg
     kern::matmul(x, W, y, T);
     return;
   }
-  // kern::matmul computes each row independently (GEMV) below 4 rows and
-  // with sgemm from 4 rows on; a segment alone would take the path of its own
-  // row count. Segments of fewer than 4 rows therefore share GEMV calls of up
-  // to 3 rows (one weight read for all of them); larger ones run by themselves.
-  constexpr int kGemvRows = 3;
-  int r0 = 0, run0 = 0, run = 0;
-  auto flush = [&]() {
-    for (int i = 0; i < run; i += kGemvRows) {
-      const int n = std::min(kGemvRows, run - i);
-      kern::matmul(x + (size_t)(run0 + i) * K, W, y + (size_t)(run0 + i) * N, n);
+  // Each segment must come out as kern::matmul computes it alone. Up to
+  // kern::matmul_rowwise_max_rows(W) rows that is a GEMV whose rows do not
+  // depend on each other, so all such segments (e.g. the decode rows of a
+  // batch) share one kern::matmul_rowwise call: one pass over W for all of
+  // them. Larger segments (prefill chunks, sgemm) run by themselves. When large
+  // segments split the small ones, the small rows are gathered into a
+  // contiguous scratch and scattered back.
+  const int small = kern::matmul_rowwise_max_rows(W);
+  int nsmall = 0, runs = 0;
+  for (int i = 0; i < nseg; ++i)
+    if (seg[i].rows <= small) {
+      runs += nsmall == 0 || seg[i - 1].rows > small;
+      nsmall += seg[i].rows;
     }
-    run = 0;
-  };
-  for (int i = 0; i < nseg; ++i) {
-    const int rows = seg[i].rows;
-    if (rows <= kGemvRows) {
-      if (run == 0) run0 = r0;
-      run += rows;
-    } else {
-      flush();
-      kern::matmul(x + (size_t)r0 * K, W, y + (size_t)r0 * N, rows);
-    }
-    r0 += rows;
+  if (nsmall > 0 && runs == 1) {
+    int r0 = 0, i = 0;
+    for (; seg[i].rows > small; ++i) r0 += seg[i].rows;
+    kern::matmul_rowwise(x + (size_t)r0 * K, W, y + (size_t)r0 * N, nsmall);
+  } else if (nsmall > 0) {
+    thread_local std::vector<float> xs, ys;
+    xs.resize((size_t)nsmall * K);
+    ys.resize((size_t)nsmall * N);
+    for (int i = 0, r0 = 0, s = 0; i < nseg; r0 += seg[i].rows, ++i)
+      if (seg[i].rows <= small) {
+        std::copy_n(x + (size_t)r0 * K, (size_t)seg[i].rows * K, xs.data() + (size_t)s * K);
+        s += seg[i].rows;
+      }
+    kern::matmul_rowwise(xs.data(), W, ys.data(), nsmall);
+    for (int i = 0, r0 = 0, s = 0; i < nseg; r0 += seg[i].rows, ++i)
+      if (seg[i].rows <= small) {
+        std::copy_n(ys.data() + (size_t)s * N, (size_t)seg[i].rows * N, y + (size_t)r0 * N);
+        s += seg[i].rows;
+      }
   }
-  flush();
+  for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i)
+    if (seg[i].rows > small) kern::matmul(x + (size_t)r0 * K, W, y + (size_t)r0 * N, seg[i].rows);
 }
 
 void Model::attention_segments(const float* q, float* k, float* v, int ld, const Segment* seg, int nseg, int step,

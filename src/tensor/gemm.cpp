@@ -43,8 +43,11 @@ void gemm_fixed_blocks(bool transA, bool transB, int M, int N, int K, float alph
       block(transA, transB, b * R, std::min(M, (b + 1) * R), N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
+  // Blocks are handed out one at a time: a thread that starts late (woken
+  // from sleep, or preempted on a shared machine) takes fewer of them. A
+  // block's bits do not depend on the thread that computes it.
   const int team = std::max(2, std::min(threads(), nb));
-#pragma omp parallel for schedule(static) num_threads(team)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
   for (int b = 0; b < nb; ++b)
     block(transA, transB, b * R, std::min(M, (b + 1) * R), N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

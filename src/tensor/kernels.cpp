@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "huginn/common.h"
-#include "tensor/gemm.h"
 #include "huginn/quant.h"
+#include "tensor/gemm.h"
 #include "tensor/simd.h"
 
 namespace huginn::kern {
@@ -28,36 +28,38 @@ void set_threads(int n) {
 int threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
 // Below this many rows the product is memory-bound and sgemm's packing of W
-// costs more than it saves: one pass over W per call,
-// all T rows of x against each block of four weight rows.
+// costs more than it saves: GEMV, one pass over W for all T rows.
 constexpr int kGemvMaxRows = 8;  // measured: GEMV beats sgemm (packing) below ~8 rows at d=512
 
 namespace {
 // y[T, N] = x[T, K] · W[N, K]ᵀ over rows of W `ldw` elements apart, in the
-// weight's stored type: one pass over W, all T rows of x against each block
-// of four weight rows.
+// weight's stored type: one pass over W, every row of x against each block of
+// four weight rows while it sits in L1 (simd::Dot4RowsFn). Every row of y is
+// computed exactly as it would be alone (T = 1), for any T.
 void gemv(const float* x, int ldx, const void* W, DType wt, size_t ldw, float* y, int ldy, int T, int K, int N,
           bool accumulate) {
-  const simd::Dot4Fn dot4 = simd::dot4_fn(wt);
+  const simd::Dot4RowsFn dot4 = simd::dot4_rows_fn(wt);
   const simd::DotFn dot1 = simd::dot_fn(wt);
   const size_t es = dtype_size(wt);
   auto row = [&](int n) { return static_cast<const uint8_t*>(W) + (size_t)n * ldw * es; };
   const int nblocks = (N + 3) / 4;
-#pragma omp parallel for schedule(static) if ((int64_t)N * K > 32768)
+  // Dynamic chunks of blocks: a thread that starts late (woken from sleep,
+  // or preempted on a shared machine) takes fewer of them instead of the
+  // others waiting for its fixed share. Each block's result does not depend
+  // on the thread that computes it.
+#pragma omp parallel for schedule(dynamic, 8) if ((int64_t)N * K > 32768)
   for (int b = 0; b < nblocks; ++b) {
     const int n0 = b * 4;
+    if (n0 + 4 <= N) {
+      dot4(x, (size_t)ldx, (size_t)T, row(n0), ldw, (size_t)K, y + n0, (size_t)ldy, accumulate, n0 + 8 <= N);
+      continue;
+    }
     for (int t = 0; t < T; ++t) {
       const float* xt = x + (size_t)t * ldx;
       float* yt = y + (size_t)t * ldy;
-      float r[4];
-      if (n0 + 4 <= N) {
-        dot4(xt, row(n0), row(n0 + 1), row(n0 + 2), row(n0 + 3), (size_t)K, r);
-        for (int i = 0; i < 4; ++i) yt[n0 + i] = accumulate ? yt[n0 + i] + r[i] : r[i];
-      } else {
-        for (int n = n0; n < N; ++n) {
-          float v = dot1(xt, row(n), (size_t)K);
-          yt[n] = accumulate ? yt[n] + v : v;
-        }
+      for (int n = n0; n < N; ++n) {
+        float v = dot1(xt, row(n), (size_t)K);
+        yt[n] = accumulate ? yt[n] + v : v;
       }
     }
   }
@@ -134,6 +136,18 @@ void matmul(const float* x, const Weight& W, float* y, int T, bool accumulate) {
   if (T <= 0 || N <= 0) return;
   if (T >= kGemvMaxRows) return gemm_widened(x, W, y, T, accumulate);
   gemv(x, K, W.data, W.dtype, (size_t)K, y, N, T, K, N, accumulate);
+}
+
+int matmul_rowwise_max_rows(const Weight& W) { return W.quantized() ? kQuantGemvMaxRows : kGemvMaxRows - 1; }
+
+void matmul_rowwise(const float* x, const Weight& W, float* y, int T) {
+  const int K = (int)W.cols, N = (int)W.rows;
+  if (T <= 0 || N <= 0) return;
+  // quant::gemv computes its rows independently of each other (tested).
+  if (W.quantized()) return quant::gemv(W.qtype, W.data, W.row_bytes(), N, K, x, T, y);
+  if (W.dtype != DType::F32 && !is_kernel_dtype(W.dtype))
+    fail("matmul: no kernel for ", dtype_name(W.dtype), " weights");
+  gemv(x, K, W.data, W.dtype, (size_t)K, y, N, T, K, N, false);
 }
 
 void gather_rows(const Weight& W, const int* ids, int T, float scale, float* out) {
@@ -286,7 +300,10 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
   const int group = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
   const int d = n_heads * head_dim;
   const int work = Tq * n_heads;
-#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)work * Lk * head_dim > 16384)
+  // A decode row's heads over a few hundred keys are microseconds of work:
+  // less than waking the other threads (each (row, head) is computed the same
+  // on any thread, so the bits do not depend on this choice).
+#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)work * Lk * head_dim > 262144)
   for (int w = 0; w < work; ++w) {
     const int i = w / n_heads, h = w % n_heads;
     float* sc = scratch + (size_t)omp_get_thread_num() * Lk;

@@ -26,6 +26,14 @@ void matmul(const float* x, const float* W, float* y, int T, int K, int N, bool 
 // BF16/F16, GEMV results equal those over the weights converted to F32.
 void matmul(const float* x, const Weight& W, float* y, int T, bool accumulate = false);
 
+// Up to this many rows, matmul(x, W, y, T) computes every row of y exactly as
+// it would for that row alone (T = 1): GEMV, bitwise independent of the others.
+int matmul_rowwise_max_rows(const Weight& W);
+// y = x · Wᵀ (no accumulate) for any T, every row bit-identical to
+// matmul(x_t, W, y_t, 1), in one pass over W: rows of different sequences
+// (a decode batch) share the weight read without changing any result.
+void matmul_rowwise(const float* x, const Weight& W, float* y, int T);
+
 // out[t, :] = W[ids[t], :] * scale (an embedding lookup, widened to F32).
 void gather_rows(const Weight& W, const int* ids, int T, float scale, float* out);
 // y[:] += a * W[r, :]
@@ -78,7 +86,7 @@ void softmax(float* x, int n);
 // if causal_offset < 0 every query sees every key. out: [Tq, H*hd].
 // scratch: at least threads() * Lk floats. n_kv_heads (0: n_heads): K/V rows
 // hold n_kv_heads heads; query head h reads K/V head h / (n_heads / n_kv_heads).
-void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk,
-               int n_heads, int head_dim, int causal_offset, float* out, float* scratch, int n_kv_heads = 0);
+void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk, int n_heads,
+               int head_dim, int causal_offset, float* out, float* scratch, int n_kv_heads = 0);
 
 }  // namespace huginn::kern

@@ -6,11 +6,14 @@
 // then goes through exactly the same multiply-adds in the same order, so a
 // product over BF16 weights equals, bit for bit, the product over the same
 // weights converted to F32 (tested).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/simd.cpp"
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -117,6 +120,127 @@ void Dot4T(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w0, const W* HWY_R
   y[3] = hn::GetLane(hn::SumOfLanes(d, s3));
 }
 
+// Multi-row GEMV: y[t * ldy + j] (+)= w_j · x_t for t < T and the four weight
+// rows j < 4. The four weight rows are read from memory once and stay in L1
+// while blocks of up to kRows activation rows pass over them; every (x_t, w_j)
+// sum is built exactly as Dot4T builds it for x_t alone (one accumulator, the
+// same vector steps in the same order, the same zero-padded tail, the same
+// final reduction), so each output row is bit-identical to the single-row call.
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr int kRows = 2;  // 16 vector registers: 8 accumulators + 4 weight vectors + x
+#else
+constexpr int kRows = 4;  // 32 vector registers: 16 accumulators + 4 weight vectors + x
+#endif
+
+#if !HWY_HAVE_SCALABLE
+// kR (1..4) activation rows x_0.. (ldx apart) against four weight rows; wt:
+// the weight rows' tails widened and zero-padded (4 x kMaxLanes floats).
+// kPf: prefetch the four rows after them (the next block's) meanwhile.
+template <int kR, bool kPf, class W>
+HWY_INLINE void Dot4RowsBlock(const float* HWY_RESTRICT x, size_t ldx, const W* HWY_RESTRICT w0, size_t ldw, size_t n,
+                              const float* HWY_RESTRICT wt, float* HWY_RESTRICT y, size_t ldy, bool accumulate) {
+  const W* HWY_RESTRICT w1 = w0 + ldw;
+  const W* HWY_RESTRICT w2 = w0 + 2 * ldw;
+  const W* HWY_RESTRICT w3 = w0 + 3 * ldw;
+  const W* next = w0 + (kPf ? 4 * ldw : 0);
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const float* HWY_RESTRICT x0 = x;
+  const float* HWY_RESTRICT x1 = x + (kR > 1 ? ldx : 0);
+  const float* HWY_RESTRICT x2 = x + (kR > 2 ? 2 * ldx : 0);
+  const float* HWY_RESTRICT x3 = x + (kR > 3 ? 3 * ldx : 0);
+  auto s00 = hn::Zero(d), s01 = hn::Zero(d), s02 = hn::Zero(d), s03 = hn::Zero(d);
+  auto s10 = hn::Zero(d), s11 = hn::Zero(d), s12 = hn::Zero(d), s13 = hn::Zero(d);
+  auto s20 = hn::Zero(d), s21 = hn::Zero(d), s22 = hn::Zero(d), s23 = hn::Zero(d);
+  auto s30 = hn::Zero(d), s31 = hn::Zero(d), s32 = hn::Zero(d), s33 = hn::Zero(d);
+#define HUGINN_ROW4(r, xv)                 \
+  do {                                     \
+    const auto xr = (xv);                  \
+    s##r##0 = hn::MulAdd(v0, xr, s##r##0); \
+    s##r##1 = hn::MulAdd(v1, xr, s##r##1); \
+    s##r##2 = hn::MulAdd(v2, xr, s##r##2); \
+    s##r##3 = hn::MulAdd(v3, xr, s##r##3); \
+  } while (0)
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    if constexpr (kPf) {
+      hwy::Prefetch(next + i);
+      hwy::Prefetch(next + ldw + i);
+      hwy::Prefetch(next + 2 * ldw + i);
+      hwy::Prefetch(next + 3 * ldw + i);
+    }
+    const auto v0 = LoadW(d, w0 + i), v1 = LoadW(d, w1 + i), v2 = LoadW(d, w2 + i), v3 = LoadW(d, w3 + i);
+    HUGINN_ROW4(0, hn::LoadU(d, x0 + i));
+    if constexpr (kR > 1) HUGINN_ROW4(1, hn::LoadU(d, x1 + i));
+    if constexpr (kR > 2) HUGINN_ROW4(2, hn::LoadU(d, x2 + i));
+    if constexpr (kR > 3) HUGINN_ROW4(3, hn::LoadU(d, x3 + i));
+  }
+  if (i < n) {  // the tail as one zero-padded vector (see Dot4T)
+    const auto v0 = hn::Load(d, wt), v1 = hn::Load(d, wt + kMaxLanes), v2 = hn::Load(d, wt + 2 * kMaxLanes),
+               v3 = hn::Load(d, wt + 3 * kMaxLanes);
+    alignas(64) float xb[4][kMaxLanes] = {};
+    for (size_t j = 0; i + j < n; ++j) {
+      xb[0][j] = x0[i + j];
+      if (kR > 1) xb[1][j] = x1[i + j];
+      if (kR > 2) xb[2][j] = x2[i + j];
+      if (kR > 3) xb[3][j] = x3[i + j];
+    }
+    HUGINN_ROW4(0, hn::Load(d, xb[0]));
+    if constexpr (kR > 1) HUGINN_ROW4(1, hn::Load(d, xb[1]));
+    if constexpr (kR > 2) HUGINN_ROW4(2, hn::Load(d, xb[2]));
+    if constexpr (kR > 3) HUGINN_ROW4(3, hn::Load(d, xb[3]));
+  }
+#undef HUGINN_ROW4
+  auto put = [&](size_t r, size_t j, hn::Vec<DF> s) {
+    const float v = hn::GetLane(hn::SumOfLanes(d, s));
+    float& o = y[r * ldy + j];
+    o = accumulate ? o + v : v;
+  };
+  put(0, 0, s00), put(0, 1, s01), put(0, 2, s02), put(0, 3, s03);
+  if constexpr (kR > 1) put(1, 0, s10), put(1, 1, s11), put(1, 2, s12), put(1, 3, s13);
+  if constexpr (kR > 2) put(2, 0, s20), put(2, 1, s21), put(2, 2, s22), put(2, 3, s23);
+  if constexpr (kR > 3) put(3, 0, s30), put(3, 1, s31), put(3, 2, s32), put(3, 3, s33);
+}
+#endif
+
+template <class W>
+void Dot4RowsT(const float* HWY_RESTRICT x, size_t ldx, size_t T, const W* HWY_RESTRICT w0, size_t ldw, size_t n,
+               float* HWY_RESTRICT y, size_t ldy, bool accumulate, bool prefetch_next) {
+#if HWY_HAVE_SCALABLE
+  (void)prefetch_next;
+  for (size_t t = 0; t < T; ++t) {
+    float r[4];
+    Dot4T(x + t * ldx, w0, w0 + ldw, w0 + 2 * ldw, w0 + 3 * ldw, n, r);
+    for (size_t j = 0; j < 4; ++j) y[t * ldy + j] = accumulate ? y[t * ldy + j] + r[j] : r[j];
+  }
+#else
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  alignas(64) float wt[4 * kMaxLanes];
+  if (n % N != 0) std::fill(wt, wt + 4 * kMaxLanes, 0.f);  // only read for a tail
+  for (size_t i = n / N * N, j = 0; i < n; ++i, ++j)
+    for (size_t r = 0; r < 4; ++r) wt[r * kMaxLanes + j] = widen(w0[r * ldw + i]);
+  // The first block of activation rows streams the weights from memory (and
+  // prefetches the next block's); the others find them in L1.
+  size_t t = 0;
+  auto block = [&](auto rows, auto pf) {
+    Dot4RowsBlock<decltype(rows)::value, decltype(pf)::value>(x + t * ldx, ldx, w0, ldw, n, wt, y + t * ldy, ldy,
+                                                              accumulate);
+    t += decltype(rows)::value;
+  };
+  using P = std::true_type;
+  using NP = std::false_type;
+  using R = std::integral_constant<int, kRows>;
+  if (T >= (size_t)kRows) prefetch_next ? block(R(), P()) : block(R(), NP());
+  while (t + kRows <= T) block(R(), NP());
+  const size_t rest = T - t;
+  const bool pf = prefetch_next && t == 0;
+  if (rest == 3) pf ? block(std::integral_constant<int, 3>(), P()) : block(std::integral_constant<int, 3>(), NP());
+  if (rest == 2) pf ? block(std::integral_constant<int, 2>(), P()) : block(std::integral_constant<int, 2>(), NP());
+  if (rest == 1) pf ? block(std::integral_constant<int, 1>(), P()) : block(std::integral_constant<int, 1>(), NP());
+#endif
+}
+
 // y[i] += a * w[i] (w in weight type W).
 template <class W>
 void AxpyT(float a, const W* HWY_RESTRICT x, float* HWY_RESTRICT y, size_t n) {
@@ -163,6 +287,18 @@ void Dot4F16(const float* x, const void* w0, const void* w1, const void* w2, con
   using P = const F16*;
   Dot4T(x, P(w0), P(w1), P(w2), P(w3), n, y);
 }
+void Dot4RowsF32(const float* x, size_t ldx, size_t T, const void* w, size_t ldw, size_t n, float* y, size_t ldy,
+                 bool acc, bool pf) {
+  Dot4RowsT(x, ldx, T, static_cast<const float*>(w), ldw, n, y, ldy, acc, pf);
+}
+void Dot4RowsBF16(const float* x, size_t ldx, size_t T, const void* w, size_t ldw, size_t n, float* y, size_t ldy,
+                  bool acc, bool pf) {
+  Dot4RowsT(x, ldx, T, static_cast<const BF16*>(w), ldw, n, y, ldy, acc, pf);
+}
+void Dot4RowsF16(const float* x, size_t ldx, size_t T, const void* w, size_t ldw, size_t n, float* y, size_t ldy,
+                 bool acc, bool pf) {
+  Dot4RowsT(x, ldx, T, static_cast<const F16*>(w), ldw, n, y, ldy, acc, pf);
+}
 void AxpyF32(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const float*>(x), y, n); }
 void AxpyBF16(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const BF16*>(x), y, n); }
 void AxpyF16(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const F16*>(x), y, n); }
@@ -176,9 +312,24 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include "tensor/simd.h"
-// The chosen target's function (the first call may go through Highway's
-// target-choosing stub, which is just as correct).
-#define HUGINN_SIMD_PTR(f) (&HWY_DYNAMIC_DISPATCH(f))
+// The chosen target's function. The target is chosen once, before the first
+// pointer is taken: a pointer taken earlier would be Highway's target-choosing
+// stub, which is correct but runs CPUID on every call (a trap to the
+// hypervisor in a VM: microseconds per call, measured as 80% of a GEMV's time).
+namespace huginn::kern {
+namespace {
+bool choose_target() {
+  hwy::GetChosenTarget().Update(hwy::SupportedTargets());
+  return true;
+}
+}  // namespace
+}  // namespace huginn::kern
+#define HUGINN_SIMD_PTR(f)                                    \
+  ([] {                                                       \
+    static const bool chosen = huginn::kern::choose_target(); \
+    (void)chosen;                                             \
+    return &HWY_DYNAMIC_DISPATCH(f);                          \
+  }())
 namespace huginn::kern {
 HWY_EXPORT(DotF32);
 HWY_EXPORT(DotBF16);
@@ -186,6 +337,9 @@ HWY_EXPORT(DotF16);
 HWY_EXPORT(Dot4F32);
 HWY_EXPORT(Dot4BF16);
 HWY_EXPORT(Dot4F16);
+HWY_EXPORT(Dot4RowsF32);
+HWY_EXPORT(Dot4RowsBF16);
+HWY_EXPORT(Dot4RowsF16);
 HWY_EXPORT(AxpyF32);
 HWY_EXPORT(AxpyBF16);
 HWY_EXPORT(AxpyF16);
@@ -215,6 +369,16 @@ Dot4Fn dot4_fn(DType t) {
       return HUGINN_SIMD_PTR(Dot4F16);
     default:
       return HUGINN_SIMD_PTR(Dot4F32);
+  }
+}
+Dot4RowsFn dot4_rows_fn(DType t) {
+  switch (t) {
+    case DType::BF16:
+      return HUGINN_SIMD_PTR(Dot4RowsBF16);
+    case DType::F16:
+      return HUGINN_SIMD_PTR(Dot4RowsF16);
+    default:
+      return HUGINN_SIMD_PTR(Dot4RowsF32);
   }
 }
 AxpyFn axpy_fn(DType t) {
