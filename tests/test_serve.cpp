@@ -112,8 +112,18 @@ TEST(ServeApi, CompletionMatchesGenerate) {
     }
     EXPECT_EQ(streamed, text);
     EXPECT_EQ(chunks.back()["choices"][0]["finish_reason"], "stop");
-    EXPECT_EQ(chunks.back()["usage"], out["usage"]);
+    EXPECT_TRUE(chunks.back()["usage"].is_null());  // usage only with stream_options.include_usage
     EXPECT_EQ(whole["choices"][0]["text"], text);
+    ApiRequest ru = r;
+    ru.include_usage = true;
+    chunks.clear();
+    api.complete(ru, [&](const json& c) {
+      chunks.push_back(c);
+      return true;
+    });
+    ASSERT_EQ(chunks.size(), direct.tokens.size() + 2);
+    EXPECT_EQ(chunks.back()["usage"], out["usage"]);
+    EXPECT_EQ(chunks.back()["choices"], json::array());
     // a client that goes away stops generation
     EXPECT_TRUE(api.complete(r, [](const json&) { return false; }).is_null());
   }
@@ -253,7 +263,11 @@ TEST(ServeApi, BadInputIsAClearError) {
            {R"({"prompt": "1=", "exit": "kl:x"})", false, "'exit': "},
            {R"({"prompt": "1=", "exit": 5})", false, "'exit' must be a string"},
            {R"({"prompt": "1=", "cache": "bogus"})", false, "'cache': unknown cache strategy"},
-           {R"({"prompt": "1=", "n": 2})", false, "'n' must be in [1, 1]"},
+           {R"({"prompt": "1=", "n": 17})", false, "'n' must be in [1, 16]"},
+           {R"({"prompt": "1=", "logprobs": 6})", false, "'logprobs' must be in [0, 5]"},
+           {R"({"prompt": "1=", "stream_options": {"include_usage": true}})", false, "only allowed with"},
+           {R"({"prompt": "1=", "max_tokens": 2, "max_completion_tokens": 3})", false, "differ"},
+           {R"({"prompt": "1=", "top_logprobs": 2})", false, "unknown field 'top_logprobs'"},
            {R"({"prompt": "1=", "model": 3})", false, "'model' must be a string"},
            {R"({"messages": [{"role": "user", "content": "hi"}]})", true, "this model cannot chat"},
            {R"({"messages": []})", true, "'messages' is empty"},
@@ -368,7 +382,9 @@ TEST(ServeHttp, EndpointsStreamingErrorsAndCleanStop) {
   auto h = cli.Get("/health");
   ASSERT_TRUE(h) << httplib::to_string(h.error());
   EXPECT_EQ(h->status, 200);
-  EXPECT_EQ(body_json(h), json({{"status", "ok"}}));
+  EXPECT_EQ(body_json(h)["status"], "ok");
+  EXPECT_EQ(body_json(h)["slots"], json({{"total", 4}, {"busy", 0}, {"free", 4}}));
+  EXPECT_EQ(body_json(h)["queue"]["length"], 0);
 
   auto m = cli.Get("/v1/models");
   ASSERT_TRUE(m);
