@@ -51,6 +51,16 @@ struct ServeOptions {
   long long max_unread = 4096;
 };
 
+// httplib 0.11 listens with a backlog of 5: a burst of connections overflows
+// it (clients then see resets). The socket is reachable from a subclass.
+class HttpServer : public httplib::Server {
+ public:
+  void deepen_backlog(int n) {
+    const socket_t fd = svr_sock_;
+    if (fd != INVALID_SOCKET) ::listen(fd, n);
+  }
+};
+
 int sig_pipe[2] = {-1, -1};
 extern "C" void on_stop_signal(int) {
   const char c = 1;
@@ -248,7 +258,7 @@ int run(const ServeOptions& o) {
   Scheduler sched(lm.model(), sc);
   std::atomic<bool> stopping{false};
 
-  httplib::Server svr;
+  HttpServer svr;
   const int http_threads = o.http_threads > 0 ? o.http_threads : o.parallel + o.max_queue + 64;
   svr.new_task_queue = [http_threads] { return new httplib::ThreadPool((size_t)http_threads); };
   svr.set_payload_max_length((size_t)o.max_body);
@@ -542,6 +552,7 @@ int run(const ServeOptions& o) {
 
   const int port = o.port == 0 ? svr.bind_to_any_port(o.host) : (svr.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port < 0) fail("cannot listen on ", o.host, ":", o.port, " (port in use, or not an address of this machine)");
+  svr.deepen_backlog(1024);
 
   // SIGINT/SIGTERM: the handler only writes to a pipe; a watcher thread stops the server.
   if (::pipe(sig_pipe) != 0) fail("cannot create a pipe for signal handling");
