@@ -259,7 +259,7 @@ int run(const ServeOptions& o) {
   std::atomic<bool> stopping{false};
 
   HttpServer svr;
-  const int http_threads = o.http_threads > 0 ? o.http_threads : o.parallel + o.max_queue + 64;
+  const int http_threads = o.http_threads > 0 ? o.http_threads : std::min(1024, o.parallel + o.max_queue + 64);
   svr.new_task_queue = [http_threads] { return new httplib::ThreadPool((size_t)http_threads); };
   svr.set_payload_max_length((size_t)o.max_body);
   svr.set_keep_alive_timeout(1);
@@ -631,7 +631,8 @@ Register reg(
       app.add_option("--grace", o->grace, "on SIGTERM, seconds running requests get to finish (default 10)");
       app.add_option("--max-unread", o->max_unread,
                      "tokens a streaming client may leave unread before it is dropped (default 4096)");
-      app.add_option("--http-threads", o->http_threads, "HTTP worker threads (default parallel + max-queue + 64)");
+      app.add_option("--http-threads", o->http_threads,
+                     "HTTP worker threads (default parallel + max-queue + 64, at most 1024)");
       app.add_option("--malloc-arenas", o->arenas, "glibc malloc arenas (M_ARENA_MAX; default 2, 0: glibc's default)");
       return [o] { return run(*o); };
     });
