@@ -88,6 +88,7 @@ struct SchedulerStats {
   bool accepting = true;
   uint64_t submitted = 0, completed = 0, failed = 0, cancelled = 0, rejected = 0, timed_out = 0;
   uint64_t prompt_tokens = 0, generated_tokens = 0, core_iterations = 0, passes = 0;
+  uint64_t token_iterations = 0;  // iterations of the passes that produced tokens
   size_t kv_budget = 0, kv_reserved = 0, kv_allocated = 0;
   double tokens_per_second = 0;  // generated tokens per second over the last few seconds
   double busy_seconds = 0;       // time spent in passes

@@ -348,7 +348,7 @@ void Scheduler::loop() {
       pass_error = e.what();
     }
     const auto t1 = Clock::now();
-    uint64_t new_tokens = 0, iters = 0, prompt_tokens = 0;
+    uint64_t new_tokens = 0, iters = 0, prompt_tokens = 0, token_iters = 0;
     size_t kv_alloc = 0;
     for (auto& r : running) {
       if (r.lane < 0) {
@@ -372,6 +372,7 @@ void Scheduler::loop() {
         JobToken t;
         t.token = s.res.tokens.back();
         t.steps = s.res.steps.back();
+        token_iters += t.steps;
         if (j.logprobs >= 0) {
           const float* logits = s.dec.logits(0);
           kern::log_softmax(logits, lp.data(), V);
@@ -419,6 +420,7 @@ void Scheduler::loop() {
       stats_.generated_tokens += new_tokens;
       stats_.prompt_tokens += prompt_tokens;
       stats_.core_iterations += iters;
+      stats_.token_iterations += token_iters;
       stats_.busy_seconds += seconds(t1 - t0);
       stats_.running = (int)running.size();
       stats_.prefilling = prefilling;

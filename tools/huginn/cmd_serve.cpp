@@ -204,9 +204,8 @@ std::string metrics_text(const serve::SchedulerStats& s, const std::string& mode
   metric("huginn_passes_total", "counter", "Batched passes run.", (double)s.passes);
   metric("huginn_busy_seconds_total", "counter", "Time spent in batched passes.", s.busy_seconds);
   metric("huginn_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.", s.tokens_per_second);
-  metric("huginn_iterations_per_token_mean", "gauge",
-         "Mean recurrent iterations per pass over all passes (prompt chunks included).",
-         s.passes ? (double)s.core_iterations / std::max<uint64_t>(1, s.generated_tokens + 0) : 0.0);
+  metric("huginn_iterations_per_token_mean", "gauge", "Mean recurrent iterations of the passes that produced tokens.",
+         s.generated_tokens ? (double)s.token_iterations / (double)s.generated_tokens : 0.0);
   metric("huginn_kv_bytes_in_use", "gauge", "KV cache bytes allocated by running sequences.", (double)s.kv_allocated);
   metric("huginn_kv_bytes_reserved", "gauge", "KV cache bytes reserved for running sequences (their worst case).",
          (double)s.kv_reserved);
