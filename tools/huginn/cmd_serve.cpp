@@ -478,6 +478,11 @@ int run(const ServeOptions& o) {
             cancel_all("client disconnected (write failed)");
             reason = "client disconnected (write failed)";
             status = 499;
+            {  // a slow reader dropped by the scheduler: its reason
+              std::lock_guard<std::mutex> lock(sig->mu);
+              for (auto& j : jobs)
+                if (j->state == Job::State::Failed && j->error.rfind("slow reader", 0) == 0) reason = j->error;
+            }
             break;
           }
           if (std::all_of(ended.begin(), ended.end(), [](bool b) { return b; })) {
