@@ -4,8 +4,9 @@
 // out. Each sequence keeps its own depth, exit criterion, cache strategy,
 // sampling parameters, seed and stops, and its tokens and per-token
 // iterations are those of the same request served alone. A prompt is fed in
-// chunks of at most `prefill_chunk` positions, one chunk per pass, beside the
-// running decodes, so streaming clients keep getting tokens.
+// chunks of at most `prefill_chunk` positions, beside the running decodes
+// (prompt chunks of several sequences share a pass up to `prefill_chunk`
+// positions in all), so streaming clients keep getting tokens.
 //
 // Nothing here blocks on generation except Job::wait*: submit(), cancel() and
 // stats() take a mutex the generation thread holds only between passes.
@@ -30,7 +31,7 @@ struct SchedulerConfig {
   int parallel = 4;          // sequences decoded together
   int max_queue = 64;        // sequences waiting for a slot; beyond: submit() refuses
   size_t kv_budget = 0;      // bytes of KV cache all running sequences may allocate (0: no limit)
-  int prefill_chunk = 64;    // prompt positions per pass
+  int prefill_chunk = 64;    // prompt positions per pass (a sequence's chunk, and all chunks of a pass)
   size_t max_unread = 4096;  // tokens a streaming reader may leave unread before it is dropped
   double timeout_s = 0;      // a sequence's time limit from submission (0: none)
 };

@@ -327,15 +327,16 @@ void Scheduler::loop() {
       continue;
     }
 
-    // ---- one batched pass: every decoding sequence, plus the next chunk of the oldest prompt
-    int n = 0, prefilling = 0;
-    bool chunk_taken = false;
+    // ---- one batched pass: every decoding sequence, plus the next prompt
+    // chunks, oldest first, up to `chunk` prompt rows in all (at least one)
+    int n = 0, prefilling = 0, prompt_rows = 0;
     for (auto& r : running) {
       r.lane = -1;
-      if (r.seq->prompt_left() > 0) {
+      if (const int left = r.seq->prompt_left(); left > 0) {
         ++prefilling;
-        if (chunk_taken) continue;
-        chunk_taken = true;
+        const int rows = std::min(left, chunk);
+        if (prompt_rows > 0 && prompt_rows + rows > chunk) continue;
+        prompt_rows += rows;
       }
       r.seq->prepare(lanes[n]);
       r.lane = n++;
