@@ -65,7 +65,7 @@ BatchRunner::BatchRunner(const Model& m, int max_rows, int max_lanes, int capaci
   lg_.resize((size_t)max_logit_rows_ * V_);
   seg_.resize(max_lanes);
   sub_seg_.resize(max_lanes);
-  for (auto* v : {&active_, &row0_, &sub_, &exited_, &have_logits_}) v->reserve(max_lanes);
+  for (auto* v : {&active_, &row0_, &sub_, &logit_sub_, &exited_, &done_, &have_logits_}) v->reserve(max_lanes);
   row0_.resize(max_lanes);
   have_logits_.resize(max_lanes);
 }
@@ -79,8 +79,9 @@ void BatchRunner::head_for(const std::vector<int>& sub, Lane* lanes, bool final_
   for (size_t j = 0; j < sub.size(); ++j) {
     const Lane& l = lanes[sub[j]];
     sub_seg_[j] = Segment{l.in.T, l.dec->cache().length() - l.in.T, &l.dec->cache(), final_rows ? l.in.logit_rows : 1};
-    if (!all) std::memcpy(g_.data() + (size_t)r * d_, s_.data() + (size_t)row0_[sub[j]] * d_,
-                          sizeof(float) * (size_t)l.in.T * d_);
+    if (!all)
+      std::memcpy(g_.data() + (size_t)r * d_, s_.data() + (size_t)row0_[sub[j]] * d_,
+                  sizeof(float) * (size_t)l.in.T * d_);
     r += l.in.T;
   }
   if (!all) src = g_.data();
@@ -99,15 +100,24 @@ void BatchRunner::head_for(const std::vector<int>& sub, Lane* lanes, bool final_
 }
 
 void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
+  for (int i = 0; i < n; ++i) lanes[i].policy = p;
+  run(lanes, n);
+}
+
+void BatchRunner::run(Lane* lanes, int n) {
   if (n <= 0) return;
   if (n > max_lanes_) fail("batch of ", n, " sequences exceeds the ", max_lanes_, " it was sized for");
-  if (p.max_steps < 0) fail("number of iterations must be >= 0, got ", p.max_steps);
   // Lay the lanes out as consecutive row ranges.
   active_.clear();
   int rows = 0, logit_rows = 0;
   for (int i = 0; i < n; ++i) {
     Lane& l = lanes[i];
     Decoder& dc = *l.dec;
+    const DepthPolicy& p = l.policy;
+    if (p.max_steps < 0) fail("number of iterations must be >= 0, got ", p.max_steps);
+    if (p.exit.needs_gate() && !m_.has_exit_gate())
+      fail("exit criterion 'gate' needs a model with a learned exit gate (Ouro); the ", m_.config().arch,
+           " architecture has none");
     const int T = l.in.T, pos0 = dc.cache_.length();
     if (T <= 0 || T > dc.rows_) fail("decoder: a pass of ", T, " positions (at most ", dc.rows_, ")");
     if (l.in.logit_rows < 0 || l.in.logit_rows > std::min(T, dc.logit_rows_))
@@ -139,65 +149,35 @@ void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
     Lane& l = lanes[i];
     Decoder& dc = *l.dec;
     const size_t off = (size_t)row0_[i] * d_;
-    if (l.in.start) std::memcpy(s_.data() + off, l.in.start, sizeof(float) * (size_t)l.in.T * d_);
-    else m_.init_state(s_.data() + off, l.in.T, dc.init_scale_, dc.seed_ + dc.passes_, e_.data() + off);
+    if (l.in.start)
+      std::memcpy(s_.data() + off, l.in.start, sizeof(float) * (size_t)l.in.T * d_);
+    else
+      m_.init_state(s_.data() + off, l.in.T, dc.init_scale_, dc.seed_ + dc.passes_, e_.data() + off);
     ++dc.passes_;
   }
   for (int i = 0; i < n; ++i)
     if (lanes[i].in.checks) lanes[i].dec->tracker_.reset(s_.data() + (size_t)row0_[i] * d_, lanes[i].in.T);
 
-  const bool logit_crit = p.exit.needs_logits();
-  const bool gate_crit = p.exit.needs_gate();
-  if (gate_crit && !m_.has_exit_gate())
-    fail("exit criterion 'gate' needs a model with a learned exit gate (Ouro); the ", m_.config().arch,
-         " architecture has none");
-  const int every = p.check_every > 0 ? p.check_every : 1;
-  for (int it = 0; it < p.max_steps && !active_.empty(); ++it) {
-    const int na = (int)active_.size();
-    for (int j = 0; j < na; ++j) {
-      const int i = active_[j];
-      if (lanes[i].in.checks)
-        lanes[i].dec->tracker_.before_iteration(s_.data() + (size_t)row0_[i] * d_, lanes[i].in.T);
-    }
-    // active_ lanes occupy consecutive rows from 0 in this order: seg_[0..na)
-    m_.core_iteration_segments(s_.data(), e_.data(), seg_.data(), na, it, ws_);
-    if (gate_crit)  // the gate's cumulative probability needs every iteration's gate
-      for (int j = 0; j < na; ++j) {
-        const int i = active_[j];
-        if (!lanes[i].in.checks) continue;
-        float g;
-        m_.exit_gate(s_.data() + (size_t)(row0_[i] + lanes[i].in.T - 1) * d_, 1, &g);
-        lanes[i].dec->tracker_.observe_gate(g);
-      }
-    if (it < p.min_steps || (it - p.min_steps) % every != 0) continue;
+  // Lanes that leave the batch after `it` iterations without exiting: the
+  // logits of their last logit check (a single logit row), else the coda on
+  // the final state; then their state.
+  auto finish_full_depth = [&](const std::vector<int>& done) {
     sub_.clear();
-    for (int i : active_)
-      if (lanes[i].in.checks) sub_.push_back(i);
-    if (sub_.empty()) continue;
-    if (logit_crit) head_for(sub_, lanes, false, it + 1);
-    exited_.clear();
-    for (int i : sub_) {
-      Lane& l = lanes[i];
-      const float* s = s_.data() + (size_t)row0_[i] * d_;
-      const double v = l.dec->tracker_.value(l.dec->logits_.data(), s, l.in.T);
-      const bool ex = l.dec->tracker_.exits(v);
-      if (logit_crit) have_logits_[i] = 1;
-      if (l.checks) l.checks->push_back({it + 1, v, ex});
-      if (ex) {
-        l.result = PassResult{it + 1, true};
-        exited_.push_back(i);
-      }
-    }
-    if (exited_.empty()) continue;
-    // Exited lanes: their logits (the coda on the exit state for latent
-    // criteria), their state; then they leave the batch.
-    if (!logit_crit) head_for(exited_, lanes, false, it + 1);
-    for (int i : exited_)
+    for (int i : done)
+      if (!(lanes[i].policy.exit.needs_logits() && have_logits_[i] && lanes[i].in.logit_rows <= 1)) sub_.push_back(i);
+    if (!sub_.empty()) head_for(sub_, lanes, true);
+    for (int i : done)
       std::memcpy(lanes[i].dec->s_.data(), s_.data() + (size_t)row0_[i] * d_, sizeof(float) * lanes[i].in.T * d_);
+  };
+  // Drops the lanes of exited_ and done_ from the batch, moving the others' rows together.
+  auto compact = [&]() {
+    const int na = (int)active_.size();
     int r = 0, k = 0;
     for (int j = 0; j < na; ++j) {
       const int i = active_[j];
-      if (std::find(exited_.begin(), exited_.end(), i) != exited_.end()) continue;
+      if (std::find(exited_.begin(), exited_.end(), i) != exited_.end() ||
+          std::find(done_.begin(), done_.end(), i) != done_.end())
+        continue;
       const int T = lanes[i].in.T;
       if (row0_[i] != r) {
         std::memmove(s_.data() + (size_t)r * d_, s_.data() + (size_t)row0_[i] * d_, sizeof(float) * T * d_);
@@ -209,15 +189,75 @@ void BatchRunner::run(Lane* lanes, int n, const DepthPolicy& p) {
       r += T;
     }
     active_.resize(k);
+  };
+  // Lanes with no iterations at all.
+  exited_.clear();
+  done_.clear();
+  for (int i : active_)
+    if (lanes[i].policy.max_steps == 0) done_.push_back(i);
+  if (!done_.empty()) {
+    finish_full_depth(done_);
+    compact();
   }
-  // Lanes that ran every iteration: the logits of their last logit check, else
-  // the coda on the final state.
-  sub_.clear();
-  for (int i : active_)
-    if (!(logit_crit && have_logits_[i] && lanes[i].in.logit_rows <= 1)) sub_.push_back(i);
-  if (!sub_.empty()) head_for(sub_, lanes, true);
-  for (int i : active_)
-    std::memcpy(lanes[i].dec->s_.data(), s_.data() + (size_t)row0_[i] * d_, sizeof(float) * lanes[i].in.T * d_);
+
+  for (int it = 0; !active_.empty(); ++it) {
+    const int na = (int)active_.size();
+    for (int j = 0; j < na; ++j) {
+      const int i = active_[j];
+      if (lanes[i].in.checks) lanes[i].dec->tracker_.before_iteration(s_.data() + (size_t)row0_[i] * d_, lanes[i].in.T);
+    }
+    // active_ lanes occupy consecutive rows from 0 in this order: seg_[0..na)
+    m_.core_iteration_segments(s_.data(), e_.data(), seg_.data(), na, it, ws_);
+    // the gate's cumulative probability needs every iteration's gate
+    for (int j = 0; j < na; ++j) {
+      const int i = active_[j];
+      if (!lanes[i].in.checks || !lanes[i].policy.exit.needs_gate()) continue;
+      float g;
+      m_.exit_gate(s_.data() + (size_t)(row0_[i] + lanes[i].in.T - 1) * d_, 1, &g);
+      lanes[i].dec->tracker_.observe_gate(g);
+    }
+    // The lanes that check their criterion after this iteration.
+    sub_.clear();
+    logit_sub_.clear();
+    for (int i : active_) {
+      const DepthPolicy& p = lanes[i].policy;
+      const int every = p.check_every > 0 ? p.check_every : 1;
+      if (!lanes[i].in.checks || it < p.min_steps || (it - p.min_steps) % every != 0) continue;
+      sub_.push_back(i);
+      if (p.exit.needs_logits()) logit_sub_.push_back(i);
+    }
+    if (!logit_sub_.empty()) head_for(logit_sub_, lanes, false, it + 1);
+    exited_.clear();
+    for (int i : sub_) {
+      Lane& l = lanes[i];
+      const float* s = s_.data() + (size_t)row0_[i] * d_;
+      const double v = l.dec->tracker_.value(l.dec->logits_.data(), s, l.in.T);
+      const bool ex = l.dec->tracker_.exits(v);
+      if (l.policy.exit.needs_logits()) have_logits_[i] = 1;
+      if (l.checks) l.checks->push_back({it + 1, v, ex});
+      if (ex) {
+        l.result = PassResult{it + 1, true};
+        exited_.push_back(i);
+      }
+    }
+    // Exited lanes: their logits (the coda on the exit state for latent
+    // criteria), their state; then they leave the batch.
+    if (!exited_.empty()) {
+      sub_.clear();
+      for (int i : exited_)
+        if (!lanes[i].policy.exit.needs_logits()) sub_.push_back(i);
+      if (!sub_.empty()) head_for(sub_, lanes, false, it + 1);
+      for (int i : exited_)
+        std::memcpy(lanes[i].dec->s_.data(), s_.data() + (size_t)row0_[i] * d_, sizeof(float) * lanes[i].in.T * d_);
+    }
+    // Lanes that ran their last iteration.
+    done_.clear();
+    for (int i : active_)
+      if (it + 1 >= lanes[i].policy.max_steps && std::find(exited_.begin(), exited_.end(), i) == exited_.end())
+        done_.push_back(i);
+    if (!done_.empty()) finish_full_depth(done_);
+    if (!exited_.empty() || !done_.empty()) compact();
+  }
 }
 
 }  // namespace huginn::infer

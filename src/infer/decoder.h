@@ -31,9 +31,9 @@ struct PassInput {
   const int* ids = nullptr;       // T token ids, or
   const float* embeds = nullptr;  // T rows of scaled input embeddings (before the prelude)
   int T = 1;
-  const float* start = nullptr;   // T rows of start state; null: the model's initial state
-  int logit_rows = 1;             // logits for the last rows (checks always use the last row)
-  bool checks = true;             // false: no criterion checks in this pass (full depth)
+  const float* start = nullptr;  // T rows of start state; null: the model's initial state
+  int logit_rows = 1;            // logits for the last rows (checks always use the last row)
+  bool checks = true;            // false: no criterion checks in this pass (full depth)
 };
 
 struct PassResult {
@@ -78,10 +78,12 @@ class Decoder {
   std::unique_ptr<BatchRunner> solo_;  // for run()
 };
 
-// One sequence's part in a batched pass.
+// One sequence's part in a batched pass: its input and its own depth policy
+// (iterations, exit checks): lanes of one pass may differ in both.
 struct Lane {
   Decoder* dec = nullptr;
   PassInput in;
+  DepthPolicy policy;                        // the exit criterion itself lives in the decoder's tracker
   std::vector<ExitCheck>* checks = nullptr;  // the criterion checks, if wanted
   PassResult result;
 };
@@ -91,7 +93,11 @@ class BatchRunner {
   // Room for passes of up to max_rows rows in all, max_lanes sequences, caches
   // of up to `capacity` positions and max_logit_rows logit rows in all.
   BatchRunner(const Model& m, int max_rows, int max_lanes, int capacity, int max_logit_rows);
-  // One pass for every lane; each lane's decoder then holds its state and logits.
+  // One pass for every lane, each under its own lane.policy; each lane's
+  // decoder then holds its state and logits. A lane leaves the batch when it
+  // exits or reaches its own max_steps.
+  void run(Lane* lanes, int n);
+  // The same, every lane under policy p.
   void run(Lane* lanes, int n, const DepthPolicy& p);
   Workspace& workspace() { return ws_; }
 
@@ -106,7 +112,7 @@ class BatchRunner {
   Workspace ws_;
   std::vector<float> e_, s_, g_, lg_;
   std::vector<Segment> seg_, sub_seg_;
-  std::vector<int> active_, row0_, sub_, exited_, have_logits_;
+  std::vector<int> active_, row0_, sub_, logit_sub_, exited_, done_, have_logits_;
 };
 
 }  // namespace huginn::infer

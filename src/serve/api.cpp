@@ -1,6 +1,4 @@
 // `huginn serve`'s request/response logic (see include/huginn/server_api.h).
-#include "huginn/server_api.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -10,10 +8,12 @@
 #include <set>
 
 #include "huginn/chat.h"
+#include "huginn/check.h"
 #include "huginn/exit_criteria.h"
 #include "huginn/json.h"
 #include "huginn/kv_cache.h"
-#include "huginn/check.h"
+#include "huginn/server_api.h"
+#include "tensor/kernels.h"
 
 namespace huginn::serve {
 using json = nlohmann::json;
@@ -152,7 +152,10 @@ const char* finish_reason(const std::string& stop_reason) {
 
 Api::Api(const Model& model, std::optional<Tokenizer> tokenizer, std::vector<int> stop_ids, std::string name,
          ServerConfig config)
-    : m_(model), tok_(std::move(tokenizer)), stop_ids_(std::move(stop_ids)), name_(std::move(name)),
+    : m_(model),
+      tok_(std::move(tokenizer)),
+      stop_ids_(std::move(stop_ids)),
+      name_(std::move(name)),
       cfg_(std::move(config)) {
   if (stop_ids_.empty()) stop_ids_ = default_stop_tokens(model.config());  // the family's (Ouro: eos)
   if (cfg_.max_steps < 1) fail("the largest steps a request may ask for must be >= 1, got ", cfg_.max_steps);
@@ -192,8 +195,8 @@ json Api::models() const {
   bool chat = false;
   if (tok_) {
     chat = true;
-    for (const char* t : {chat_tokens::kBeginText, chat_tokens::kBeginHeader, chat_tokens::kEndHeader,
-                          chat_tokens::kEndTurn})
+    for (const char* t :
+         {chat_tokens::kBeginText, chat_tokens::kBeginHeader, chat_tokens::kEndHeader, chat_tokens::kEndTurn})
       chat = chat && tok_->token_to_id(t) >= 0;
   }
   json info = {{"n_embd", c.n_embd},
@@ -210,12 +213,10 @@ json Api::models() const {
                {"stop_tokens", stop_ids_},
                {"defaults", {{"steps", default_steps()}, {"exit", cfg_.exit}, {"cache", cfg_.cache}}},
                {"max_steps", cfg_.max_steps}};
-  return json{{"object", "list"},
-              {"data", json::array({json{{"id", name_},
-                                         {"object", "model"},
-                                         {"created", 0},
-                                         {"owned_by", "huginn"},
-                                         {"huginn", info}}})}};
+  return json{
+      {"object", "list"},
+      {"data", json::array({json{
+                   {"id", name_}, {"object", "model"}, {"created", 0}, {"owned_by", "huginn"}, {"huginn", info}}})}};
 }
 
 ApiRequest Api::parse(std::string_view body, bool chat) const {
@@ -226,12 +227,30 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
     bad(e.what());
   }
   if (!j.is_object()) bad("the request body must be a JSON object");
-  static const std::set<std::string> common = {
-      "model",  "max_tokens", "temperature", "top_p",     "top_k", "min_p",  "repetition_penalty", "seed",
-      "stop",   "stream",     "n",           "steps",     "exit",  "min_steps", "cache",           "continuous"};
+  static const std::set<std::string> common = {"model",
+                                               "max_tokens",
+                                               "temperature",
+                                               "top_p",
+                                               "top_k",
+                                               "min_p",
+                                               "repetition_penalty",
+                                               "seed",
+                                               "stop",
+                                               "stream",
+                                               "n",
+                                               "steps",
+                                               "exit",
+                                               "min_steps",
+                                               "cache",
+                                               "continuous",
+                                               "logprobs",
+                                               "stream_options",
+                                               "max_completion_tokens",
+                                               "user"};
+  static const std::set<std::string> chat_only = {"top_logprobs"};
   const char* prompt_key = chat ? "messages" : "prompt";
   for (auto& [k, v] : j.items())
-    if (k != prompt_key && !common.count(k))
+    if (k != prompt_key && !common.count(k) && !(chat && chat_only.count(k)))
       bad(str("unknown field '", shorten(k), "'", chat ? " in a chat completion request" : " in a completion request"));
 
   const ModelConfig& c = m_.config();
@@ -239,8 +258,25 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
   r.chat = chat;
   if (auto m = j.find("model"); m != j.end() && !m->is_null() && !m->is_string())
     bad("'model' must be a string, got " + brief(*m));
-  if (auto n = get_int(j, "n", 1, 1)) (void)n;
+  r.n = (int)get_int(j, "n", 1, 16).value_or(1);
   r.stream = get_bool(j, "stream").value_or(false);
+  if (auto so = j.find("stream_options"); so != j.end() && !so->is_null()) {
+    if (!so->is_object()) bad("'stream_options' must be an object, got " + brief(*so));
+    if (!r.stream) bad("'stream_options' is only allowed with \"stream\": true");
+    for (auto& [k, v] : so->items())
+      if (k != "include_usage") bad(str("unknown field '", shorten(k), "' in 'stream_options'"));
+    r.include_usage = get_bool(*so, "include_usage").value_or(false);
+  }
+  if (auto u = j.find("user"); u != j.end() && !u->is_null() && !u->is_string())
+    bad("'user' must be a string, got " + brief(*u));
+  if (chat) {
+    const bool want = get_bool(j, "logprobs").value_or(false);
+    const auto top = get_int(j, "top_logprobs", 0, 20);
+    if (top && !want) bad("'top_logprobs' needs \"logprobs\": true");
+    if (want) r.logprobs = (int)top.value_or(0);
+  } else if (auto lp = get_int(j, "logprobs", 0, 5)) {
+    r.logprobs = (int)*lp;
+  }
 
   // ---- the prompt ----
   auto pit = j.find(prompt_key);
@@ -259,7 +295,8 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
       if (pit->empty()) bad("'prompt' is empty");
       for (size_t i = 0; i < pit->size(); ++i) {
         const json& x = (*pit)[i];
-        if (!x.is_number_integer()) bad(str("'prompt' must be a string or an array of token ids; entry ", i, " is ", brief(x)));
+        if (!x.is_number_integer())
+          bad(str("'prompt' must be a string or an array of token ids; entry ", i, " is ", brief(x)));
         const bool neg = x.is_number_integer() && !x.is_number_unsigned() && x.get<long long>() < 0;
         if (neg || x.get<unsigned long long>() >= (unsigned long long)c.vocab_size)
           bad(str("'prompt' token id ", dump(x), " (entry ", i, ") is outside the vocabulary [0, ", c.vocab_size, ")"));
@@ -303,10 +340,15 @@ ApiRequest Api::parse(std::string_view body, bool chat) const {
   GenerateOptions& g = r.options;
   static_cast<DecodeSpec&>(g) = defaults_;
   const int room = c.block_size - P;
-  if (auto mt = get_int(j, "max_tokens", 1, 1 << 30)) {
+  auto mt = get_int(j, "max_tokens", 1, 1 << 30);
+  if (auto mct = get_int(j, "max_completion_tokens", 1, 1 << 30)) {
+    if (mt && *mt != *mct) bad("'max_tokens' and 'max_completion_tokens' differ; give one");
+    mt = mct;
+  }
+  if (mt) {
     if (*mt > room)
-      bad(str("the prompt (", P, " tokens) plus max_tokens (", *mt, ") exceeds the model's context of ",
-              c.block_size, " tokens"));
+      bad(str("the prompt (", P, " tokens) plus max_tokens (", *mt, ") exceeds the model's context of ", c.block_size,
+              " tokens"));
     g.max_new_tokens = (int)*mt;
   } else {
     g.max_new_tokens = chat ? room : std::min(cfg_.default_max_tokens, room);
@@ -389,75 +431,259 @@ std::string Api::text_of(const ApiRequest& r, const std::vector<int>& tokens) co
   return text + out.finish();
 }
 
-json Api::complete(const ApiRequest& r, const ChunkFn& on_chunk) const {
-  const std::string id = new_id(r.chat);
-  const long long created = (long long)std::time(nullptr);
-  const char* object = r.chat ? "chat.completion" : "text_completion";
-  const char* chunk_object = r.chat ? "chat.completion.chunk" : "text_completion";
-  bool first_chunk = true;
-  auto chunk = [&](const std::string& piece, const json& finish) {
-    json choice = {{"index", 0}, {"finish_reason", finish}};
-    if (r.chat) {
-      json delta = {{"content", piece}};
-      if (first_chunk) delta["role"] = "assistant";
-      choice["delta"] = delta;
-    } else {
-      choice["text"] = piece;
-    }
-    first_chunk = false;
-    return json{{"id", id}, {"object", chunk_object}, {"created", created}, {"model", name_}, {"choices", json::array({choice})}};
-  };
+GenerateOptions ApiRequest::choice_options(int i) const {
+  GenerateOptions g = options;
+  g.sampling.seed += (uint64_t)i;
+  g.seed += (uint64_t)i;
+  return g;
+}
 
-  OutputText out(tok_, r.options.stop_tokens, r.options.stop_strings);
-  std::string text;
-  struct Aborted {};
-  TokenCallback cb;
-  if (on_chunk)
-    cb = [&](const TokenEvent& ev) {
-      if (ev.thought) return;
-      const std::string piece = out.push(ev.token);
-      text += piece;
-      json c = chunk(piece, nullptr);
-      c["huginn"] = {{"token", ev.token}, {"steps", ev.steps}};
-      if (!on_chunk(c)) throw Aborted{};
-    };
-  SequenceResult res;
+std::string Api::token_text(int id) const {
+  if (!tok_) return std::to_string(id);
+  if (tok_->id_to_token(id).empty()) return std::string();
+  return tok_->decode({id});
+}
+
+json Api::tokenize(std::string_view body) const {
+  json j;
   try {
-    res = generate(m_, r.prompt, r.options, cb);
-  } catch (const Aborted&) {
-    return nullptr;
+    j = parse_json(body, "the request body");
+  } catch (const Error& e) {
+    bad(e.what());
   }
-  if (!on_chunk)
-    for (int t : res.tokens) text += out.push(t);
-  const std::string tail = out.finish();
-  text += tail;
+  if (!j.is_object()) bad("the request body must be a JSON object");
+  for (auto& [k, v] : j.items())
+    if (k != "content" && k != "add_special") bad(str("unknown field '", shorten(k), "' in a tokenize request"));
+  const auto text = get_string(j, "content");
+  if (!text) bad("missing field 'content'");
+  if (!tok_) bad("this model has no tokenizer.json");
+  const bool special = get_bool(j, "add_special").value_or(false);
+  try {
+    return json{{"tokens", tok_->encode(*text, special)}};
+  } catch (const Error& e) {
+    bad(str("'content' cannot be tokenized: ", e.what()));
+  }
+}
 
+json Api::detokenize(std::string_view body) const {
+  json j;
+  try {
+    j = parse_json(body, "the request body");
+  } catch (const Error& e) {
+    bad(e.what());
+  }
+  if (!j.is_object()) bad("the request body must be a JSON object");
+  for (auto& [k, v] : j.items())
+    if (k != "tokens") bad(str("unknown field '", shorten(k), "' in a detokenize request"));
+  auto it = j.find("tokens");
+  if (it == j.end() || !it->is_array()) bad("'tokens' must be an array of token ids");
+  std::vector<int> ids;
+  const int V = m_.config().vocab_size;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const json& x = (*it)[i];
+    if (!x.is_number_integer() || (!x.is_number_unsigned() && x.get<long long>() < 0) ||
+        x.get<unsigned long long>() >= (unsigned long long)V)
+      bad(str("'tokens' entry ", i, " (", brief(x), ") is not a token id in [0, ", V, ")"));
+    ids.push_back(x.get<int>());
+  }
+  if (!tok_) {
+    std::string out;
+    for (size_t i = 0; i < ids.size(); ++i) out += (i ? " " : "") + std::to_string(ids[i]);
+    return json{{"content", out}};
+  }
+  return json{{"content", tok_->decode(ids)}};
+}
+
+struct Reply::Choice {
+  OutputText out;
+  std::string text;  // sent so far
+  bool first = true;
+  size_t text_offset = 0;  // completions logprobs: the offset of the next token's text
+  Choice(const Api& api, const ApiRequest& r) : out(api.tok_, r.options.stop_tokens, r.options.stop_strings) {}
+};
+
+Reply::Reply(const Api& api, const ApiRequest& r)
+    : api_(api), r_(r), id_(new_id(r.chat)), created_((long long)std::time(nullptr)) {
+  for (int i = 0; i < r.n; ++i) choices_.push_back(std::make_unique<Choice>(api, r));
+}
+Reply::~Reply() = default;
+
+json Reply::chunk(int i, const std::string& piece, const json& finish) {
+  Choice& c = *choices_[i];
+  json choice = {{"index", i}, {"finish_reason", finish}};
+  if (r_.chat) {
+    json delta = {{"content", piece}};
+    if (c.first) delta["role"] = "assistant";
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = piece;
+  }
+  c.first = false;
+  return json{{"id", id_},
+              {"object", r_.chat ? "chat.completion.chunk" : "text_completion"},
+              {"created", created_},
+              {"model", api_.name_},
+              {"choices", json::array({choice})}};
+}
+
+json Reply::logprobs_of(Choice& c, const std::vector<JobToken>& toks, size_t offset) {
+  if (r_.chat) {
+    json content = json::array();
+    auto entry = [&](int id, float lp) {
+      const std::string t = api_.token_text(id);
+      json bytes = json::array();
+      for (unsigned char ch : t) bytes.push_back((int)ch);
+      return json{{"token", t}, {"logprob", lp}, {"bytes", bytes}};
+    };
+    for (auto& t : toks) {
+      json e = entry(t.token, t.logprob);
+      json top = json::array();
+      for (auto& [id, lp] : t.top) top.push_back(entry(id, lp));
+      e["top_logprobs"] = top;
+      content.push_back(e);
+    }
+    return json{{"content", content}};
+  }
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  size_t off = offset;
+  for (auto& t : toks) {
+    const std::string s = api_.token_text(t.token);
+    tokens.push_back(s);
+    lps.push_back(t.logprob);
+    json top = json::object();
+    for (auto& [id, lp] : t.top) top[api_.token_text(id)] = lp;
+    tops.push_back(top);
+    offs.push_back(off);
+    off += s.size();
+  }
+  c.text_offset = off;
+  return json{{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+}
+
+json Reply::token_chunk(int i, const JobToken& t) {
+  Choice& c = *choices_[i];
+  const std::string piece = c.out.push(t.token);
+  c.text += piece;
+  json j = chunk(i, piece, nullptr);
+  if (r_.logprobs >= 0) j["choices"][0]["logprobs"] = logprobs_of(c, {t}, c.text_offset);
+  j["huginn"] = {{"token", t.token}, {"steps", t.steps}};
+  return j;
+}
+
+json Reply::huginn_of(const SequenceResult& res) const {
   double mean = 0;
   for (int s : res.steps) mean += s;
   if (!res.steps.empty()) mean /= (double)res.steps.size();
-  const int P = (int)r.prompt.size(), N = (int)res.tokens.size();
-  const json usage = {{"prompt_tokens", P}, {"completion_tokens", N}, {"total_tokens", P + N}};
-  const json huginn = {{"tokens", res.tokens},
-                       {"steps", res.steps},
-                       {"mean_steps", mean},
-                       {"core_iterations", res.core_iterations},
-                       {"kv_bytes", res.kv_bytes},
-                       {"stop_reason", res.stop_reason},
-                       {"max_steps", r.options.steps},
-                       {"exit", r.options.exit_str()},
-                       {"cache", r.options.cache}};
-  const char* fin = finish_reason(res.stop_reason);
-  if (on_chunk) {
-    json last = chunk(tail, fin);
-    last["usage"] = usage;
-    last["huginn"] = huginn;
-    if (!on_chunk(last)) return nullptr;
+  return json{{"tokens", res.tokens},
+              {"steps", res.steps},
+              {"mean_steps", mean},
+              {"core_iterations", res.core_iterations},
+              {"kv_bytes", res.kv_bytes},
+              {"stop_reason", res.stop_reason},
+              {"max_steps", r_.options.steps},
+              {"exit", r_.options.exit_str()},
+              {"cache", r_.options.cache}};
+}
+
+json Reply::usage_of(const std::vector<SequenceResult>& res) const {
+  const int P = (int)r_.prompt.size();
+  int N = 0;
+  for (auto& x : res) N += (int)x.tokens.size();
+  return json{{"prompt_tokens", P}, {"completion_tokens", N}, {"total_tokens", P + N}};
+}
+
+json Reply::final_chunk(int i, const SequenceResult& res) {
+  Choice& c = *choices_[i];
+  const std::string tail = c.out.finish();
+  c.text += tail;
+  json j = chunk(i, tail, finish_reason(res.stop_reason));
+  j["huginn"] = huginn_of(res);
+  return j;
+}
+
+json Reply::usage_chunk(const std::vector<SequenceResult>& res) const {
+  return json{{"id", id_},
+              {"object", r_.chat ? "chat.completion.chunk" : "text_completion"},
+              {"created", created_},
+              {"model", api_.name_},
+              {"choices", json::array()},
+              {"usage", usage_of(res)}};
+}
+
+json Reply::whole(const std::vector<SequenceResult>& res, const std::vector<std::vector<JobToken>>& tokens) {
+  json choices = json::array();
+  for (size_t i = 0; i < res.size(); ++i) {
+    Choice& c = *choices_[i];
+    std::string text;
+    for (int t : res[i].tokens) text += c.out.push(t);
+    text += c.out.finish();
+    json choice = {{"index", i}, {"finish_reason", finish_reason(res[i].stop_reason)}};
+    if (r_.chat)
+      choice["message"] = {{"role", "assistant"}, {"content", text}};
+    else
+      choice["text"] = text;
+    if (r_.logprobs >= 0) choice["logprobs"] = i < tokens.size() ? logprobs_of(c, tokens[i], 0) : json(nullptr);
+    choices.push_back(choice);
   }
-  json choice = {{"index", 0}, {"finish_reason", fin}};
-  if (r.chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
-  else choice["text"] = text;
-  return json{{"id", id},          {"object", object}, {"created", created}, {"model", name_},
-              {"choices", json::array({choice})}, {"usage", usage},   {"huginn", huginn}};
+  json out = {{"id", id_},           {"object", r_.chat ? "chat.completion" : "text_completion"},
+              {"created", created_}, {"model", api_.name_},
+              {"choices", choices},  {"usage", usage_of(res)}};
+  // the `huginn` object: the first choice's, with every choice's under "choices" when n > 1
+  out["huginn"] = huginn_of(res[0]);
+  if (res.size() > 1) {
+    json all = json::array();
+    for (auto& x : res) all.push_back(huginn_of(x));
+    out["huginn"]["choices"] = all;
+  }
+  return out;
+}
+
+json Api::complete(const ApiRequest& r, const ChunkFn& on_chunk) const {
+  // Every choice in one batch (each its own sequence), in this thread.
+  Reply reply(*this, r);
+  struct Aborted {};
+  std::vector<std::vector<JobToken>> toks(r.n);
+  std::vector<SequenceResult> res;
+  std::vector<float> lp(m_.config().vocab_size);
+  for (int i = 0; i < r.n; ++i) {
+    const GenerateOptions g = r.choice_options(i);
+    GenerateOptions gl = g;
+    gl.record_logits = r.logprobs >= 0;
+    TokenCallback cb = [&](const TokenEvent& ev) {
+      if (ev.thought || !on_chunk) return;
+      JobToken t;
+      t.token = ev.token;
+      t.steps = ev.steps;
+      if (!on_chunk(reply.token_chunk(i, t))) throw Aborted{};
+    };
+    try {
+      res.push_back(generate(m_, r.prompt, gl, cb));
+    } catch (const Aborted&) {
+      return nullptr;
+    }
+    if (r.logprobs >= 0) {  // from the recorded logits, as the server's scheduler computes them
+      const int V = m_.config().vocab_size;
+      for (size_t k = 0; k < res[i].tokens.size(); ++k) {
+        kern::log_softmax(res[i].step_logits.data() + k * V, lp.data(), V);
+        JobToken t;
+        t.token = res[i].tokens[k];
+        t.steps = res[i].steps[k];
+        t.logprob = lp[t.token];
+        std::vector<int> idx(V);
+        for (int v = 0; v < V; ++v) idx[v] = v;
+        const int kk = std::min(r.logprobs, V);
+        std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(),
+                          [&](int a, int b) { return lp[a] > lp[b] || (lp[a] == lp[b] && a < b); });
+        for (int v = 0; v < kk; ++v) t.top.emplace_back(idx[v], lp[idx[v]]);
+        toks[i].push_back(std::move(t));
+      }
+      res[i].step_logits.clear();
+    }
+    if (on_chunk && !on_chunk(reply.final_chunk(i, res[i]))) return nullptr;
+  }
+  if (on_chunk && r.include_usage && !on_chunk(reply.usage_chunk(res))) return nullptr;
+  Reply whole(*this, r);
+  return whole.whole(res, toks);
 }
 
 }  // namespace huginn::serve

@@ -1,0 +1,395 @@
+// Load benchmark for `huginn serve` (loopback only): starts the server as a
+// subprocess for each --parallel setting, drives it with N concurrent
+// streaming clients (raw sockets, one thread each) and reports aggregate
+// tokens/s, time to first token p50/p99, inter-token gap p50/p99, errors,
+// replies that differ from the same request served alone, and the server's
+// RSS before and after. Without -m: the standard d=512 config (random
+// weights, written to a temporary directory; prompts as token ids).
+//
+//   bench_serve --bin build/bin/huginn [-m DIR] --parallel 1,8 --clients 1,8,32,64 --steps 8 [--exit kl:5e-4]
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_model.h"
+#include "huginn/checkpoint.h"
+#include "huginn/config.h"
+
+namespace {
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct Server {
+  pid_t pid = -1;
+  int port = 0;
+  std::string log;
+  Server(const std::string& bin, const std::vector<std::string>& args, const std::string& log_path) : log(log_path) {
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe");
+    pid = ::fork();
+    if (pid == 0) {
+      ::dup2(out[1], 1);
+      const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) ::dup2(fd, 2);
+      ::close(out[0]);
+      ::close(out[1]);
+      std::vector<char*> argv;
+      std::string b = bin;
+      argv.push_back(b.data());
+      std::vector<std::string> a = args;
+      for (auto& x : a) argv.push_back(x.data());
+      argv.push_back(nullptr);
+      ::execv(b.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string line;
+    const auto deadline = Clock::now() + std::chrono::seconds(120);
+    while (line.find('\n') == std::string::npos && Clock::now() < deadline) {
+      pollfd p{out[0], POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::read(out[0], buf, sizeof buf);
+      if (n <= 0) break;
+      line.append(buf, (size_t)n);
+    }
+    ::close(out[0]);
+    const size_t c = line.rfind(':');
+    if (line.rfind("listening on", 0) == 0 && c != std::string::npos) port = std::atoi(line.c_str() + c + 1);
+    if (port <= 0) throw std::runtime_error("the server did not start: " + line);
+  }
+  long rss_kb() const {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::string k;
+    long v = -1;
+    while (f >> k)
+      if (k == "VmRSS:") {
+        f >> v;
+        break;
+      }
+    return v;
+  }
+  ~Server() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      int st = 0;
+      for (int i = 0; i < 200 && ::waitpid(pid, &st, WNOHANG) == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+    }
+  }
+};
+
+struct Reply {
+  bool ok = false;
+  std::string error;
+  std::vector<int> tokens, steps;
+  double ttft = 0;           // seconds
+  std::vector<double> gaps;  // seconds between token events
+};
+
+int connect_to(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, (sockaddr*)&a, sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+// One streaming request; token events timed as they arrive.
+Reply stream_request(int port, const std::string& body) {
+  Reply r;
+  const auto t0 = Clock::now();
+  const int fd = connect_to(port);
+  if (fd < 0) {
+    r.error = "connect failed";
+    return r;
+  }
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Connection: close\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != (ssize_t)req.size()) {
+    ::close(fd);
+    r.error = "send failed";
+    return r;
+  }
+  std::string buf;
+  size_t scan = 0;
+  bool head = false, done = false;
+  Clock::time_point last;
+  char tmp[65536];
+  while (!done) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 300000) <= 0) {
+      r.error = "timeout";
+      break;
+    }
+    const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+    if (n <= 0) break;
+    const auto now = Clock::now();
+    buf.append(tmp, (size_t)n);
+    if (!head) {
+      const size_t e = buf.find("\r\n\r\n");
+      if (e == std::string::npos) continue;
+      if (buf.compare(0, 12, "HTTP/1.1 200") != 0) {
+        r.error = buf.substr(0, buf.find("\r\n"));
+        break;
+      }
+      head = true;
+      scan = e + 4;
+    }
+    while (true) {
+      const size_t d = buf.find("data: ", scan);
+      if (d == std::string::npos) break;
+      const size_t e = buf.find("\n\n", d);
+      if (e == std::string::npos) break;
+      const std::string payload = buf.substr(d + 6, e - d - 6);
+      scan = e + 2;
+      if (payload == "[DONE]") {
+        done = true;
+        break;
+      }
+      json j;
+      try {
+        j = json::parse(payload);
+      } catch (...) {
+        r.error = "bad event";
+        done = true;
+        break;
+      }
+      if (j.contains("error")) {
+        r.error = j["error"]["message"];
+        done = true;
+        break;
+      }
+      if (j["choices"].empty() || !j["choices"][0]["finish_reason"].is_null()) continue;
+      r.tokens.push_back(j["huginn"]["token"]);
+      r.steps.push_back(j["huginn"]["steps"]);
+      if (r.tokens.size() == 1)
+        r.ttft = std::chrono::duration<double>(now - t0).count();
+      else
+        r.gaps.push_back(std::chrono::duration<double>(now - last).count());
+      last = now;
+    }
+  }
+  ::close(fd);
+  r.ok = done && r.error.empty();
+  if (!r.ok && r.error.empty()) r.error = "stream ended early";
+  return r;
+}
+
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, (size_t)(p / 100.0 * (double)v.size()));
+  return v[i];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("load benchmark for huginn serve (loopback)");
+  std::string bin = "build/bin/huginn", model, parallel_s = "1,8", clients_s = "1,8,32,64", exit = "none";
+  int steps = 8, max_tokens = 32, per_client = 4, threads = 2, prompt_len = 16, distinct = 64, soak = 0, stalled = 0,
+      stall_tokens = 500;
+  double temperature = 0.8;
+  app.add_option("--bin", bin, "the huginn binary");
+  app.add_option("-m,--model", model, "model directory (default: the standard d=512 config, random weights)");
+  app.add_option("--parallel", parallel_s, "server --parallel settings, comma-separated (default 1,8)");
+  app.add_option("--clients", clients_s, "concurrent clients, comma-separated (default 1,8,32,64)");
+  app.add_option("--steps", steps, "iterations per token (the maximum with an exit; default 8)");
+  app.add_option("--exit", exit, "exit criterion (default none)");
+  app.add_option("--max-tokens", max_tokens, "tokens per reply (default 32)");
+  app.add_option("--requests", per_client, "requests per client (default 4)");
+  app.add_option("--prompt", prompt_len, "prompt tokens (random ids, standard model; default 16)");
+  app.add_option("--distinct", distinct, "distinct requests (seeds), each also served alone (default 64)");
+  app.add_option("--temperature", temperature, "sampling temperature, seeded per request (default 0.8)");
+  app.add_option("-t,--threads", threads, "server threads (default 2)");
+  app.add_option("--stalled", stalled,
+                 "extra clients per phase that start a long stream and never read it (their effect on the others)");
+  app.add_option("--stall-tokens", stall_tokens, "max_tokens of a stalled client's stream (default 500)");
+  app.add_option("--soak", soak, "then this many requests at the largest client count: RSS after 100 and at the end");
+  CLI11_PARSE(app, argc, argv);
+
+  auto split = [](const std::string& s) {
+    std::vector<int> v;
+    std::stringstream ss(s);
+    std::string x;
+    while (std::getline(ss, x, ',')) v.push_back(std::stoi(x));
+    return v;
+  };
+  const std::vector<int> parallels = split(parallel_s), clients = split(clients_s);
+  std::filesystem::path tmp;
+  std::string dir = model, model_name = model;
+  std::string prompt_json;
+  if (dir.empty()) {
+    tmp = std::filesystem::temp_directory_path() / ("huginn-bench-serve-" + std::to_string(::getpid()));
+    huginn::bench::BenchModel b = huginn::bench::load_bench_model("");
+    huginn::save_checkpoint(tmp.string(), b.model->config(), b.flat.data());
+    dir = tmp.string();
+    model_name = "standard d=512 (random weights)";
+    std::mt19937 rng(1);
+    json ids = json::array();
+    for (int i = 0; i < prompt_len; ++i) ids.push_back((int)(rng() % b.model->config().vocab_size));
+    prompt_json = ids.dump();
+  } else {
+    // the shipped task model: a question of its format
+    prompt_json = "\"323122331233133323333122222223333122=\"";
+  }
+  std::printf("model: %s; steps %d, exit %s, %d tokens per reply, %d requests per client, %d server threads\n",
+              model_name.c_str(), steps, exit.c_str(), max_tokens, per_client, threads);
+  std::printf(
+      "| parallel | clients | requests | errors | differ | tokens/s | TTFT p50 ms | TTFT p99 ms | gap p50 ms | "
+      "gap p99 ms | mean iters | RSS before MB | RSS after MB |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::fflush(stdout);
+  json all = json::array();
+  for (int par : parallels) {
+    const std::string log = (std::filesystem::temp_directory_path() /
+                             ("huginn-bench-serve-" + std::to_string(::getpid()) + "-" + std::to_string(par) + ".log"))
+                                .string();
+    Server srv(bin,
+               {"-t", std::to_string(threads), "serve", "-m", dir, "--port", "0", "--parallel", std::to_string(par),
+                "--max-queue", "256", "--max-steps", std::to_string(std::max(steps, 1024))},
+               log);
+    auto body = [&](int seed) {
+      json j = {{"prompt", json::parse(prompt_json)},
+                {"max_tokens", max_tokens},
+                {"steps", steps},
+                {"exit", exit},
+                {"stream", true},
+                {"temperature", temperature},
+                {"seed", seed}};
+      return j.dump();
+    };
+    // every distinct request served alone: the reference replies
+    std::vector<Reply> ref(distinct);
+    for (int s = 0; s < distinct; ++s) ref[s] = stream_request(srv.port, body(s));
+    auto phase = [&](int C, int total, long* rss_at_100) {
+      // clients that stop reading: a long stream each, never read until the phase ends
+      std::vector<int> stuck;
+      for (int i = 0; i < stalled; ++i) {
+        json j = json::parse(body(i));
+        j["max_tokens"] = stall_tokens;
+        const std::string b = j.dump();
+        const int fd = connect_to(srv.port);
+        if (fd < 0) continue;
+        int small = 4096;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        const std::string req =
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: " +
+            std::to_string(b.size()) + "\r\n\r\n" + b;
+        (void)!::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+        stuck.push_back(fd);
+      }
+      std::vector<Reply> out(total);
+      std::atomic<int> next{0};
+      const auto t0 = Clock::now();
+      std::vector<std::thread> th;
+      for (int c = 0; c < C; ++c)
+        th.emplace_back([&] {
+          for (int k; (k = next++) < total;) {
+            out[k] = stream_request(srv.port, body(k % distinct));
+            if (rss_at_100 && k == 100) *rss_at_100 = srv.rss_kb();
+          }
+        });
+      for (auto& t : th) t.join();
+      const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+      for (int fd : stuck) ::close(fd);
+      return std::make_pair(out, wall);
+    };
+    for (int C : clients) {
+      const long rss0 = srv.rss_kb();
+      auto [out, wall] = phase(C, C * per_client, nullptr);
+      const long rss1 = srv.rss_kb();
+      int errors = 0, differ = 0;
+      long toks = 0, iters = 0;
+      std::vector<double> ttft, gaps;
+      for (size_t k = 0; k < out.size(); ++k) {
+        const Reply& r = out[k];
+        if (!r.ok) {
+          if (errors++ == 0) std::fprintf(stderr, "first error: %s\n", r.error.c_str());
+          continue;
+        }
+        const Reply& a = ref[k % distinct];
+        if (r.tokens != a.tokens || r.steps != a.steps) ++differ;
+        toks += (long)r.tokens.size();
+        for (int s : r.steps) iters += s;
+        ttft.push_back(r.ttft * 1e3);
+        for (double g : r.gaps) gaps.push_back(g * 1e3);
+      }
+      const double tps = toks / wall;
+      std::printf("| %d | %d | %zu | %d | %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.1f | %.1f |\n", par, C,
+                  out.size(), errors, differ, tps, pct(ttft, 50), pct(ttft, 99), pct(gaps, 50), pct(gaps, 99),
+                  toks ? (double)iters / toks : 0.0, rss0 / 1024.0, rss1 / 1024.0);
+      std::fflush(stdout);
+      all.push_back({{"parallel", par},
+                     {"clients", C},
+                     {"requests", out.size()},
+                     {"errors", errors},
+                     {"differ", differ},
+                     {"tokens_per_s", tps},
+                     {"ttft_p50_ms", pct(ttft, 50)},
+                     {"ttft_p99_ms", pct(ttft, 99)},
+                     {"gap_p50_ms", pct(gaps, 50)},
+                     {"gap_p99_ms", pct(gaps, 99)},
+                     {"rss_before_kb", rss0},
+                     {"rss_after_kb", rss1}});
+    }
+    if (soak > 0) {
+      const int C = clients.back();
+      long rss100 = -1;
+      auto [out, wall] = phase(C, soak, &rss100);
+      int errors = 0, differ = 0;
+      for (size_t k = 0; k < out.size(); ++k) {
+        if (!out[k].ok)
+          ++errors;
+        else if (out[k].tokens != ref[k % distinct].tokens || out[k].steps != ref[k % distinct].steps)
+          ++differ;
+      }
+      const long rss_end = srv.rss_kb();
+      std::printf(
+          "soak (parallel %d): %d requests by %d clients in %.1f s: %d errors, %d differ; RSS after 100: %.1f "
+          "MB, after %d: %.1f MB (%+.1f%%)\n",
+          par, soak, C, wall, errors, differ, rss100 / 1024.0, soak, rss_end / 1024.0,
+          100.0 * (rss_end - rss100) / std::max(1L, rss100));
+      std::fflush(stdout);
+    }
+    std::filesystem::remove(log);
+  }
+  if (!tmp.empty()) std::filesystem::remove_all(tmp);
+  std::printf("%s\n", all.dump().c_str());
+  return 0;
+}
