@@ -68,7 +68,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 using detail::QX;
 
 // x (rows x K) into 32-blocks: d = amax/127, q = round(x/d) (ties to even).
-// Plain loops: this is O(rows*K) beside the GEMV's O(N*K).
+// Vectors of up to 8 floats; the same float operations as the scalar
+// definition, so the same bytes on every target.
 void QuantizeXImpl(Type t, const float* HWY_RESTRICT x, int rows, int K, QX* out) {
   const size_t nb = (size_t)rows * (K / 32);
   const int off = detail::quant_offset(t);
@@ -76,20 +77,34 @@ void QuantizeXImpl(Type t, const float* HWY_RESTRICT x, int rows, int K, QX* out
   out->d.resize(nb);
   out->xo.assign(off ? 8 * nb : 0, 0);
   out->xm.resize(detail::has_mins(t) ? nb : 0);
+  const hn::CappedTag<float, 8> df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const int L = (int)hn::Lanes(df);
   for (size_t b = 0; b < nb; ++b) {
     const float* xb = x + 32 * b;
-    float amax = 0;
-    bool finite = true;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i])), finite &= std::isfinite(xb[i]);
+    auto vmax = hn::Zero(df), nonfinite = hn::Zero(df);
+    for (int i = 0; i < 32; i += L) {
+      const auto v = hn::LoadU(df, xb + i);
+      vmax = hn::Max(vmax, hn::Abs(v));
+      nonfinite = hn::Add(nonfinite, hn::Mul(v, hn::Zero(df)));  // NaN once an element is inf/NaN
+    }
+    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
     // an inf/NaN in x makes the block's scale NaN, so it reaches y as NaN
     // (as a float product would) instead of as a garbage integer
+    const bool finite = !std::isnan(hn::GetLane(hn::SumOfLanes(df, nonfinite)));
     const float d = finite ? amax / 127 : NAN, id = d > 0 ? 1.0f / d : 0.0f;
     int8_t* q = out->q.data() + 32 * b;
-    int32_t s[2] = {0, 0};
-    for (int i = 0; i < 32; ++i) {
-      q[i] = (int8_t)std::nearbyint(xb[i] * id);
-      s[i / 16] += q[i];
+    auto s0 = hn::Zero(di), s1 = hn::Zero(di);
+    for (int i = 0; i < 32; i += L) {
+      const auto qi = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), hn::Set(df, id)));
+      hn::StoreU(hn::DemoteTo(d8, qi), d8, q + i);
+      if (i < 16)
+        s0 = hn::Add(s0, qi);
+      else
+        s1 = hn::Add(s1, qi);
     }
+    const int32_t s[2] = {hn::GetLane(hn::SumOfLanes(di, s0)), hn::GetLane(hn::SumOfLanes(di, s1))};
     out->d[b] = d;
     // lane 0 covers elements 0..3, lane 4 elements 16..19 of the 8 partial sums
     if (t == Type::Q6_K) {
@@ -511,10 +526,9 @@ void gemv(Type t, const void* W, size_t rb, int N, int K, const float* x, int ro
     // chunks of 16 output rows: enough work per chunk, and y's cache lines split cleanly
     const int chunks = (N + 15) / 16;
 #pragma omp parallel for schedule(static) if (N >= 64)
-    for (int c = 0; c < chunks; ++c)
-      HWY_DYNAMIC_DISPATCH(GemvRangeImpl)
-      (t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, qx, rr, y + (size_t)r0 * N, 16 * c, std::min(N, 16 * c + 16),
-       vnni);
+    for (int c = 0; c < chunks; ++c) HWY_DYNAMIC_DISPATCH(GemvRangeImpl)
+    (t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, qx, rr, y + (size_t)r0 * N, 16 * c, std::min(N, 16 * c + 16),
+     vnni);
   }
 }
 
