@@ -287,35 +287,56 @@ void Tile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, 
     xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
     xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
   }
-  __m256 acc[NR][XR];
-  float offs[NR][XR];
-  for (int i = 0; i < NR; ++i)
-    for (int j = 0; j < XR; ++j) acc[i][j] = _mm256_setzero_ps(), offs[i][j] = 0.0f;
-  for (int sb = 0; sb < nsb; ++sb) {
-    __m256 A[NR][B::kUnits];
-    float mm[NR][B::kUnits];
-    for (int i = 0; i < NR; ++i) B::Scales(row[i] + (size_t)sb * B::kBytes, A[i], mm[i]);
-    for (int u = 0; u < B::kUnits; ++u) {
-      const int ub = sb * B::kUnits + u;  // x's block
-      __m256i q[NR];
-      for (int i = 0; i < NR; ++i) q[i] = B::template Quants<kAvx512>(row[i] + (size_t)sb * B::kBytes, u);
-      for (int j = 0; j < XR; ++j) {
-        const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub));
-        const __m256 dx = _mm256_set1_ps(xd[j][ub]);
-        for (int i = 0; i < NR; ++i) {
-          __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
-          if constexpr (B::kSigned)
-            s = DotU8S8<kVnni>(s, _mm256_sign_epi8(q[i], q[i]), _mm256_sign_epi8(xv, q[i]));
-          else
-            s = DotU8S8<kVnni>(s, q[i], xv);
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[i][u], dx), acc[i][j]);
-          if constexpr (B::kMins) offs[i][j] = std::fma(mm[i][u], xm[j][ub], offs[i][j]);
-        }
+  // Two accumulators per pair, for even and odd blocks: one chain of FMAs
+  // would wait on its latency every block.
+  __m256 acc[2][NR][XR];
+  float offs[2][NR][XR];
+  for (int e = 0; e < 2; ++e)
+    for (int i = 0; i < NR; ++i)
+      for (int j = 0; j < XR; ++j) acc[e][i][j] = _mm256_setzero_ps(), offs[e][i][j] = 0.0f;
+  __m256 A[NR][B::kUnits];
+  float mm[NR][B::kUnits];
+  // unit u of super-block sb into accumulator e
+  auto unit = [&](int sb, int u, int e) HWY_ATTR {
+    const int ub = sb * B::kUnits + u;  // x's block
+    __m256i q[NR];
+    for (int i = 0; i < NR; ++i) q[i] = B::template Quants<kAvx512>(row[i] + (size_t)sb * B::kBytes, u);
+    for (int j = 0; j < XR; ++j) {
+      const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub));
+      const __m256 dx = _mm256_set1_ps(xd[j][ub]);
+      for (int i = 0; i < NR; ++i) {
+        __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
+        if constexpr (B::kSigned)
+          s = DotU8S8<kVnni>(s, _mm256_sign_epi8(q[i], q[i]), _mm256_sign_epi8(xv, q[i]));
+        else
+          s = DotU8S8<kVnni>(s, q[i], xv);
+        acc[e][i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[i][u], dx), acc[e][i][j]);
+        if constexpr (B::kMins) offs[e][i][j] = std::fma(mm[i][u], xm[j][ub], offs[e][i][j]);
       }
+    }
+  };
+  auto scales = [&](int sb) HWY_ATTR {
+    for (int i = 0; i < NR; ++i) B::Scales(row[i] + (size_t)sb * B::kBytes, A[i], mm[i]);
+  };
+  if constexpr (B::kUnits == 1) {
+    int sb = 0;
+    for (; sb + 2 <= nsb; sb += 2) {
+      scales(sb);
+      unit(sb, 0, 0);
+      scales(sb + 1);
+      unit(sb + 1, 0, 1);
+    }
+    if (sb < nsb) scales(sb), unit(sb, 0, 0);
+  } else {
+    for (int sb = 0; sb < nsb; ++sb) {
+      scales(sb);
+      for (int u = 0; u < B::kUnits; u += 2) unit(sb, u, 0), unit(sb, u + 1, 1);
     }
   }
   for (int i = 0; i < NR; ++i)
-    for (int j = 0; j < XR; ++j) y[(size_t)(r + j) * N + n + i] = HSum(acc[i][j]) + offs[i][j];
+    for (int j = 0; j < XR; ++j)
+      y[(size_t)(r + j) * N + n + i] =
+          HSum(_mm256_add_ps(acc[0][i][j], acc[1][i][j])) + (offs[0][i][j] + offs[1][i][j]);
 }
 
 // One weight row at a time, its blocks dotted with up to 4 x rows while in
