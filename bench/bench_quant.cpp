@@ -7,6 +7,9 @@
 //
 //   build/bin/bench_quant                       # all types, all shapes, 1 and 8 rows
 //   build/bin/bench_quant --types Q4_0,Q4_K --rows 1,32 -t 1
+//   valgrind --tool=callgrind build/bin/bench_quant -t 1 --types Q4_0 --rows 1 --shapes 8192x512 --seconds 0.01
+//   --span-mb 16
+//     (instructions per call: gemv's inclusive count over its calls)
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -25,7 +28,6 @@ using namespace huginn;
 using bench::clk;
 using bench::memcpy_gbs;
 using bench::secs_since;
-
 
 // CPU seconds this process has used: against wall time x threads it shows how
 // much of the machine the measurement actually got (shared machines).
@@ -52,17 +54,18 @@ static double read_gbs(size_t bytes) {
   return best;
 }
 
-
 int main(int argc, char** argv) {
   CLI::App app{"huginn quantized GEMV benchmark"};
-  std::string types_s = "F32,BF16,F16,Q8_0,Q5_0,Q4_1,Q4_0,Q6_K,Q5_K,Q4_K", rows_s = "1,8";
+  std::string types_s = "F32,BF16,F16,Q8_0,Q5_0,Q4_1,Q4_0,Q6_K,Q5_K,Q4_K", rows_s = "1,8", shapes_s;
   int threads = 0;
   double seconds = 0.2, span_mb = 256;
   app.add_option("--types", types_s, "comma-separated ggml type names");
   app.add_option("--rows", rows_s, "comma-separated activation row counts");
+  app.add_option("--shapes", shapes_s, "only these NxK shapes, e.g. 8192x512 (instruction counts under callgrind)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
   app.add_option("--seconds", seconds, "time per measurement")->check(CLI::Range(0.01, 60.0));
-  app.add_option("--span-mb", span_mb, "MiB of weight copies cycled through (beyond the caches)")->check(CLI::Range(1.0, 8192.0));
+  app.add_option("--span-mb", span_mb, "MiB of weight copies cycled through (beyond the caches)")
+      ->check(CLI::Range(1.0, 8192.0));
   CLI11_PARSE(app, argc, argv);
   try {
     if (threads > 0) omp_set_num_threads(threads);
@@ -80,15 +83,20 @@ int main(int argc, char** argv) {
     const double rbw = read_gbs(256u << 20), cbw = memcpy_gbs(256u << 20);
     std::printf("# reference: read %.1f GB/s (%d threads), memcpy %.1f GB/s (read+write, 1 thread)\n", rbw,
                 omp_get_max_threads(), cbw);
-    std::printf("# CPU share: CPU time used / (wall time x threads); below 100%% the machine was shared and the figures are low\n");
-    std::printf("# each call reads a different copy of the weights (%.0f MiB cycled); activations quantized to 8 bits for block types\n",
-                span_mb);
+    std::printf(
+        "# CPU share: CPU time used / (wall time x threads); below 100%% the machine was shared and the figures are "
+        "low\n");
+    std::printf(
+        "# each call reads a different copy of the weights (%.0f MiB cycled); activations quantized to 8 bits for "
+        "block types\n",
+        span_mb);
     std::printf("| type | N x K | rows | us/call | weight GB/s | of read bw | GFLOP/s | CPU share |\n");
     std::printf("|---|---|---|---|---|---|---|---|\n");
     std::mt19937 rng(1);
     std::normal_distribution<float> nd(0.f, 0.05f);
     for (quant::Type t : types)
       for (auto [N, K] : shapes) {
+        if (!shapes_s.empty() && ("," + shapes_s + ",").find(str(",", N, "x", K, ",")) == std::string::npos) continue;
         const size_t rb = quant::row_bytes(t, K), mb = rb * N;
         std::vector<float> w((size_t)N * K);
         for (float& v : w) v = nd(rng);
@@ -111,8 +119,8 @@ int main(int argc, char** argv) {
           }
           const double share = (cpu_secs() - c0) / (el * omp_get_max_threads());
           const double per = el / (double)calls, gbs = (double)mb / per / 1e9;
-          std::printf("| %s | %dx%d | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% |\n", quant::name(t), N, K, rows, per * 1e6, gbs,
-                      100 * gbs / rbw, 2.0 * N * K * rows / per / 1e9, 100 * share);
+          std::printf("| %s | %dx%d | %d | %.1f | %.2f | %.0f%% | %.2f | %.0f%% |\n", quant::name(t), N, K, rows,
+                      per * 1e6, gbs, 100 * gbs / rbw, 2.0 * N * K * rows / per / 1e9, 100 * share);
           std::fflush(stdout);
         }
       }

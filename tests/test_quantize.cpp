@@ -12,6 +12,7 @@
 #include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "huginn/quantize.h"
+#include "huginn/stream_write.h"
 #include "huginn/tasks.h"
 #include "huginn/train.h"
 #include "model/gguf_model.h"
@@ -342,4 +343,23 @@ TEST(Quantize, HuggingFaceParserReadsEveryType) {
 }
 
 }  // namespace
+}  // namespace huginn
+
+namespace huginn {
+// `huginn init` streams (save_random_checkpoint: each tensor generated as the
+// file reaches it) and writes exactly what save_checkpoint(init_params) does.
+TEST(Quantize, StreamingInitWritesTheSameBytes) {
+  const ModelConfig c = parse_config(
+      nlohmann::json{{"n_embd", 64}, {"n_heads", 4}, {"intermediate_size", 96}, {"vocab_size", 128}, {"block_size", 32},
+                     {"n_layers_in_prelude", 1}, {"n_layers_in_recurrent_block", 2}, {"n_layers_in_coda", 1}},
+      "test");
+  const fs::path dir = test::temp_dir("stream-init");
+  for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+    save_checkpoint((dir / "a").string(), c, init_params(c, 7).data(), dt);
+    save_random_checkpoint((dir / "b").string(), c, 7, dt);
+    for (const char* f : {"model.safetensors", "config.json"})
+      EXPECT_EQ(test::slurp(dir / "a" / f), test::slurp(dir / "b" / f)) << f << " " << dtype_name(dt);
+  }
+  fs::remove_all(dir);
+}
 }  // namespace huginn

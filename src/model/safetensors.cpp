@@ -15,6 +15,7 @@
 
 #include "huginn/common.h"
 #include "huginn/json.h"
+#include "huginn/stream_write.h"
 
 namespace huginn {
 using json = nlohmann::json;
@@ -330,12 +331,57 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
   }
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+namespace {
+// An open temporary file, renamed over its destination on commit() and
+// removed otherwise.
+class AtomicWriter {
+ public:
+  explicit AtomicWriter(const std::string& path) : path_(path), tmp_(path + ".tmp." + std::to_string(getpid())) {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd_ < 0) fail(tmp_, ": cannot create: ", std::strerror(errno));
+  }
+  ~AtomicWriter() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!done_) ::unlink(tmp_.c_str());
+  }
+  void write(const void* p, size_t n) {
+    const char* c = (const char*)p;
+    while (n) {
+      ssize_t w = ::write(fd_, c, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        fail(tmp_, ": write failed: ", std::strerror(errno));
+      }
+      c += w, n -= (size_t)w;
+    }
+  }
+  void commit() {
+    const bool ok = fsync(fd_) == 0;
+    const bool closed = ::close(fd_) == 0;
+    fd_ = -1;
+    if (!ok || !closed) fail(tmp_, ": cannot flush to disk");
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, ": rename failed: ", std::strerror(errno));
+    done_ = true;
+  }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool done_ = false;
+};
+}  // namespace
+
+namespace {
+// The writer behind both entry points: tensor i's floats come from get(i, scratch).
+void write_safetensors_impl(const std::string& path, const std::vector<StreamedTensor>& tensors,
+                            const std::map<std::string, std::string>& metadata,
+                            const std::function<const float*(size_t, std::vector<float>&)>& get) {
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
   for (auto& t : tensors) {
+    if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
+      fail(path, ": cannot write dtype ", dtype_name(t.dtype));
     int64_t n = 1;
     for (auto s : t.shape) n *= s;
     uint64_t bytes = (uint64_t)n * dtype_size(t.dtype);
@@ -344,26 +390,50 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   }
   std::string hs = h.dump();
   while (hs.size() % 8) hs.push_back(' ');
-  std::string out;
-  out.reserve(8 + hs.size() + off);
+  AtomicWriter out(path);
   uint64_t n = hs.size();
-  out.append((const char*)&n, 8);
-  out += hs;
-  for (auto& t : tensors) {
+  out.write(&n, 8);
+  out.write(hs.data(), hs.size());
+  std::vector<float> scratch;
+  std::vector<uint16_t> half;
+  constexpr int64_t kChunk = 1 << 20;  // elements converted per write
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    const StreamedTensor& t = tensors[k];
     int64_t cnt = 1;
     for (auto s : t.shape) cnt *= s;
+    const float* data = get(k, scratch);
     if (t.dtype == DType::F32) {
-      out.append((const char*)t.data, (size_t)cnt * 4);
-    } else if (t.dtype == DType::BF16 || t.dtype == DType::F16) {
-      for (int64_t i = 0; i < cnt; ++i) {
-        uint16_t v = t.dtype == DType::BF16 ? f32_to_bf16(t.data[i]) : f32_to_f16(t.data[i]);
-        out.append((const char*)&v, 2);
-      }
-    } else {
-      fail(path, ": cannot write dtype ", dtype_name(t.dtype));
+      out.write(data, (size_t)cnt * 4);
+      continue;
+    }
+    for (int64_t i0 = 0; i0 < cnt; i0 += kChunk) {
+      const int64_t m = std::min(kChunk, cnt - i0);
+      half.resize((size_t)m);
+      for (int64_t i = 0; i < m; ++i)
+        half[(size_t)i] = t.dtype == DType::BF16 ? f32_to_bf16(data[i0 + i]) : f32_to_f16(data[i0 + i]);
+      out.write(half.data(), (size_t)m * 2);
     }
   }
-  write_file_atomic(path, out);
+  out.commit();
+}
+}  // namespace
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<StreamedTensor> st;
+  for (auto& t : tensors) st.push_back({t.name, t.shape, t.dtype, {}});
+  write_safetensors_impl(path, st, metadata, [&](size_t i, std::vector<float>&) { return tensors[i].data; });
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<StreamedTensor>& tensors,
+                                const std::map<std::string, std::string>& metadata) {
+  write_safetensors_impl(path, tensors, metadata, [&](size_t i, std::vector<float>& scratch) {
+    int64_t cnt = 1;
+    for (auto s : tensors[i].shape) cnt *= s;
+    scratch.assign((size_t)cnt, 0.0f);
+    tensors[i].produce(scratch.data());
+    return (const float*)scratch.data();
+  });
 }
 
 }  // namespace huginn

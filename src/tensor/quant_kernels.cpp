@@ -1,23 +1,30 @@
 // Matrix-vector kernels over ggml block formats (interface: quant.h), compiled
 // once per instruction set by Highway and chosen at run time.
 //
-// Block types: x is quantized to 8 bits per 32-element block (scale amax/127,
-// the idea of ggml's Q8 activations; 32-element blocks for the K types too,
-// finer than ggml's Q8_K), then each weight row is unpacked once into small
-// integers (held as int16 so the products need no widening) + one float scale
-// per 16 elements + one float offset per 32, and dotted with every x row:
-//   sum_i w_i x_i = sum_blocks dx * (a_lo*sum_lo(q*qx) + a_hi*sum_hi(q*qx) - m*sum(qx))
-// with the integer sums exact: the only error is x's rounding (and float
-// accumulation). F32/F16/BF16 rows are widened to float with Highway and dotted
-// in float (ggml rounds x to F16/BF16 there; we keep it in float).
+// Block types: x is quantized to int8 per 32-element block (scale amax/127, the
+// idea of ggml's Q8 activations; 32-element blocks for the K types too, finer
+// than ggml's Q8_K). Each weight block is unpacked in registers to 32 bytes
+// (unsigned quants 0..63 for the 4/5/6-bit types, signed for Q8_0) and dotted
+// with x's int8 block by a widening multiply-add (VNNI vpdpbusd where the CPU
+// has it, else pmaddubsw + pmaddwd), giving 8 exact int32 partial sums:
+//   sum_i w_i x_i = sum_blocks dx * (A * (sum(q*qx) - off*sum(qx)) + mm * sum(qx))
+// The constant offset (8 for Q4_0, 16 for Q5_0, 32 for Q6_K per 16 elements)
+// enters the integer sum exactly (x's side precomputes -off*sum(qx) per block);
+// the float minimum of Q4_1/Q4_K/Q5_K (mm) is a scalar per block. The only
+// error is x's rounding (and float accumulation). A weight row's blocks are
+// unpacked once per tile of up to 4 x rows; every (weight row, x row) pair runs
+// the same sequence of operations whatever the tile, so a row's result does not
+// depend on the batch or the thread count.
+// F32/F16/BF16 rows are widened to float with Highway and dotted in float (ggml
+// rounds x to F16/BF16 there; we keep it in float).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "huginn/common.h"
-#include "huginn/safetensors.h"
 #include "huginn/quant.h"
+#include "huginn/safetensors.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/quant_kernels.cpp"
@@ -27,11 +34,13 @@
 #ifndef HUGINN_QUANT_KERNELS_ONCE
 #define HUGINN_QUANT_KERNELS_ONCE
 namespace huginn::quant::detail {
-// x rows quantized to int8 in 32-element blocks.
+// x rows quantized to int8 in 32-element blocks, plus what the weight type's
+// offsets need from each block.
 struct QX {
-  std::vector<int16_t> q;  // rows * K, in -127..127 (int16: multiplied without widening)
-  std::vector<float> d;    // rows * K/32 scales
-  std::vector<int32_t> s;  // rows * K/32 sums of q (for the weights' offsets)
+  std::vector<int8_t> q;    // rows * K, in -127..127
+  std::vector<float> d;     // rows * K/32 scales
+  std::vector<int32_t> xo;  // rows * K/32 * 8: integer offset lanes (-off * sums of q), zero elsewhere
+  std::vector<float> xm;    // rows * K/32: d * sum(q), for the weights' float minimums
 };
 // f16 -> f32 inline, once per block: the magnitude bits placed in a float and
 // scaled by 2^112 (exact for normals, subnormals and zero); inf/NaN the slow way.
@@ -46,6 +55,9 @@ inline float h2f(const uint8_t* p) {
 }
 inline int k4_scale(int j, const uint8_t* q) { return j < 4 ? q[j] & 63 : (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); }
 inline int k4_min(int j, const uint8_t* q) { return j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+// The integer offset per element of a type (its quants are stored unsigned).
+inline int quant_offset(Type t) { return t == Type::Q4_0 ? 8 : t == Type::Q5_0 ? 16 : t == Type::Q6_K ? 32 : 0; }
+inline bool has_mins(Type t) { return t == Type::Q4_1 || t == Type::Q4_K || t == Type::Q5_K; }
 }  // namespace huginn::quant::detail
 #endif
 
@@ -56,161 +68,53 @@ namespace hn = hwy::HWY_NAMESPACE;
 using detail::QX;
 
 // x (rows x K) into 32-blocks: d = amax/127, q = round(x/d) (ties to even).
-// Plain loops: this is O(rows*K) beside the GEMV's O(N*K).
-void QuantizeXImpl(const float* HWY_RESTRICT x, int rows, int K, QX* out) {
+// Vectors of up to 8 floats; the same float operations as the scalar
+// definition, so the same bytes on every target.
+void QuantizeXImpl(Type t, const float* HWY_RESTRICT x, int rows, int K, QX* out) {
   const size_t nb = (size_t)rows * (K / 32);
+  const int off = detail::quant_offset(t);
   out->q.resize((size_t)rows * K);
   out->d.resize(nb);
-  out->s.resize(nb);
+  out->xo.assign(off ? 8 * nb : 0, 0);
+  out->xm.resize(detail::has_mins(t) ? nb : 0);
+  const hn::CappedTag<float, 8> df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const int L = (int)hn::Lanes(df);
   for (size_t b = 0; b < nb; ++b) {
     const float* xb = x + 32 * b;
-    float amax = 0;
-    bool finite = true;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i])), finite &= std::isfinite(xb[i]);
+    auto vmax = hn::Zero(df), nonfinite = hn::Zero(df);
+    for (int i = 0; i < 32; i += L) {
+      const auto v = hn::LoadU(df, xb + i);
+      vmax = hn::Max(vmax, hn::Abs(v));
+      nonfinite = hn::Add(nonfinite, hn::Mul(v, hn::Zero(df)));  // NaN once an element is inf/NaN
+    }
+    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
     // an inf/NaN in x makes the block's scale NaN, so it reaches y as NaN
     // (as a float product would) instead of as a garbage integer
+    const bool finite = !std::isnan(hn::GetLane(hn::SumOfLanes(df, nonfinite)));
     const float d = finite ? amax / 127 : NAN, id = d > 0 ? 1.0f / d : 0.0f;
-    int16_t* q = out->q.data() + 32 * b;
-    int32_t sum = 0;
-    for (int i = 0; i < 32; ++i) {
-      q[i] = (int16_t)std::nearbyint(xb[i] * id);
-      sum += q[i];
+    int8_t* q = out->q.data() + 32 * b;
+    auto s0 = hn::Zero(di), s1 = hn::Zero(di);
+    for (int i = 0; i < 32; i += L) {
+      const auto qi = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), hn::Set(df, id)));
+      hn::StoreU(hn::DemoteTo(d8, qi), d8, q + i);
+      if (i < 16)
+        s0 = hn::Add(s0, qi);
+      else
+        s1 = hn::Add(s1, qi);
     }
+    const int32_t s[2] = {hn::GetLane(hn::SumOfLanes(di, s0)), hn::GetLane(hn::SumOfLanes(di, s1))};
     out->d[b] = d;
-    out->s[b] = sum;
-  }
-}
-
-// One weight row into quants q[K] (int16, so the dot needs no widening),
-// scales a[K/16] (per 16 elements) and offsets m[K/32]: w_i = a[i/16]*q_i -
-// m[i/32]. Same float scales as the dequantizer, so the unpacked row is exactly
-// ggml's weights. One plain loop per type, so each vectorizes on its own.
-void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int16_t* HWY_RESTRICT q, float* HWY_RESTRICT a,
-               float* HWY_RESTRICT m) {
-  using detail::h2f;
-  const int units = K / 32;
-  switch (t) {
-    case Type::Q8_0:
-      for (int u = 0; u < units; ++u, b += 34, q += 32) {
-        a[2 * u] = a[2 * u + 1] = h2f(b);
-        m[u] = 0;
-        for (int j = 0; j < 32; ++j) q[j] = (int8_t)b[2 + j];
-      }
-      return;
-    case Type::Q4_0:
-    case Type::Q4_1:
-    case Type::Q5_0: {
-      // nibbles split with vector ops; Q5_0's fifth bits: qh's bit j selected
-      // per lane by a one-hot mask
-      const hn::CappedTag<int16_t, 16> d16;  // 16 lanes (8 on SSE4: two steps)
-      const hn::Rebind<uint8_t, decltype(d16)> d8;
-      const hn::Rebind<uint16_t, decltype(d16)> du16;
-      const int L = (int)hn::Lanes(d16);
-      alignas(64) static constexpr uint16_t kBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
-      const int bb = (int)info(t).block_bytes, qoff = t == Type::Q4_0 ? 2 : t == Type::Q4_1 ? 4 : 6;
-      const auto off = hn::Set(d16, (int16_t)(t == Type::Q4_0 ? 8 : t == Type::Q5_0 ? 16 : 0));
-      const auto nib = hn::Set(du16, 0x0F);
-      for (int u = 0; u < units; ++u, b += bb, q += 32) {
-        a[2 * u] = a[2 * u + 1] = h2f(b);
-        m[u] = t == Type::Q4_1 ? -h2f(b + 2) : 0.0f;
-        uint32_t qh = 0;
-        if (t == Type::Q5_0) std::memcpy(&qh, b + 2, 4);
-        for (int j = 0; j < 16; j += L) {
-          // widen the bytes first: 16-bit shifts are native, 8-bit ones are not
-          const auto v = hn::PromoteTo(du16, hn::LoadU(d8, b + qoff + j));
-          auto lo = hn::BitCast(d16, hn::And(v, nib));
-          auto hi = hn::BitCast(d16, hn::ShiftRight<4>(v));
-          if (t == Type::Q5_0) {
-            const auto bits = hn::LoadU(du16, kBit + j), one = hn::Set(du16, 1);
-            const auto h0 = hn::Min(hn::And(hn::Set(du16, (uint16_t)qh), bits), one);
-            const auto h1 = hn::Min(hn::And(hn::Set(du16, (uint16_t)(qh >> 16)), bits), one);
-            lo = hn::Or(lo, hn::BitCast(d16, hn::ShiftLeft<4>(h0)));
-            hi = hn::Or(hi, hn::BitCast(d16, hn::ShiftLeft<4>(h1)));
-          }
-          hn::StoreU(hn::Sub(lo, off), d16, q + j);
-          hn::StoreU(hn::Sub(hi, off), d16, q + 16 + j);
-        }
-      }
-      return;
+    // lane 0 covers elements 0..3, lane 4 elements 16..19 of the 8 partial sums
+    if (t == Type::Q6_K) {
+      out->xo[8 * b] = -off * s[0];
+      out->xo[8 * b + 4] = -off * s[1];
+    } else if (off) {
+      out->xo[8 * b] = -off * (s[0] + s[1]);
     }
-    case Type::Q4_K:
-    case Type::Q5_K: {
-      const bool five = t == Type::Q5_K;
-      for (int sb = 0; sb < K / 256; ++sb, b += five ? 176 : 144) {
-        const float d = h2f(b), dmin = h2f(b + 2);
-        const uint8_t* sc = b + 4;
-        for (int j = 0; j < 8; ++j) {
-          const int u = sb * 8 + j;
-          a[2 * u] = a[2 * u + 1] = d * (float)detail::k4_scale(j, sc);
-          m[u] = dmin * (float)detail::k4_min(j, sc);
-        }
-        int16_t* dst = q + 256 * sb;
-        if (five) {
-          const uint8_t* qh = b + 16;
-          const uint8_t* qs = b + 48;
-          for (int c = 0; c < 4; ++c)
-            for (int l = 0; l < 32; ++l) {
-              dst[64 * c + l] = (int16_t)((qs[32 * c + l] & 0xF) | ((qh[l] >> (2 * c)) & 1) << 4);
-              dst[64 * c + 32 + l] = (int16_t)((qs[32 * c + l] >> 4) | ((qh[l] >> (2 * c + 1)) & 1) << 4);
-            }
-        } else {
-          const uint8_t* qs = b + 16;
-          for (int c = 0; c < 4; ++c)
-            for (int l = 0; l < 32; ++l) {
-              dst[64 * c + l] = (int16_t)(qs[32 * c + l] & 0xF);
-              dst[64 * c + 32 + l] = (int16_t)(qs[32 * c + l] >> 4);
-            }
-        }
-      }
-      return;
-    }
-    case Type::Q6_K:
-      for (int sb = 0; sb < K / 256; ++sb, b += 210) {
-        const float d = h2f(b + 208);
-        const int8_t* sc = (const int8_t*)(b + 192);
-        for (int g = 0; g < 16; ++g) a[16 * sb + g] = d * (float)sc[g];
-        for (int u = 0; u < 8; ++u) m[8 * sb + u] = 0;
-        for (int h = 0; h < 2; ++h) {
-          const uint8_t* ql = b + 64 * h;
-          const uint8_t* qh = b + 128 + 32 * h;
-          int16_t* dst = q + 256 * sb + 128 * h;
-          for (int l = 0; l < 32; ++l) {
-            dst[l] = (int16_t)(((ql[l] & 0xF) | (qh[l] & 3) << 4) - 32);
-            dst[l + 32] = (int16_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32);
-            dst[l + 64] = (int16_t)(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
-            dst[l + 96] = (int16_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
-          }
-        }
-      }
-      return;
-    default: return;
+    if (!out->xm.empty()) out->xm[b] = d * (float)(s[0] + s[1]);
   }
-}
-
-// Unpacked weight row · one quantized x row: int16 products summed pairwise
-// into int32 (pmaddwd on x86), converted to float once per scale group and
-// accumulated with the group's scale times x's block scale; the offsets' term
-// m * dx * sum(qx) is a scalar per 32 elements. G is the scale group: 32 (one
-// scale per block, a single vector on AVX-512) or 16 (Q6_K).
-template <int G, bool kOffsets>
-float DotQ(const int16_t* HWY_RESTRICT q, const float* HWY_RESTRICT a, const float* HWY_RESTRICT m,
-           const int16_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT xs, int K) {
-  const hn::CappedTag<int16_t, G> d16;
-  const hn::Repartition<int32_t, decltype(d16)> d32;
-  const hn::Rebind<float, decltype(d32)> df;
-  const int L = (int)hn::Lanes(d16);
-  auto acc = hn::Zero(df);
-  for (int g = 0; g < K / G; ++g) {
-    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
-    for (int i = G * g; i < G * g + G; i += L)
-      s0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, q + i), hn::LoadU(d16, xq + i), s0, s1);
-    const float scale = a[G / 16 * g] * xd[G * g / 32];
-    acc = hn::MulAdd(hn::ConvertTo(df, hn::RearrangeToOddPlusEven(s0, s1)), hn::Set(df, scale), acc);
-  }
-  float offs = 0;
-  if (kOffsets)
-    for (int u = 0; u < K / 32; ++u) offs += m[u] * xd[u] * (float)xs[u];
-  return hn::GetLane(hn::SumOfLanes(df, acc)) - offs;
 }
 
 // Float row w (K) · x row.
@@ -245,37 +149,361 @@ void WidenRow(Type t, const uint8_t* HWY_RESTRICT src, int K, float* HWY_RESTRIC
   }
 }
 
-// y[r][n] for n in [n0, n1): each weight row is unpacked once and used for all rows.
-void GemvRangeImpl(Type t, const uint8_t* W, size_t rb, int N, int K, const float* x, const QX* qx, int rows,
-                   float* y, int n0, int n1) {
-  const bool block = t != Type::F32 && t != Type::F16 && t != Type::BF16;
-  thread_local std::vector<float> fbuf, abuf, mbuf;
-  thread_local std::vector<int16_t> qbuf;
-  if (block) {
-    qbuf.resize(K), abuf.resize(K / 16), mbuf.resize(K / 32);
-  } else if (t != Type::F32) {
-    fbuf.resize(K);
-  }
-  const int nb = K / 32;
-  const bool offsets = t == Type::Q4_1 || t == Type::Q4_K || t == Type::Q5_K;
-  const auto dot = t == Type::Q6_K ? &DotQ<16, false> : offsets ? &DotQ<32, true> : &DotQ<32, false>;
-  for (int n = n0; n < n1; ++n) {
-    const uint8_t* row = W + (size_t)n * rb;
-    if (block) {
-      UnpackRow(t, row, K, qbuf.data(), abuf.data(), mbuf.data());
-      for (int r = 0; r < rows; ++r)
-        y[(size_t)r * N + n] = dot(qbuf.data(), abuf.data(), mbuf.data(), qx->q.data() + (size_t)r * K,
-                                    qx->d.data() + (size_t)r * nb, qx->s.data() + (size_t)r * nb, K);
-    } else {
-      const float* w = (const float*)row;
-      if (t != Type::F32) {
-        WidenRow(t, row, K, fbuf.data());
-        w = fbuf.data();
-      }
-      for (int r = 0; r < rows; ++r) y[(size_t)r * N + n] = DotF(w, x + (size_t)r * K, K);
-    }
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#define HUGINN_QK_X86 1
+// ---- x86: 256-bit integer dot products --------------------------------------
+// 8 int32 partial sums (lane k: bytes 4k..4k+3) of u8 q times s8 x, added to acc.
+template <bool kVnni>
+HWY_INLINE __m256i DotU8S8(__m256i acc, __m256i q, __m256i x) {
+  if constexpr (kVnni) {
+    // AVX512-VNNI (EVEX, 256-bit): the target attribute of this code lacks it,
+    // so the instruction is spelled out; used only when the CPU has it.
+    asm("%{evex%} vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(q), "v"(x));
+    return acc;
+  } else {
+    // |q*x pair sums| <= 2*128*127 < 2^15: pmaddubsw never saturates here
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1)));
   }
 }
+HWY_INLINE float HSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+// f16 -> f32 with F16C (exact for every value). vmovd, not vpinsrw: no merge
+// into a previous register, so no dependency chain from block to block.
+HWY_INLINE float F16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h)));
+}
+HWY_INLINE __m256i Load16Nibbles(const uint8_t* p) {  // 16 bytes: low nibbles to bytes 0..15, high to 16..31
+  const __m128i v = _mm_loadu_si128((const __m128i*)p);
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+}
+// 32 bits to bytes: byte j = 0x10 where bit j of h is set.
+template <bool kAvx512>
+HWY_INLINE __m256i BitsTo16(uint32_t h) {
+  if constexpr (kAvx512) {
+    return _mm256_maskz_mov_epi8((__mmask32)h, _mm256_set1_epi8(0x10));
+  } else {
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);
+    const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ULL);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit), _mm256_set1_epi8(0x10));
+  }
+}
+
+// One weight type's blocks: per super-block (the block itself for the 32-element
+// types) the float scales A (one __m256 per 32 elements: lanes 0-3 scale
+// elements 0..15, lanes 4-7 16..31) and minimums mm, then per 32-element unit
+// its 32 quants in a register.
+template <Type T>
+struct Blocks {
+  static constexpr bool kSuper = T == Type::Q4_K || T == Type::Q5_K || T == Type::Q6_K;
+  static constexpr int kUnits = kSuper ? 8 : 1;  // 32-element units per (super-)block
+  static constexpr int kBytes = T == Type::Q8_0   ? 34
+                                : T == Type::Q4_0 ? 18
+                                : T == Type::Q4_1 ? 20
+                                : T == Type::Q5_0 ? 22
+                                : T == Type::Q4_K ? 144
+                                : T == Type::Q5_K ? 176
+                                                  : 210;
+  static constexpr bool kSigned = T == Type::Q8_0;
+  static constexpr bool kOffsets = T == Type::Q4_0 || T == Type::Q5_0 || T == Type::Q6_K;
+  static constexpr bool kMins = T == Type::Q4_1 || T == Type::Q4_K || T == Type::Q5_K;
+  HWY_INLINE static void Scales(const uint8_t* b, __m256* A, float* mm) {
+    if constexpr (T == Type::Q8_0 || T == Type::Q4_0 || T == Type::Q5_0) {
+      A[0] = _mm256_set1_ps(F16(b));
+    } else if constexpr (T == Type::Q4_1) {
+      A[0] = _mm256_set1_ps(F16(b));
+      mm[0] = F16(b + 2);
+    } else if constexpr (T == Type::Q4_K || T == Type::Q5_K) {
+      const float d = F16(b), dmin = F16(b + 2);
+      for (int j = 0; j < 8; ++j) {
+        A[j] = _mm256_set1_ps(d * (float)detail::k4_scale(j, b + 4));
+        mm[j] = -(dmin * (float)detail::k4_min(j, b + 4));
+      }
+    } else {  // Q6_K: 16 scales of 16 elements
+      const float d = F16(b + 208);
+      const int8_t* sc = (const int8_t*)(b + 192);
+      for (int j = 0; j < 8; ++j)
+        A[j] = _mm256_set_m128(_mm_set1_ps(d * (float)sc[2 * j + 1]), _mm_set1_ps(d * (float)sc[2 * j]));
+    }
+  }
+  template <bool kAvx512>
+  HWY_INLINE static __m256i Quants(const uint8_t* b, int u) {
+    if constexpr (T == Type::Q8_0) {
+      return _mm256_loadu_si256((const __m256i*)(b + 2));
+    } else if constexpr (T == Type::Q4_0) {
+      return Load16Nibbles(b + 2);
+    } else if constexpr (T == Type::Q4_1) {
+      return Load16Nibbles(b + 4);
+    } else if constexpr (T == Type::Q5_0) {
+      uint32_t qh;
+      std::memcpy(&qh, b + 2, 4);
+      return _mm256_or_si256(Load16Nibbles(b + 6), BitsTo16<kAvx512>(qh));
+    } else if constexpr (T == Type::Q4_K || T == Type::Q5_K) {
+      // unit u: bytes qs[32*(u/2) ..] low nibbles (u even) or high nibbles (u odd)
+      const uint8_t* qs = b + (T == Type::Q5_K ? 48 : 16) + 32 * (u >> 1);
+      __m256i v = _mm256_loadu_si256((const __m256i*)qs);
+      if (u & 1) v = _mm256_srli_epi16(v, 4);
+      v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+      if constexpr (T == Type::Q5_K) {  // fifth bit: bit u of qh[l]
+        const __m256i qh = _mm256_loadu_si256((const __m256i*)(b + 16));
+        const __m256i h =
+            u <= 4 ? _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - u)) : _mm256_srl_epi16(qh, _mm_cvtsi32_si128(u - 4));
+        v = _mm256_or_si256(v, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
+      }
+      return v;
+    } else {  // Q6_K: unit u = 4*half + k; ql nibble (k>>1), bits 2k..2k+1 of qh[l]
+      const int half = u >> 2, k = u & 3;
+      __m256i v = _mm256_loadu_si256((const __m256i*)(b + 64 * half + 32 * (k & 1)));
+      if (k >> 1) v = _mm256_srli_epi16(v, 4);
+      v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+      const __m256i qh = _mm256_loadu_si256((const __m256i*)(b + 128 + 32 * half));
+      const __m256i h = k <= 2 ? _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - 2 * k)) : _mm256_srli_epi16(qh, 2);
+      return _mm256_or_si256(v, _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
+    }
+  }
+};
+
+// y[r*N + n] for NR weight rows from n and XR x rows from r. Each pair's
+// accumulation is the same sequence of operations for any NR and XR.
+template <Type T, bool kVnni, bool kAvx512, int NR, int XR>
+void Tile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, int n, int N, float* HWY_RESTRICT y) {
+  using B = Blocks<T>;
+  const int nb = K / 32, nsb = nb / B::kUnits;
+  const uint8_t* row[NR];
+  for (int i = 0; i < NR; ++i) row[i] = W + (size_t)(n + i) * rb;
+  const int8_t* xq[XR];
+  const float* xd[XR];
+  const int32_t* xo[XR];
+  const float* xm[XR];
+  for (int j = 0; j < XR; ++j) {
+    xq[j] = qx.q.data() + (size_t)(r + j) * K;
+    xd[j] = qx.d.data() + (size_t)(r + j) * nb;
+    xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
+    xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
+  }
+  // Two accumulators per pair, for even and odd blocks: one chain of FMAs
+  // would wait on its latency every block.
+  __m256 acc[2][NR][XR];
+  float offs[2][NR][XR];
+  for (int e = 0; e < 2; ++e)
+    for (int i = 0; i < NR; ++i)
+      for (int j = 0; j < XR; ++j) acc[e][i][j] = _mm256_setzero_ps(), offs[e][i][j] = 0.0f;
+  __m256 A[NR][B::kUnits];
+  float mm[NR][B::kUnits];
+  // unit u of super-block sb into accumulator e
+  auto unit = [&](int sb, int u, int e) HWY_ATTR {
+    const int ub = sb * B::kUnits + u;  // x's block
+    __m256i q[NR];
+    for (int i = 0; i < NR; ++i) q[i] = B::template Quants<kAvx512>(row[i] + (size_t)sb * B::kBytes, u);
+    for (int j = 0; j < XR; ++j) {
+      const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub));
+      const __m256 dx = _mm256_set1_ps(xd[j][ub]);
+      for (int i = 0; i < NR; ++i) {
+        __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
+        if constexpr (B::kSigned)
+          s = DotU8S8<kVnni>(s, _mm256_sign_epi8(q[i], q[i]), _mm256_sign_epi8(xv, q[i]));
+        else
+          s = DotU8S8<kVnni>(s, q[i], xv);
+        acc[e][i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[i][u], dx), acc[e][i][j]);
+        if constexpr (B::kMins) offs[e][i][j] = std::fma(mm[i][u], xm[j][ub], offs[e][i][j]);
+      }
+    }
+  };
+  auto scales = [&](int sb) HWY_ATTR {
+    for (int i = 0; i < NR; ++i) B::Scales(row[i] + (size_t)sb * B::kBytes, A[i], mm[i]);
+  };
+  if constexpr (B::kUnits == 1) {
+    int sb = 0;
+    for (; sb + 2 <= nsb; sb += 2) {
+      scales(sb);
+      unit(sb, 0, 0);
+      scales(sb + 1);
+      unit(sb + 1, 0, 1);
+    }
+    if (sb < nsb) scales(sb), unit(sb, 0, 0);
+  } else {
+    for (int sb = 0; sb < nsb; ++sb) {
+      scales(sb);
+      for (int u = 0; u < B::kUnits; u += 2) unit(sb, u, 0), unit(sb, u + 1, 1);
+    }
+  }
+  for (int i = 0; i < NR; ++i)
+    for (int j = 0; j < XR; ++j)
+      y[(size_t)(r + j) * N + n + i] =
+          HSum(_mm256_add_ps(acc[0][i][j], acc[1][i][j])) + (offs[0][i][j] + offs[1][i][j]);
+}
+
+// One weight row at a time, its blocks dotted with up to 4 x rows while in
+// registers. (Tiles of 2-4 weight rows, each x block loaded once for all, were
+// measured 1.5-4x slower on decode shapes: the interleaved row streams defeat
+// the hardware prefetcher; one row at a time is one sequential stream.)
+template <Type T, bool kVnni, bool kAvx512>
+void RangeT(const uint8_t* W, size_t rb, int N, int K, const QX& qx, int rows, float* y, int n0, int n1) {
+  for (int n = n0; n < n1; ++n) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) Tile<T, kVnni, kAvx512, 1, 4>(W, rb, K, qx, r, n, N, y);
+    for (; r < rows; ++r) Tile<T, kVnni, kAvx512, 1, 1>(W, rb, K, qx, r, n, N, y);
+  }
+}
+
+template <bool kVnni, bool kAvx512>
+void BlockRange(Type t, const uint8_t* W, size_t rb, int N, int K, const QX& qx, int rows, float* y, int n0, int n1) {
+  switch (t) {
+    case Type::Q8_0:
+      return RangeT<Type::Q8_0, kVnni, kAvx512>(W, rb, N, K, qx, rows, y, n0, n1);
+    case Type::Q4_0:
+      return RangeT<Type::Q4_0, kVnni, kAvx512>(W, rb, N, K, qx, rows, y, n0, n1);
+    case Type::Q4_1:
+      return RangeT<Type::Q4_1, kVnni, kAvx512>(W, rb, N, K, qx, rows, y, n0, n1);
+    case Type::Q5_0:
+      return RangeT<Type::Q5_0, kVnni, kAvx512>(W, rb, N, K, qx, rows, y, n0, n1);
+    case Type::Q4_K:
+      return RangeT<Type::Q4_K, kVnni, kAvx512>(W, rb, N, K, qx, rows, y, n0, n1);
+    case Type::Q5_K:
+      return RangeT<Type::Q5_K, kVnni, kAvx512>(W, rb, N, K, qx, rows, y, n0, n1);
+    case Type::Q6_K:
+      return RangeT<Type::Q6_K, kVnni, kAvx512>(W, rb, N, K, qx, rows, y, n0, n1);
+    default:
+      return;
+  }
+}
+#endif
+
+#ifndef HUGINN_QK_X86
+// ---- other targets: the same arithmetic in plain loops ----------------------
+// One weight row unpacked: quants q[K] as stored (unsigned except Q8_0),
+// scales a[K/16], minimums mm[K/32] (w = a*(q - off) + mm).
+void UnpackRow(Type t, const uint8_t* HWY_RESTRICT b, int K, int16_t* HWY_RESTRICT q, float* HWY_RESTRICT a,
+               float* HWY_RESTRICT mm) {
+  using detail::h2f;
+  const int units = K / 32;
+  switch (t) {
+    case Type::Q8_0:
+    case Type::Q4_0:
+    case Type::Q4_1:
+    case Type::Q5_0: {
+      const int bb = (int)info(t).block_bytes;
+      for (int u = 0; u < units; ++u, b += bb, q += 32) {
+        a[2 * u] = a[2 * u + 1] = h2f(b);
+        mm[u] = t == Type::Q4_1 ? h2f(b + 2) : 0.0f;
+        if (t == Type::Q8_0) {
+          for (int j = 0; j < 32; ++j) q[j] = (int8_t)b[2 + j];
+          continue;
+        }
+        const uint8_t* qs = b + (t == Type::Q4_0 ? 2 : t == Type::Q4_1 ? 4 : 6);
+        uint32_t qh = 0;
+        if (t == Type::Q5_0) std::memcpy(&qh, b + 2, 4);
+        for (int j = 0; j < 16; ++j) {
+          q[j] = (int16_t)((qs[j] & 0xF) | ((qh >> j) & 1) << 4);
+          q[j + 16] = (int16_t)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
+        }
+      }
+      return;
+    }
+    case Type::Q4_K:
+    case Type::Q5_K: {
+      const bool five = t == Type::Q5_K;
+      for (int sb = 0; sb < K / 256; ++sb, b += five ? 176 : 144) {
+        const float d = h2f(b), dmin = h2f(b + 2);
+        for (int j = 0; j < 8; ++j) {
+          const int u = sb * 8 + j;
+          a[2 * u] = a[2 * u + 1] = d * (float)detail::k4_scale(j, b + 4);
+          mm[u] = -(dmin * (float)detail::k4_min(j, b + 4));
+        }
+        int16_t* dst = q + 256 * sb;
+        const uint8_t* qs = b + (five ? 48 : 16);
+        for (int c = 0; c < 4; ++c)
+          for (int l = 0; l < 32; ++l) {
+            dst[64 * c + l] = (int16_t)(qs[32 * c + l] & 0xF);
+            dst[64 * c + 32 + l] = (int16_t)(qs[32 * c + l] >> 4);
+            if (five) {
+              dst[64 * c + l] |= (int16_t)(((b[16 + l] >> (2 * c)) & 1) << 4);
+              dst[64 * c + 32 + l] |= (int16_t)(((b[16 + l] >> (2 * c + 1)) & 1) << 4);
+            }
+          }
+      }
+      return;
+    }
+    case Type::Q6_K:
+      for (int sb = 0; sb < K / 256; ++sb, b += 210) {
+        const float d = h2f(b + 208);
+        const int8_t* sc = (const int8_t*)(b + 192);
+        for (int g = 0; g < 16; ++g) a[16 * sb + g] = d * (float)sc[g];
+        for (int u = 0; u < 8; ++u) mm[8 * sb + u] = 0;
+        for (int h = 0; h < 2; ++h) {
+          const uint8_t* ql = b + 64 * h;
+          const uint8_t* qh = b + 128 + 32 * h;
+          int16_t* dst = q + 256 * sb + 128 * h;
+          for (int l = 0; l < 32; ++l) {
+            dst[l] = (int16_t)((ql[l] & 0xF) | (qh[l] & 3) << 4);
+            dst[l + 32] = (int16_t)((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4);
+            dst[l + 64] = (int16_t)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
+            dst[l + 96] = (int16_t)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
+          }
+        }
+      }
+      return;
+    default:
+      return;
+  }
+}
+#endif
+
+// y[r][n] for n in [n0, n1).
+void GemvRangeImpl(Type t, const uint8_t* W, size_t rb, int N, int K, const float* x, const QX* qx, int rows, float* y,
+                   int n0, int n1, bool vnni) {
+  const bool block = t != Type::F32 && t != Type::F16 && t != Type::BF16;
+  if (block) {
+#ifdef HUGINN_QK_X86
+    constexpr bool kAvx512 = HWY_TARGET != HWY_AVX2;
+    if constexpr (kAvx512) {
+      if (vnni) return BlockRange<true, true>(t, W, rb, N, K, *qx, rows, y, n0, n1);
+    }
+    (void)vnni;
+    BlockRange<false, kAvx512>(t, W, rb, N, K, *qx, rows, y, n0, n1);
+#else
+    thread_local std::vector<float> abuf, mbuf;
+    thread_local std::vector<int16_t> qbuf;
+    qbuf.resize(K), abuf.resize(K / 16), mbuf.resize(K / 32);
+    const int nb = K / 32;
+    for (int n = n0; n < n1; ++n) {
+      UnpackRow(t, W + (size_t)n * rb, K, qbuf.data(), abuf.data(), mbuf.data());
+      for (int r = 0; r < rows; ++r) {
+        const int8_t* xq = qx->q.data() + (size_t)r * K;
+        float acc = 0, offs = 0;
+        for (int u = 0; u < nb; ++u) {
+          int32_t s[2] = {0, 0};
+          for (int i = 0; i < 32; ++i) s[i / 16] += qbuf[32 * u + i] * xq[32 * u + i];
+          if (!qx->xo.empty()) s[0] += qx->xo[(size_t)(r * nb + u) * 8], s[1] += qx->xo[(size_t)(r * nb + u) * 8 + 4];
+          const float dx = qx->d[(size_t)r * nb + u];
+          acc += (float)s[0] * (abuf[2 * u] * dx) + (float)s[1] * (abuf[2 * u + 1] * dx);
+          if (!qx->xm.empty()) offs += mbuf[u] * qx->xm[(size_t)r * nb + u];
+        }
+        y[(size_t)r * N + n] = acc + offs;
+      }
+    }
+#endif
+    return;
+  }
+  thread_local std::vector<float> fbuf;
+  if (t != Type::F32) fbuf.resize(K);
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* row = W + (size_t)n * rb;
+    const float* w = (const float*)row;
+    if (t != Type::F32) {
+      WidenRow(t, row, K, fbuf.data());
+      w = fbuf.data();
+    }
+    for (int r = 0; r < rows; ++r) y[(size_t)r * N + n] = DotF(w, x + (size_t)r * K, K);
+  }
+}
+#undef HUGINN_QK_X86
 
 }  // namespace HWY_NAMESPACE
 }  // namespace huginn::quant
@@ -290,13 +518,24 @@ HWY_EXPORT(GemvRangeImpl);
 namespace {
 void check_args(Type t, size_t rb, int N, int K, int rows) {
   if (N < 0 || K < 0 || rows < 0) fail("quant::gemv: negative size");
-  if (rb < row_bytes(t, K)) fail("quant::gemv: row stride ", rb, " < ", row_bytes(t, K), " bytes of a ", name(t), " row of ", K);
+  if (rb < row_bytes(t, K))
+    fail("quant::gemv: row stride ", rb, " < ", row_bytes(t, K), " bytes of a ", name(t), " row of ", K);
 }
 bool is_block(Type t) { return t != Type::F32 && t != Type::F16 && t != Type::BF16; }
+// AVX512-VNNI (vpdpbusd on 256-bit vectors), used by the AVX-512 kernels; the
+// integer sums are exact either way, so results do not depend on it.
+bool has_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
 }  // namespace
 
 void gemv(Type t, const void* W, size_t rb, int N, int K, const float* x, int rows, float* y) {
   check_args(t, rb, N, K, rows);
+  static const bool vnni = has_vnni();
   constexpr int kPass = 64;  // x rows per pass over the weights: their int16 copy (64 x K x 2 bytes) stays in L2
   for (int r0 = 0; r0 < rows; r0 += kPass) {
     const int rr = std::min(kPass, rows - r0);
@@ -304,13 +543,13 @@ void gemv(Type t, const void* W, size_t rb, int N, int K, const float* x, int ro
     // pointer: inside the parallel loop `qx` would be each worker's own copy.
     thread_local detail::QX qx_buf;
     const detail::QX* qx = &qx_buf;
-    if (is_block(t)) HWY_DYNAMIC_DISPATCH(QuantizeXImpl)(x + (size_t)r0 * K, rr, K, &qx_buf);
+    if (is_block(t)) HWY_DYNAMIC_DISPATCH(QuantizeXImpl)(t, x + (size_t)r0 * K, rr, K, &qx_buf);
     // chunks of 16 output rows: enough work per chunk, and y's cache lines split cleanly
     const int chunks = (N + 15) / 16;
 #pragma omp parallel for schedule(static) if (N >= 64)
-    for (int c = 0; c < chunks; ++c)
-      HWY_DYNAMIC_DISPATCH(GemvRangeImpl)(t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, qx, rr,
-                                           y + (size_t)r0 * N, 16 * c, std::min(N, 16 * c + 16));
+    for (int c = 0; c < chunks; ++c) HWY_DYNAMIC_DISPATCH(GemvRangeImpl)
+    (t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, qx, rr, y + (size_t)r0 * N, 16 * c, std::min(N, 16 * c + 16),
+     vnni);
   }
 }
 

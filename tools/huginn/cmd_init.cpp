@@ -7,6 +7,7 @@
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
 #include "huginn/json.h"
+#include "huginn/stream_write.h"
 
 namespace huginn::cli {
 namespace {
@@ -25,8 +26,7 @@ int run(const Opts& o) {
   DType dt;
   if (!parse_dtype(o.dtype, &dt) || (dt != DType::F32 && dt != DType::BF16 && dt != DType::F16))
     fail("--dtype must be F32, BF16 or F16, got '", o.dtype, "'");
-  auto flat = init_params(c, o.seed);
-  save_checkpoint(o.out, c, flat.data(), dt);
+  save_random_checkpoint(o.out, c, o.seed, dt);  // tensor by tensor: peak memory the largest tensor
   std::cout << "wrote " << o.out << ": " << param_count(param_layout(c)) << " parameters (" << o.dtype << "), seed " << o.seed
             << "\n";
   return 0;
