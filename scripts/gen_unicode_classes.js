@@ -24,30 +24,9 @@ const CATS = ["Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", 
 const isSurrogate = (cp) => cp >= 0xd800 && cp <= 0xdfff;
 
 function members(cat) {
-  // "Removed" drops every code point of the class; a separator outside the
-  // class between code points tells which ones were dropped.
-  const sep = cat[0] === "L" ? 0x21 : 0x61;  // '!' or 'a'
-  const file = path.join(os.tmpdir(), `huginn_unicode_${cat}_${process.pid}.json`);
-  fs.writeFileSync(file, JSON.stringify({version: "1.0", model: {type: "BPE", vocab: {}, merges: []},
-    pre_tokenizer: {type: "Split", pattern: {Regex: `\\p{${cat}}`}, behavior: "Removed", invert: false}}));
-  const pre = Tokenizer.fromFile(file).getPreTokenizer();
-  fs.unlinkSync(file);
-  const out = [];
-  const CHUNK = 8192;
-  for (let base = 0; base <= 0x10ffff; base += CHUNK) {
-    const cps = [];
-    for (let cp = base; cp < Math.min(base + CHUNK, 0x110000); ++cp)
-      if (!isSurrogate(cp) && cp !== sep) cps.push(cp);
-    let s = String.fromCodePoint(sep);
-    for (const cp of cps) s += String.fromCodePoint(cp) + String.fromCodePoint(sep);
-    const kept = Array.from(pre.preTokenizeString(s).map((p) => p[0]).join(""), (c) => c.codePointAt(0));
-    let k = 1;  // past the first separator
-    for (const cp of cps) {
-      if (kept[k] === cp) k += 2;  // the code point and the separator after it survived
-      else { out.push(cp); k += 1; }
-    }
-  }
-  return out;
+  const sep = cat[0] === "L" ? 0x21 : 0x61;  // '!' or 'a': outside the class
+  return removed(tokenizer({pre_tokenizer: {type: "Split", pattern: {Regex: `\\p{${cat}}`}, behavior: "Removed",
+                                            invert: false}}).getPreTokenizer(), sep);
 }
 
 // Code points that come out of the pre-tokenizer as a piece of their own.
@@ -94,6 +73,8 @@ function tokenizer(obj) {
   return t;
 }
 
+// "Removed" drops every code point of the class; a separator outside the
+// class between code points tells which ones were dropped.
 function removed(pre, sep) {
   const out = [];
   for (let base = 0; base <= 0x10ffff; base += 8192) {
