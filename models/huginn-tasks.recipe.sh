@@ -7,7 +7,7 @@
 # 128,000 sequences (4,000 steps).
 #   bash models/huginn-tasks.recipe.sh [OUT_DIR]       (default runs/huginn-tasks)
 # ~25 minutes on 2 cores; the shipped model is this exact run (one process; the
-# losses do not depend on THREADS): a full rerun (THREADS=1, at commit be36b4f,
+# losses do not depend on THREADS): a full rerun (THREADS=1, at commit aaeca17,
 # after the one-forward refactor; 71 min on 2 cores shared with other jobs)
 # wrote the same model.safetensors, sha256
 # 75b803e0013144ff5768d71522153dfaa761ddf863a25bb4ce85d5803f506b26. RANKS=2 trains data-parallel with one MPI

@@ -17,7 +17,7 @@
 # cores; its FLOPs: python3 scripts/train_flops.py models/jumps-cot 128.
 # One process; deterministic (the losses do not depend on THREADS). The
 # shipped checkpoint is this exact run (model.safetensors sha256 924d02a3...);
-# a full rerun of this script (THREADS=1, at commit be36b4f, after the
+# a full rerun of this script (THREADS=1, at commit aaeca17, after the
 # one-forward refactor; 36 min on 2 cores shared with other jobs) wrote the
 # same model.safetensors, sha256 924d02a37433facc3a2cebcaf8585183ea2b93ccfc26b4d33b7e4db3be177d74.
 # OMP_WAIT_POLICY=PASSIVE: on a machine shared with other jobs, spinning
