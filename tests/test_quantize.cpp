@@ -286,26 +286,14 @@ nlohmann::json value_json(const Value& v) {
   return j;
 }
 
-int sh(const std::string& cmd) {
-  const int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 // Every type from the shipped model, the tiny fixture model, a model of
 // 256-wide rows and the Ouro fixture model: loads, generates, and Hugging Face's parser agrees.
 TEST(Quantize, HuggingFaceParserReadsEveryType) {
-  if (sh("command -v node >/dev/null 2>&1") != 0)
+  if (test::sh("command -v node >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "node not found: the @huggingface/gguf check needs nodejs and npm (scripts/setup.sh)";
-  const fs::path src = fs::path(HUGINN_SOURCE_DIR) / "tests/gguf_npm", mods = fs::path(HUGINN_BUILD_DIR) / "gguf_npm";
-  const std::string lock = test::slurp(src / "package-lock.json");
-  if (test::slurp(mods / "node_modules/.huginn-lock") != lock || !fs::exists(mods / "node_modules/@huggingface/gguf/package.json")) {
-    fs::create_directories(mods);
-    fs::copy_file(src / "package.json", mods / "package.json", fs::copy_options::overwrite_existing);
-    fs::copy_file(src / "package-lock.json", mods / "package-lock.json", fs::copy_options::overwrite_existing);
-    ASSERT_EQ(sh("cd '" + mods.string() + "' && npm ci --no-audit --no-fund --loglevel=error"), 0)
-        << "npm ci failed in " << mods << ": is the npm registry reachable?";
-    std::ofstream(mods / "node_modules/.huginn-lock", std::ios::binary) << lock;
-  }
+  const fs::path src = fs::path(HUGINN_SOURCE_DIR) / "tests/gguf_npm";
+  const fs::path mods = test::npm_packages("gguf_npm", "@huggingface/gguf/package.json");
+  ASSERT_FALSE(mods.empty()) << "npm ci failed for tests/gguf_npm: is the npm registry reachable?";
   const fs::path dir = test::temp_dir("q-npm");
   const fs::path kdir = k_model(dir);
   const std::string tiny = std::string(HUGINN_TEST_DATA) + "/golden/tiny_f32";
@@ -333,7 +321,7 @@ TEST(Quantize, HuggingFaceParserReadsEveryType) {
       e["data_offset"] = std::to_string(f.data_offset());
       std::ofstream(dir / "expected.json", std::ios::binary) << e.dump();
       const fs::path out = dir / "node.out";
-      const int rc = sh("node '" + (src / "check.js").string() + "' '" + mods.string() + "' '" + p.string() + "' '" +
+      const int rc = test::sh("node '" + (src / "check.js").string() + "' '" + mods.string() + "' '" + p.string() + "' '" +
                         (dir / "expected.json").string() + "' >'" + out.string() + "' 2>&1");
       EXPECT_EQ(rc, 0) << t << " " << in << ": " << test::slurp(out);
       EXPECT_NE(test::slurp(out).find("ok: " + std::to_string(f.metadata().size()) + " keys"), std::string::npos)

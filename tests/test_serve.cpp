@@ -759,18 +759,9 @@ TEST(ServeHttp, OpenAiSdkAndPrometheusParser) {
   if (std::system("command -v node >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "node not found: the OpenAI SDK check needs nodejs and npm (scripts/setup.sh)";
   namespace fs = std::filesystem;
-  // tests/serve_npm's locked packages, installed once into the build directory
-  const fs::path src = fs::path(HUGINN_SOURCE_DIR) / "tests/serve_npm", mods = fs::path(HUGINN_BUILD_DIR) / "serve_npm";
-  const std::string lock = test::slurp(src / "package-lock.json");
-  if (test::slurp(mods / "node_modules/.huginn-lock") != lock ||
-      !fs::exists(mods / "node_modules/openai/package.json")) {
-    fs::create_directories(mods);
-    fs::copy_file(src / "package.json", mods / "package.json", fs::copy_options::overwrite_existing);
-    fs::copy_file(src / "package-lock.json", mods / "package-lock.json", fs::copy_options::overwrite_existing);
-    ASSERT_EQ(std::system(("cd '" + mods.string() + "' && npm ci --no-audit --no-fund --loglevel=error").c_str()), 0)
-        << "npm ci failed in " << mods << ": is the npm registry reachable?";
-    std::ofstream(mods / "node_modules/.huginn-lock") << lock;
-  }
+  const fs::path src = fs::path(HUGINN_SOURCE_DIR) / "tests/serve_npm";
+  const fs::path mods = test::npm_packages("serve_npm", "openai/package.json");
+  ASSERT_FALSE(mods.empty()) << "npm ci failed for tests/serve_npm: is the npm registry reachable?";
   fs::copy_file(src / "check.js", mods / "check.js", fs::copy_options::overwrite_existing);
   ServerProcess srv({"serve", "-m", chat_model_dir(), "--port", "0", "--parallel", "4"});
   ASSERT_GT(srv.port, 0) << srv.err();

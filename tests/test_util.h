@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -74,6 +75,29 @@ inline RunResult run_cli(const std::string& args, const std::string& stdin_text 
   r.err = slurp(dir / "err");
   std::filesystem::remove_all(dir);
   return r;
+}
+
+// Exit status of a shell command (-1 if it did not exit normally).
+inline int sh(const std::string& cmd) {
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// tests/NAME's locked npm packages (package.json + package-lock.json),
+// installed once into the build directory with `npm ci`, again when the lock
+// changes or `probe` (a path under node_modules) is missing. Returns the
+// directory that holds node_modules; "" if npm ci failed.
+inline std::filesystem::path npm_packages(const std::string& name, const std::string& probe) {
+  namespace fs = std::filesystem;
+  const fs::path src = fs::path(HUGINN_SOURCE_DIR) / "tests" / name, mods = fs::path(HUGINN_BUILD_DIR) / name;
+  const std::string lock = slurp(src / "package-lock.json");
+  if (slurp(mods / "node_modules/.huginn-lock") == lock && fs::exists(mods / "node_modules" / probe)) return mods;
+  fs::create_directories(mods);
+  fs::copy_file(src / "package.json", mods / "package.json", fs::copy_options::overwrite_existing);
+  fs::copy_file(src / "package-lock.json", mods / "package-lock.json", fs::copy_options::overwrite_existing);
+  if (sh("cd '" + mods.string() + "' && npm ci --no-audit --no-fund --loglevel=error") != 0) return {};
+  std::ofstream(mods / "node_modules/.huginn-lock", std::ios::binary) << lock;
+  return mods;
 }
 
 }  // namespace huginn::test
