@@ -22,6 +22,12 @@ const {Tokenizer} = require(path.resolve(process.argv[2], "node_modules/@anush00
 const CATS = ["Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf",
               "Po", "Sm", "Sc", "Sk", "So", "Zs", "Zl", "Zp", "Cc", "Cf", "Co"];
 const isSurrogate = (cp) => cp >= 0xd800 && cp <= 0xdfff;
+// The code points base..base+n-1 (at most U+10FFFF) but surrogates and `skip`.
+function chunk(base, n, skip) {
+  const cps = [];
+  for (let cp = base; cp < Math.min(base + n, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== skip) cps.push(cp);
+  return cps;
+}
 
 function members(cat) {
   const sep = cat[0] === "L" ? 0x21 : 0x61;  // '!' or 'a': outside the class
@@ -33,10 +39,8 @@ function members(cat) {
 function isolated(pre, sep) {
   const out = [];
   for (let base = 0; base <= 0x10ffff; base += 8192) {
-    const cps = [];
-    for (let cp = base; cp < Math.min(base + 8192, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== sep) cps.push(cp);
-    let s = String.fromCodePoint(sep);
-    for (const cp of cps) s += String.fromCodePoint(cp) + String.fromCodePoint(sep);
+    const cps = chunk(base, 8192, sep);
+    const s = String.fromCodePoint(sep) + cps.map((cp) => String.fromCodePoint(cp, sep)).join("");
     for (const [p] of pre.preTokenizeString(s)) {
       const a = Array.from(p);
       if (a.length === 1 && a[0].codePointAt(0) !== sep) out.push(a[0].codePointAt(0));
@@ -51,10 +55,8 @@ function isolated(pre, sep) {
 function mapped(norm) {
   const sep = 0xe000, out = [];
   for (let base = 0; base <= 0x10ffff; base += 8192) {
-    const cps = [];
-    for (let cp = base; cp < Math.min(base + 8192, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== sep) cps.push(cp);
-    let s = "";
-    for (const cp of cps) s += String.fromCodePoint(sep) + String.fromCodePoint(cp);
+    const cps = chunk(base, 8192, sep);
+    const s = cps.map((cp) => String.fromCodePoint(sep, cp)).join("");
     const parts = norm.normalizeString(s).split(String.fromCodePoint(sep)).slice(1);
     if (parts.length !== cps.length) throw new Error(`normalizer output does not split at ${base}`);
     cps.forEach((cp, i) => {
@@ -78,10 +80,8 @@ function tokenizer(obj) {
 function removed(pre, sep) {
   const out = [];
   for (let base = 0; base <= 0x10ffff; base += 8192) {
-    const cps = [];
-    for (let cp = base; cp < Math.min(base + 8192, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== sep) cps.push(cp);
-    let s = String.fromCodePoint(sep);
-    for (const cp of cps) s += String.fromCodePoint(cp) + String.fromCodePoint(sep);
+    const cps = chunk(base, 8192, sep);
+    const s = String.fromCodePoint(sep) + cps.map((cp) => String.fromCodePoint(cp, sep)).join("");
     const kept = Array.from(pre.preTokenizeString(s).map((p) => p[0]).join(""), (c) => c.codePointAt(0));
     let k = 1;
     for (const cp of cps) {
@@ -101,8 +101,7 @@ async function singleWordChars() {
     pre_tokenizer: {type: "WhitespaceSplit"}, model: {type: "WordLevel", vocab: {"[UNK]": 1}, unk_token: "[UNK]"}});
   const out = [];
   for (let base = 0; base <= 0x10ffff; base += 1024) {
-    const cps = [];
-    for (let cp = base; cp < Math.min(base + 1024, 0x110000); ++cp) if (!isSurrogate(cp) && cp !== 0x78) cps.push(cp);
+    const cps = chunk(base, 1024, 0x78);
     const e = await t.encode(cps.map((cp) => String.fromCodePoint(cp) + "x ").join(""), null, {addSpecialTokens: false});
     const toks = e.getTokens(), offs = e.getOffsets(), matched = new Set();
     toks.forEach((tk, j) => {  // offsets count code points: item i's x is at 3i+1
