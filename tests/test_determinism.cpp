@@ -97,10 +97,20 @@ TEST(Determinism, GemmFixedBlocksMatchesADoubleReference) {
 }
 
 TEST(Determinism, GemmBlocksDependOnTheShapeOnly) {
-  EXPECT_EQ(kern::gemm_block_rows(1), 64);
-  EXPECT_EQ(kern::gemm_block_rows(4096), 256);
-  EXPECT_EQ(kern::gemm_block_rows(100000), 512);
-  for (int M = 1; M < 5000; M += 37) EXPECT_EQ(kern::gemm_block_rows(M) % 32, 0);
+  EXPECT_EQ(kern::gemm_block_rows(1), 32);
+  EXPECT_EQ(kern::gemm_block_rows(100), 128);   // one block
+  EXPECT_EQ(kern::gemm_block_rows(128), 64);    // two blocks from 128 rows on
+  EXPECT_EQ(kern::gemm_block_rows(1024), 256);  // 4 blocks of at least 256 rows
+  EXPECT_EQ(kern::gemm_block_rows(4096), 256);  // 16 blocks
+  EXPECT_EQ(kern::gemm_block_rows(100000), 6272);
+  for (int M = 1; M < 5000; M += 37) {
+    const int rows = kern::gemm_block_rows(M);
+    EXPECT_EQ(rows % 32, 0);
+    const int blocks = (M + rows - 1) / rows;
+    EXPECT_LE(blocks, 16) << M;
+    if (M >= 512) EXPECT_GE(rows, 256) << M;
+    if (M >= 128) EXPECT_GE(blocks, 2) << M;
+  }
 }
 
 TEST(Determinism, GemmFixedBlocksIsBitIdenticalAcrossThreadCounts) {
