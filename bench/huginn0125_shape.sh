@@ -9,6 +9,10 @@
 #   bench/huginn0125_shape.sh [WORKDIR] [TOKENS]      # default /work/scratch/h0125, 4 tokens
 #   KEEP=1 bench/huginn0125_shape.sh                  # keep the files
 # Needs ~19 GB of disk and ~15 GB of free RAM (the F32 conversion).
+# OpenMP's wait policy is left to the caller: libgomp's default (spin, then
+# sleep) is what a user gets; OMP_WAIT_POLICY=PASSIVE (sleep at once) suits a
+# machine shared with other jobs but costs every parallel region a wake-up,
+# which the quantized types (more, shorter regions per byte) feel most.
 # Peak RSS and wall time come from /usr/bin/time -v. Load time = wall time of the
 # process minus the generation time it reports (so it includes start and exit).
 # Each file is read once (cat > /dev/null) before its timed run, so decode speed
@@ -20,7 +24,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 H=${HUGINN:-$ROOT/build/bin/huginn}
 W=${1:-/work/scratch/h0125}
 N=${2:-4}
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 mkdir -p "$W"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$W"' EXIT
 CONFIG='{"n_embd":5280,"n_heads":55,"num_key_value_heads":55,"intermediate_size":17920,"vocab_size":65536,

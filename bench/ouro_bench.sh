@@ -6,6 +6,7 @@
 # through `huginn quantize` into one GGUF file, which is what is run. Usage:
 #   bench/ouro_bench.sh [BUILD_DIR] [TYPES] [extra bench_ouro args]
 #   e.g. bench/ouro_bench.sh build "BF16 F32 q8_0 q4_0" --gen 8 -t 2
+# OpenMP's wait policy is the caller's (OMP_WAIT_POLICY=PASSIVE on a shared machine).
 set -e
 B=${1:-build}; TYPES=${2:-"BF16 F32"}
 shift 2 2>/dev/null || shift $#
@@ -22,6 +23,6 @@ for t in $TYPES; do
       model=$dir/m.gguf ;;
   esac
   echo "== $t ($(du -sh "$model" | cut -f1))"
-  OMP_WAIT_POLICY=PASSIVE "$B/bin/bench_ouro" -m "$model" "$@" || true
+  "$B/bin/bench_ouro" -m "$model" "$@" || true
   rm -rf "$dir"
 done
