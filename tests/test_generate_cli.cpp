@@ -113,8 +113,9 @@ TEST(ChatCli, RawIdsMultiTurnAndTokenizerError) {
 
 // A BF16 checkpoint of the standard d=512 config runs with BF16 weights held
 // (no F32 copy): the same tokens as with --convert-f32, and a peak RSS of at
-// most 1.2x the BF16 weight bytes plus the KV cache plus 150 MB (the F32
-// conversion needs twice the weight bytes on top).
+// most 1.2x the BF16 weight bytes plus the KV cache plus 150 MB. The F32
+// conversion holds the F32 copy (twice the BF16 bytes), and not the file's
+// pages on top.
 TEST(GenerateCli, Bf16CheckpointRunsFromTheMemoryMap) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "peak RSS means nothing under AddressSanitizer (shadow memory, redzones)";
@@ -146,7 +147,8 @@ TEST(GenerateCli, Bf16CheckpointRunsFromTheMemoryMap) {
   const double kv = 2.0 * 1024 * 1024, bf16_peak = stats(""), f32_peak = stats(" --convert-f32");
   ASSERT_GT(bf16_peak, 0);
   EXPECT_LE(bf16_peak, 1.2 * weight_bytes + kv + 150e6) << "weights " << weight_bytes;
-  EXPECT_GT(f32_peak, bf16_peak + weight_bytes) << "the F32 conversion holds twice the bytes";
+  EXPECT_GT(f32_peak, bf16_peak + 0.8 * weight_bytes) << "the F32 conversion holds twice the bytes";
+  EXPECT_LT(f32_peak, bf16_peak + 1.3 * weight_bytes) << "more than the F32 copy";
   std::filesystem::remove_all(dir);
 }
 

@@ -31,6 +31,12 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Drops the resident pages that lie wholly inside [p, p + n) of a MappedFile's
+// map: a tensor read once (converted or quantized) no longer counts in the
+// process's memory. The map stays valid: a page touched again is read back
+// from the file.
+void release_mapped_pages(const void* p, size_t n);
+
 struct TensorView {
   std::string name;
   DType dtype = DType::F32;

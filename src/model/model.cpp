@@ -115,7 +115,10 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& o)
       return m->params_.back();
     }
     // Vectors (norms, biases), other stored types and misaligned data: F32 copies.
+    // The source's pages are dropped once converted: loading holds the F32
+    // model plus one tensor, not the file as well.
     m->owned_.push_back(t.to_f32());
+    release_mapped_pages(t.data, t.nbytes);
     const size_t bytes = m->owned_.back().size() * sizeof(float);
     m->weight_bytes_ += bytes;
     m->converted_bytes_ += bytes;

@@ -51,6 +51,7 @@ std::unique_ptr<Model> Model::load_gguf(const std::string& path, const LoadOptio
       return w;
     }
     m->owned_.push_back(f->to_f32(*t));
+    release_mapped_pages(t->data, t->nbytes);  // the file's copy is not read again
     const size_t bytes = m->owned_.back().size() * sizeof(float);
     m->weight_bytes_ += bytes;
     m->converted_bytes_ += bytes;

@@ -1,8 +1,6 @@
 // huginn/quantize.h: a model into one GGUF file in a ggml weight mix.
 #include "huginn/quantize.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -85,14 +83,6 @@ std::vector<int64_t> gguf_ne(const std::vector<int64_t>& shape) {
   return ne;
 }
 
-// Drops the pages of a source tensor that was read (the memory map's pages
-// would otherwise stay resident: peak RSS the model, not the largest tensor).
-// Only whole pages inside the tensor, which nothing reads again.
-void release(const void* p, size_t n) {
-  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-  const uintptr_t a = ((uintptr_t)p + page - 1) / page * page, b = ((uintptr_t)p + n) / page * page;
-  if (b > a) madvise((void*)a, b - a, MADV_DONTNEED);
-}
 
 }  // namespace
 
@@ -176,7 +166,7 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
                                           (p.dtype == DType::F16 && t == Type::F16);
     if (same && p.cols == cols) {
       w.write_tensor(p.data, p.bytes());
-      if (layout[i].shape.size() == 2) release(p.data, p.bytes());
+      if (layout[i].shape.size() == 2) release_mapped_pages(p.data, p.bytes());
       continue;
     }
     const size_t rb = quant::row_bytes(t, cols);
@@ -194,7 +184,7 @@ QuantizeResult quantize_model(const std::string& in, const std::string& out, con
       quant::quantize_rows(t, f32.data(), buf.data() + (size_t)r0 * rb, n, cols);
     }
     w.write_tensor(buf.data(), buf.size());
-    if (layout[i].shape.size() == 2) release(p.data, p.bytes());
+    if (layout[i].shape.size() == 2) release_mapped_pages(p.data, p.bytes());
   }
   if (rope) {
     if (o.progress) o.progress(total - 1, total, r.tensors.back().name, "F32");

@@ -135,6 +135,12 @@ MappedFile::~MappedFile() {
   if (data_) munmap((void*)data_, size_);
 }
 
+void release_mapped_pages(const void* p, size_t n) {
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t a = ((uintptr_t)p + page - 1) / page * page, b = ((uintptr_t)p + n) / page * page;
+  if (b > a) madvise((void*)a, b - a, MADV_DONTNEED);  // file-backed, private, read-only: reloaded if touched
+}
+
 int64_t TensorView::numel() const {
   int64_t n = 1;
   for (auto s : shape) n *= s;
