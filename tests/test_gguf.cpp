@@ -13,6 +13,7 @@
 #include "huginn/safetensors.h"
 #include "huginn/gguf.h"
 #include "huginn/loaded_model.h"
+#include "gguf_test_util.h"
 #include "test_util.h"
 
 namespace huginn {
@@ -333,25 +334,6 @@ TEST(Gguf, DamagedFilesFailClearly) {
 
 // --- Hugging Face's parser (npm @huggingface/gguf) reads what we write -----------
 
-nlohmann::json value_json(const Value& v) {
-  nlohmann::json j = {{"type", gguf::type_name(v.type)}};
-  switch (v.type) {
-    case ValueType::U64: j["value"] = std::to_string(v.u); break;  // BigInt on the JS side
-    case ValueType::I64: j["value"] = std::to_string(v.i); break;
-    case ValueType::U8: case ValueType::U16: case ValueType::U32: j["value"] = v.u; break;
-    case ValueType::I8: case ValueType::I16: case ValueType::I32: j["value"] = v.i; break;
-    case ValueType::F32: case ValueType::F64: j["value"] = v.f; break;
-    case ValueType::BOOL: j["value"] = v.u != 0; break;
-    case ValueType::STRING: j["value"] = v.s; break;
-    case ValueType::ARRAY:
-      j["elem"] = gguf::type_name(v.elem);
-      j["items"] = nlohmann::json::array();
-      for (size_t k = 0; k < v.size(); ++k) j["items"].push_back(value_json(v.at(k)));
-      break;
-  }
-  return j;
-}
-
 TEST(Gguf, HuggingFaceParserReadsOurFiles) {
   if (test::sh("command -v node >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "node not found: the @huggingface/gguf check needs nodejs and npm (scripts/setup.sh)";
@@ -363,7 +345,7 @@ TEST(Gguf, HuggingFaceParserReadsOurFiles) {
     Sample smp;
     const fs::path p = write_sample(dir, align, &smp);
     nlohmann::json e = {{"metadata", nlohmann::json::object()}, {"tensors", nlohmann::json::array()}};
-    for (const auto& [k, v] : smp.kv) e["metadata"][k] = value_json(v);
+    for (const auto& [k, v] : smp.kv) e["metadata"][k] = test::gguf_value_json(v);
     for (const auto& t : smp.tensors) {
       std::vector<std::string> ne;
       for (int64_t n : t.ne) ne.push_back(std::to_string(n));

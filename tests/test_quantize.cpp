@@ -16,6 +16,7 @@
 #include "huginn/tasks.h"
 #include "huginn/train.h"
 #include "model/gguf_model.h"
+#include "gguf_test_util.h"
 #include "test_util.h"
 
 namespace huginn {
@@ -267,25 +268,6 @@ TEST(Quantize, CliWritesLoadableFilesAndRejectsBadInput) {
 
 // --- Hugging Face's parser (npm @huggingface/gguf) reads every file quantize writes ---
 
-nlohmann::json value_json(const Value& v) {
-  nlohmann::json j = {{"type", gguf::type_name(v.type)}};
-  switch (v.type) {
-    case ValueType::U64: j["value"] = std::to_string(v.u); break;
-    case ValueType::I64: j["value"] = std::to_string(v.i); break;
-    case ValueType::U8: case ValueType::U16: case ValueType::U32: j["value"] = v.u; break;
-    case ValueType::I8: case ValueType::I16: case ValueType::I32: j["value"] = v.i; break;
-    case ValueType::F32: case ValueType::F64: j["value"] = v.f; break;
-    case ValueType::BOOL: j["value"] = v.u != 0; break;
-    case ValueType::STRING: j["value"] = v.s; break;
-    case ValueType::ARRAY:
-      j["elem"] = gguf::type_name(v.elem);
-      j["items"] = nlohmann::json::array();
-      for (size_t k = 0; k < v.size(); ++k) j["items"].push_back(value_json(v.at(k)));
-      break;
-  }
-  return j;
-}
-
 // Every type from the shipped model, the tiny fixture model, a model of
 // 256-wide rows and the Ouro fixture model: loads, generates, and Hugging Face's parser agrees.
 TEST(Quantize, HuggingFaceParserReadsEveryType) {
@@ -311,7 +293,7 @@ TEST(Quantize, HuggingFaceParserReadsEveryType) {
       }
       gguf::File f(p.string());
       nlohmann::json e = {{"metadata", nlohmann::json::object()}, {"tensors", nlohmann::json::array()}};
-      for (const auto& [k, v] : f.metadata()) e["metadata"][k] = value_json(v);
+      for (const auto& [k, v] : f.metadata()) e["metadata"][k] = test::gguf_value_json(v);
       for (const auto& tt : f.tensors()) {
         std::vector<std::string> ne;
         for (int64_t n : tt.ne) ne.push_back(std::to_string(n));
