@@ -311,6 +311,8 @@ int run(const ServeOptions& o) {
       }
       auto sig = std::make_shared<serve::JobSignal>();
       // The scheduler polls the socket between passes: a client that goes away leaves the batch at the next pass.
+      // Every path below waits for the jobs to end (or cancels them) before returning, so the fd stays this
+      // connection's while they run.
       const int fd = find_socket(req);
       std::vector<std::shared_ptr<Job>> jobs;
       for (int i = 0; i < r->n; ++i) {
