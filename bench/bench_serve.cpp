@@ -334,6 +334,10 @@ int main(int argc, char** argv) {
                  "the others' gap p50/p99 without and with it, and the mean step time")
       ->check(CLI::IsMember({"none", "stall", "disconnect"}));
   app.add_option("--max-unread", max_unread, "the server's --max-unread (default 4096, the server's default)");
+  int rounds = 1;
+  app.add_option("--rounds", rounds,
+                 "with --disturb: alternate without/with this many times, gaps pooled (other load drifts less "
+                 "into the difference; default 1)");
   CLI11_PARSE(app, argc, argv);
 
   auto split = [](const std::string& s) {
@@ -477,7 +481,18 @@ int main(int argc, char** argv) {
           "gap p99 ms with | p99 with - without ms | mean step ms without | mean step ms with | errors | differ |\n");
       std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
       for (int C : clients) {
-        const Run a = measure(C, "none"), b = measure(C, disturb_mode);
+        Run a, b;
+        auto add = [rounds](Run& to, const Run& r) {
+          to.gaps.insert(to.gaps.end(), r.gaps.begin(), r.gaps.end());
+          to.step_ms += r.step_ms / std::max(1, rounds);  // rounds of equal work: the mean of means
+          to.errors += r.errors;
+          to.differ += r.differ;
+          to.disturbances += r.disturbances;
+        };
+        for (int k = 0; k < std::max(1, rounds); ++k) {
+          add(a, measure(C, "none"));
+          add(b, measure(C, disturb_mode));
+        }
         const double d99 = pct(b.gaps, 99) - pct(a.gaps, 99);
         std::printf("| %d | %d | %s | %d | %.2f | %.2f | %.2f | %.2f | %+.2f | %.2f | %.2f | %d | %d |\n", par, C,
                     disturb_mode.c_str(), b.disturbances, pct(a.gaps, 50), pct(a.gaps, 99), pct(b.gaps, 50),
