@@ -62,7 +62,8 @@ struct Job {
   bool streaming = false;  // a reader takes tokens as they come (max_unread applies)
   // The client's socket, or -1. The scheduler polls it before every pass and
   // drops the job (queued or running) once the peer has closed: a disconnect
-  // frees the slot within one pass, whoever waits on the job.
+  // frees the slot within one pass, whoever waits on the job. The owner keeps
+  // it open until the job has ended or been cancelled (a closed fd reads as gone).
   int client_fd = -1;
   std::shared_ptr<JobSignal> sig = std::make_shared<JobSignal>();
 
@@ -144,10 +145,9 @@ class Scheduler {
   bool accepting_ = true, stop_ = false;
   Clock::time_point cancel_running_at_ = Clock::time_point::max();
   SchedulerStats stats_;
-  std::deque<std::pair<Clock::time_point, uint64_t>> rate_;
+  std::deque<std::pair<Clock::time_point, uint64_t>> rate_;  // (time, generated tokens) samples
   // Passes run, read by Job::cancel from any thread (shared: a job may outlive the scheduler).
-  std::shared_ptr<std::atomic<uint64_t>> passes_ =
-      std::make_shared<std::atomic<uint64_t>>(0);  // (time, generated tokens) samples
+  std::shared_ptr<std::atomic<uint64_t>> passes_ = std::make_shared<std::atomic<uint64_t>>(0);
   std::thread thread_;
 };
 
