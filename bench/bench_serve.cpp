@@ -6,7 +6,16 @@
 // RSS before and after. Without -m: the standard d=512 config (random
 // weights, written to a temporary directory; prompts as token ids).
 //
+// With --disturb stall|disconnect, each client count runs twice on the same
+// server, without and then with one disturbing client (one that stops
+// reading after its first token until the server drops it, or one that
+// disconnects after its first token, again and again), and prints the normal
+// clients' inter-token gap p50/p99 both ways beside the mean pass (decode
+// step) time: a disturbance costs the others at most one step when
+// p99 with - p99 without <= one step.
+//
 //   bench_serve --bin build/bin/huginn [-m DIR] --parallel 1,8 --clients 1,8,32,64 --steps 8 [--exit kl:5e-4]
+//   bench_serve --bin build/bin/huginn --parallel 8 --clients 8 --steps 8 --disturb stall
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -111,8 +120,15 @@ struct Reply {
   std::vector<double> gaps;  // seconds between token events
 };
 
-int connect_to(int port) {
+// small_window: a client that will stop reading (a small receive buffer and
+// small segments, so that the server's send buffer stays small too).
+int connect_to(int port, bool small_window = false) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (small_window) {
+    int rcv = 4096, mss = 536;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss);
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)port);
@@ -209,6 +225,76 @@ Reply stream_request(int port, const std::string& body) {
   return r;
 }
 
+// GET /metrics: name (labels dropped) -> value.
+std::map<std::string, double> metrics(int port) {
+  std::map<std::string, double> out;
+  const int fd = connect_to(port);
+  if (fd < 0) return out;
+  const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  std::string buf;
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == (ssize_t)req.size()) {
+    char tmp[65536];
+    for (ssize_t n; (n = ::recv(fd, tmp, sizeof tmp, 0)) > 0;) buf.append(tmp, (size_t)n);
+  }
+  ::close(fd);
+  std::istringstream in(buf.substr(std::min(buf.size(), buf.find("\r\n\r\n"))));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#' || line.find('{') == std::string::npos) continue;
+    const size_t sp = line.rfind(' ');
+    std::string name = line.substr(0, line.find('{'));
+    if (line.find("outcome=\"") != std::string::npos)
+      name += "." + line.substr(line.find("outcome=\"") + 9,
+                                line.find('"', line.find("outcome=\"") + 9) - line.find("outcome=\"") - 9);
+    try {
+      out[name] = std::stod(line.substr(sp + 1));
+    } catch (...) {
+    }
+  }
+  return out;
+}
+
+// Reads until the first token event (or the end); false if none came.
+bool read_first_token(int fd, const std::atomic<bool>& stop) {
+  std::string buf;
+  char tmp[4096];
+  while (!stop) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+    if (n <= 0) return false;
+    buf.append(tmp, (size_t)n);
+    if (buf.find("\"huginn\"") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// One disturbing client, again and again until `stop`: "stall" stops reading
+// after its first token and waits until the server has dropped it (its
+// cancelled count rises); "disconnect" closes after its first token.
+// Returns how many disturbances it made.
+int disturb(int port, const std::string& mode, const std::string& body, const std::atomic<bool>& stop) {
+  int count = 0;
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  while (!stop) {
+    const double cancelled0 = metrics(port)["huginn_requests_total.cancelled"];
+    const int fd = connect_to(port, mode == "stall");
+    if (fd < 0) break;
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != (ssize_t)req.size() || !read_first_token(fd, stop)) {
+      ::close(fd);
+      continue;
+    }
+    if (mode == "stall")  // never read again: the server drops it past --max-unread
+      while (!stop && metrics(port)["huginn_requests_total.cancelled"] <= cancelled0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ::close(fd);
+    ++count;
+  }
+  return count;
+}
+
 double pct(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -240,6 +326,18 @@ int main(int argc, char** argv) {
                  "extra clients per phase that start a long stream and never read it (their effect on the others)");
   app.add_option("--stall-tokens", stall_tokens, "max_tokens of a stalled client's stream (default 500)");
   app.add_option("--soak", soak, "then this many requests at the largest client count: RSS after 100 and at the end");
+  std::string disturb_mode = "none";
+  int max_unread = 4096;
+  app.add_option("--disturb", disturb_mode,
+                 "none, stall or disconnect: each client count also runs beside one client that stops reading "
+                 "after its first token (until dropped), or that disconnects after it, again and again; prints "
+                 "the others' gap p50/p99 without and with it, and the mean step time")
+      ->check(CLI::IsMember({"none", "stall", "disconnect"}));
+  app.add_option("--max-unread", max_unread, "the server's --max-unread (default 4096, the server's default)");
+  int rounds = 1;
+  app.add_option("--rounds", rounds,
+                 "with --disturb: alternate without/with this many times, gaps pooled (other load drifts less "
+                 "into the difference; default 1)");
   CLI11_PARSE(app, argc, argv);
 
   auto split = [](const std::string& s) {
@@ -269,10 +367,16 @@ int main(int argc, char** argv) {
   }
   std::printf("model: %s; steps %d, exit %s, %d tokens per reply, %d requests per client, %d server threads\n",
               model_name.c_str(), steps, exit.c_str(), max_tokens, per_client, threads);
-  std::printf(
-      "| parallel | clients | requests | errors | differ | tokens/s | TTFT p50 ms | TTFT p99 ms | gap p50 ms | "
-      "gap p99 ms | mean iters | RSS before MB | RSS after MB |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  if (disturb_mode == "none") {
+    std::printf(
+        "| parallel | clients | requests | errors | differ | tokens/s | TTFT p50 ms | TTFT p99 ms | gap p50 ms | "
+        "gap p99 ms | mean iters | RSS before MB | RSS after MB |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  } else if (max_unread >= stall_tokens && disturb_mode == "stall") {
+    std::fprintf(stderr, "--disturb stall needs --max-unread below --stall-tokens (%d): a stall must be dropped\n",
+                 stall_tokens);
+    return 1;
+  }
   std::fflush(stdout);
   json all = json::array();
   for (int par : parallels) {
@@ -281,7 +385,8 @@ int main(int argc, char** argv) {
                                 .string();
     Server srv(bin,
                {"-t", std::to_string(threads), "serve", "-m", dir, "--port", "0", "--parallel", std::to_string(par),
-                "--max-queue", "256", "--max-steps", std::to_string(std::max(steps, 1024))},
+                "--max-queue", "256", "--max-steps", std::to_string(std::max(steps, 1024)), "--max-unread",
+                std::to_string(max_unread)},
                log);
     auto body = [&](int seed) {
       json j = {{"prompt", json::parse(prompt_json)},
@@ -296,7 +401,8 @@ int main(int argc, char** argv) {
     // every distinct request served alone: the reference replies
     std::vector<Reply> ref(distinct);
     for (int s = 0; s < distinct; ++s) ref[s] = stream_request(srv.port, body(s));
-    auto phase = [&](int C, int total, long* rss_at_100) {
+    auto phase = [&](int C, int total, long* rss_at_100, const std::string& dmode = "none",
+                     int* disturbances = nullptr) {
       // clients that stop reading: a long stream each, never read until the phase ends
       std::vector<int> stuck;
       for (int i = 0; i < stalled; ++i) {
@@ -316,6 +422,17 @@ int main(int argc, char** argv) {
       }
       std::vector<Reply> out(total);
       std::atomic<int> next{0};
+      std::atomic<bool> stop_disturb{false};
+      std::thread disturber;
+      if (dmode != "none") {
+        json j = json::parse(body(distinct + 1));
+        j["max_tokens"] = stall_tokens;
+        if (dmode == "stall") j["logprobs"] = 5;  // larger events: the socket buffers fill in fewer tokens
+        disturber = std::thread([&, b = j.dump()] {
+          const int n = disturb(srv.port, dmode, b, stop_disturb);
+          if (disturbances) *disturbances = n;
+        });
+      }
       const auto t0 = Clock::now();
       std::vector<std::thread> th;
       for (int c = 0; c < C; ++c)
@@ -327,9 +444,76 @@ int main(int argc, char** argv) {
         });
       for (auto& t : th) t.join();
       const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+      stop_disturb = true;
+      if (disturber.joinable()) disturber.join();
       for (int fd : stuck) ::close(fd);
       return std::make_pair(out, wall);
     };
+    if (disturb_mode != "none") {
+      // the normal clients' gaps (ms), the mean pass time (ms), errors and replies unlike the reference
+      struct Run {
+        std::vector<double> gaps;
+        double step_ms = 0;
+        int errors = 0, differ = 0, disturbances = 0;
+      };
+      auto measure = [&](int C, const std::string& dmode) {
+        Run run;
+        auto m0 = metrics(srv.port);
+        auto [out, wall] = phase(C, C * per_client, nullptr, dmode, &run.disturbances);
+        auto m1 = metrics(srv.port);
+        const double passes = m1["huginn_passes_total"] - m0["huginn_passes_total"];
+        if (passes > 0)
+          run.step_ms = 1e3 * (m1["huginn_busy_seconds_total"] - m0["huginn_busy_seconds_total"]) / passes;
+        for (size_t k = 0; k < out.size(); ++k) {
+          if (!out[k].ok) {
+            if (run.errors++ == 0) std::fprintf(stderr, "first error: %s\n", out[k].error.c_str());
+            continue;
+          }
+          const Reply& a = ref[k % distinct];
+          if (out[k].tokens != a.tokens || out[k].steps != a.steps) ++run.differ;
+          for (double g : out[k].gaps) run.gaps.push_back(g * 1e3);
+        }
+        return run;
+      };
+      std::printf(
+          "| parallel | clients | disturb | disturbances | gap p50 ms without | gap p99 ms without | gap p50 ms with "
+          "| "
+          "gap p99 ms with | p99 with - without ms | mean step ms without | mean step ms with | errors | differ |\n");
+      std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+      for (int C : clients) {
+        Run a, b;
+        auto add = [rounds](Run& to, const Run& r) {
+          to.gaps.insert(to.gaps.end(), r.gaps.begin(), r.gaps.end());
+          to.step_ms += r.step_ms / std::max(1, rounds);  // rounds of equal work: the mean of means
+          to.errors += r.errors;
+          to.differ += r.differ;
+          to.disturbances += r.disturbances;
+        };
+        for (int k = 0; k < std::max(1, rounds); ++k) {
+          add(a, measure(C, "none"));
+          add(b, measure(C, disturb_mode));
+        }
+        const double d99 = pct(b.gaps, 99) - pct(a.gaps, 99);
+        std::printf("| %d | %d | %s | %d | %.2f | %.2f | %.2f | %.2f | %+.2f | %.2f | %.2f | %d | %d |\n", par, C,
+                    disturb_mode.c_str(), b.disturbances, pct(a.gaps, 50), pct(a.gaps, 99), pct(b.gaps, 50),
+                    pct(b.gaps, 99), d99, a.step_ms, b.step_ms, a.errors + b.errors, a.differ + b.differ);
+        std::fflush(stdout);
+        all.push_back({{"parallel", par},
+                       {"clients", C},
+                       {"disturb", disturb_mode},
+                       {"disturbances", b.disturbances},
+                       {"gap_p50_ms_without", pct(a.gaps, 50)},
+                       {"gap_p99_ms_without", pct(a.gaps, 99)},
+                       {"gap_p50_ms_with", pct(b.gaps, 50)},
+                       {"gap_p99_ms_with", pct(b.gaps, 99)},
+                       {"step_ms_without", a.step_ms},
+                       {"step_ms_with", b.step_ms},
+                       {"errors", a.errors + b.errors},
+                       {"differ", a.differ + b.differ}});
+      }
+      std::filesystem::remove(log);
+      continue;
+    }
     for (int C : clients) {
       const long rss0 = srv.rss_kb();
       auto [out, wall] = phase(C, C * per_client, nullptr);

@@ -1,10 +1,13 @@
 // Continuous batching (huginn/scheduler.h): requests with different depths,
 // exits, caches, sampling and stops, decoded together and joining at
 // different times, give exactly what each gives alone (tokens and per-token
-// iterations); cancellation frees a slot within one pass; the queue and the
-// KV budget bound what is admitted.
+// iterations); cancellation, or a closed client socket, frees a slot within
+// one pass; the queue and the KV budget bound what is admitted.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -239,6 +242,55 @@ TEST(Scheduler, CancelFreesTheSlotWithinOnePass) {
   jobs[1]->cancel("done");
   wait_done(jobs);
   EXPECT_EQ(s.stats().cancelled, 2u);
+}
+
+TEST(Scheduler, ClosedClientSocketFreesTheSlotWithinOnePass) {
+  // A job's client_fd is polled before every pass: once its peer closes, a
+  // running job leaves its slot, and a queued one the queue, at the next pass,
+  // with nobody calling cancel().
+  const Model& m = tasks_model();
+  SchedulerConfig c;
+  c.parallel = 2;
+  Scheduler s(m, c);
+  std::vector<std::shared_ptr<Job>> jobs;
+  std::vector<std::array<int, 2>> socks(3);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, socks[i].data()), 0);
+    auto j = std::make_shared<Job>();
+    j->prompt = encode("2132122=");
+    j->options.steps = 200;
+    j->options.max_new_tokens = 50;
+    j->options.stop_tokens.clear();
+    j->client_fd = socks[i][0];
+    jobs.push_back(j);
+    ASSERT_EQ(s.submit({j}), Scheduler::Admit::Ok);
+  }
+  {  // a token arrived: jobs 0 and 1 run, job 2 waits in the queue
+    std::unique_lock<std::mutex> lock(jobs[0]->sig->mu);
+    ASSERT_TRUE(jobs[0]->sig->cv.wait_for(lock, std::chrono::seconds(30), [&] { return !jobs[0]->tokens.empty(); }));
+  }
+  ASSERT_EQ(jobs[2]->state, Job::State::Queued);
+  ::close(socks[0][1]);
+  ::close(socks[2][1]);
+  const uint64_t at = s.stats().passes;  // passes run when the peers closed (or later)
+  for (int i : {0, 2}) {
+    std::unique_lock<std::mutex> lock(jobs[i]->sig->mu);
+    ASSERT_TRUE(jobs[i]->sig->cv.wait_for(lock, std::chrono::seconds(30),
+                                          [&] { return jobs[i]->state == Job::State::Failed; }));
+    EXPECT_EQ(jobs[i]->error_status, 499) << i;
+    EXPECT_EQ(jobs[i]->error, "cancelled: client disconnected") << i;
+    EXPECT_LE(jobs[i]->pass_freed, at + 1) << i;  // the pass running at the close, at most
+    EXPECT_EQ(jobs[i]->pass_freed, jobs[i]->cancel_pass()) << i;
+  }
+  EXPECT_TRUE(jobs[2]->tokens.empty());
+  EXPECT_FALSE(jobs[1]->cancelled);  // its peer is still there
+  jobs[1]->cancel("done");
+  wait_done(jobs);
+  EXPECT_EQ(s.stats().cancelled, 3u);
+  for (auto& p : socks) {
+    ::close(p[0]);
+    if (&p == &socks[1]) ::close(p[1]);
+  }
 }
 
 TEST(Scheduler, QueueBoundAndKvBudget) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -684,40 +685,205 @@ TEST(ServeHttp, SlowlorisDoesNotDelayHealthAndReadTimeoutCloses) {
   EXPECT_EQ(srv.stop(), 0) << srv.err();
 }
 
+// A raw request on a connection of its own (nothing read back).
+int send_request(int port, const std::string& path, const std::string& body, int rcvbuf = 0) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0) {  // before connect: the window the client advertises stays small
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    int mss = 536;  // small segments: the server's send buffer, sized from them, stays small too
+    ::setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss);
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, (sockaddr*)&a, sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  const std::string req =
+      "POST " + path +
+      " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != (ssize_t)req.size()) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The server's per-request log lines (JSON on stderr) with this status.
+std::vector<json> request_logs(const std::string& err, int status) {
+  std::vector<json> out;
+  std::istringstream in(err);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    const json j = json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("event", "") == "request" && j.value("status", 0) == status) out.push_back(j);
+  }
+  return out;
+}
+
+// Waits until /health shows `busy` slots busy (true) or the deadline passes.
+bool wait_busy(httplib::Client& cli, int busy, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto h = cli.Get("/health");
+    if (h && json::parse(h->body)["slots"]["busy"] == busy) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
 TEST(ServeHttp, AbandonedRequestsFreeTheirSlots) {
-  // 20 non-streaming and 4 streaming requests whose clients leave at once:
-  // each is cancelled (it leaves the batch at the next pass) and nothing keeps running.
-  ServerProcess srv({"serve", "-m", kTasks, "--port", "0", "--parallel", "4"});
+  // 20 non-streaming requests with long generations, all running; their
+  // clients close at once. The scheduler polls each client's socket before
+  // every pass: each slot is freed within one pass of the close (from the
+  // request log lines and the pass counter), and /health shows all free.
+  // random weights, greedy: long replies without a stop token
+  ServerProcess srv({"serve", "-m", chat_model_dir(), "--port", "0", "--parallel", "20"});
   ASSERT_GT(srv.port, 0) << srv.err();
-  const std::string body = R"({"prompt": "2132122=", "steps": 1000, "max_tokens": 50, "stop": ["zz"]})";
-  for (int i = 0; i < 24; ++i) {
-    const int fd = connect_to(srv.port);
+  httplib::Client cli("127.0.0.1", srv.port);
+  const std::string model = "{model=\"" + body_json(cli.Get("/v1/models"))["data"][0]["id"].get<std::string>() + "\"";
+  const std::string body = R"({"prompt": [5, 6, 7], "steps": 1000, "max_tokens": 50, "temperature": 0})";
+  std::vector<int> fds;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = send_request(srv.port, "/v1/completions", body);
     ASSERT_GE(fd, 0);
-    const std::string b = i < 20 ? body : body.substr(0, body.size() - 1) + R"(, "stream": true})";
-    const std::string req =
-        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        "Content-Length: " +
-        std::to_string(b.size()) + "\r\n\r\n" + b;
-    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), (ssize_t)req.size());
+    fds.push_back(fd);
+  }
+  ASSERT_TRUE(wait_busy(cli, 20, 30)) << srv.err();
+  // mid-generation: a few tokens each
+  for (int k = 0; k < 3000 && metrics_of(cli).value("huginn_passes_total" + model + "}", 0.0) < 3; ++k)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int fd : fds) ::close(fd);
+  const double at =
+      metrics_of(cli).value("huginn_passes_total" + model + "}", -1.0);  // passes run at the close, or more
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_busy(cli, 0, 10)) << srv.err();
+  const double freed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json m = metrics_of(cli);
+  const double passes = m.value("huginn_passes_total" + model + "}", -1.0);
+  EXPECT_LE(passes, at + 1) << "the batch ran at most the pass in flight at the close";
+  EXPECT_EQ(m.value("huginn_requests_total" + model + ",outcome=\"cancelled\"}", 0.0), 20.0) << m.dump();
+  EXPECT_EQ(m.value("huginn_requests_total" + model + ",outcome=\"completed\"}", 0.0), 0.0);
+  // the log lines: written when the HTTP workers notice (up to 10 ms later)
+  std::vector<json> logs;
+  for (int k = 0; k < 200 && logs.size() < 20; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    logs = request_logs(srv.err(), 499);
+  }
+  ASSERT_EQ(logs.size(), 20u) << srv.err();
+  for (auto& l : logs) {
+    EXPECT_NE(l["reason"].get<std::string>().find("client disconnected"), std::string::npos) << l.dump();
+    ASSERT_TRUE(l.contains("pass_freed") && l.contains("pass_cancelled")) << l.dump();
+    const double freed = l["pass_freed"], cancelled = l["pass_cancelled"];
+    EXPECT_LE(freed, at + 1) << l.dump();
+    EXPECT_LE(freed - cancelled, 1) << l.dump();
+    EXPECT_GE(cancelled, l["pass_submitted"].get<double>()) << l.dump();
+    EXPECT_GE(l["completion_tokens"].get<int>(), 3) << l.dump();
+    EXPECT_LT(l["completion_tokens"].get<int>(), 50) << l.dump();
+  }
+  std::printf("20 abandoned: freed within %.0f ms, at pass <= %.0f (close at pass %.0f)\n", freed_s * 1e3, passes, at);
+
+  // 4 streaming ones whose clients leave right after sending (queued or running): all cancelled too
+  const std::string sbody = body.substr(0, body.size() - 1) + R"(, "stream": true})";
+  for (int i = 0; i < 4; ++i) {
+    const int fd = send_request(srv.port, "/v1/completions", sbody);
+    ASSERT_GE(fd, 0);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     ::close(fd);
   }
-  httplib::Client cli("127.0.0.1", srv.port);
-  json h;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  json m;
   while (std::chrono::steady_clock::now() < deadline) {
     m = metrics_of(cli);
-    if (m.value("huginn_requests_total{model=\"huginn-tasks-d64\",outcome=\"cancelled\"}", 0.0) >= 24) break;
+    if (m.value("huginn_requests_total" + model + ",outcome=\"cancelled\"}", 0.0) >= 24) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_EQ(m.value("huginn_requests_total{model=\"huginn-tasks-d64\",outcome=\"cancelled\"}", 0.0), 24.0) << m.dump();
-  EXPECT_EQ(m.value("huginn_requests_total{model=\"huginn-tasks-d64\",outcome=\"completed\"}", 0.0), 0.0);
+  EXPECT_EQ(m.value("huginn_requests_total" + model + ",outcome=\"cancelled\"}", 0.0), 24.0) << m.dump();
   // each left within about one pass of its client going: far fewer tokens than 24 x 50
-  EXPECT_LT(m.value("huginn_generated_tokens_total{model=\"huginn-tasks-d64\"}", 0.0), 200.0) << m.dump();
-  h = body_json(cli.Get("/health"));
+  EXPECT_LT(m.value("huginn_generated_tokens_total" + model + "}", 0.0), 200.0) << m.dump();
+  const json h = body_json(cli.Get("/health"));
   EXPECT_EQ(h["slots"]["busy"], 0);
   EXPECT_EQ(h["queue"]["length"], 0);
+  EXPECT_EQ(srv.stop(), 0) << srv.err();
+}
+
+TEST(ServeHttp, SlowReaderIsDroppedAndNeverStallsTheBatch) {
+  // A streaming client that stops reading (small receive window, never
+  // reads) beside 3 streaming clients that read: its tokens pile up to
+  // --max-unread, then it is dropped with the reason logged; the others get
+  // exactly what they get alone, and the passes go on.
+  ServerProcess srv(
+      {"serve", "-m", chat_model_dir(), "--port", "0", "--parallel", "4", "--max-unread", "8", "--read-timeout", "2"});
+  ASSERT_GT(srv.port, 0) << srv.err();
+  auto req = [](int seed, int max_tokens, bool logprobs) {
+    json r = {{"messages", {{{"role", "user"}, {"content", "a+b?"}}}},
+              {"max_tokens", max_tokens},
+              {"steps", 500},  // passes of some ms: a client that reads keeps within --max-unread
+              {"temperature", 0},
+              {"seed", seed},
+              {"stream", true}};
+    if (logprobs) {  // about 1 KB per token: the socket buffers fill fast
+      r["logprobs"] = true;
+      r["top_logprobs"] = 20;
+    }
+    return r;
+  };
+  auto run = [&](const json& r, json* tokens) {
+    httplib::Client cli("127.0.0.1", srv.port);
+    cli.set_read_timeout(60, 0);
+    auto res = cli.Post("/v1/chat/completions", r.dump(), "application/json");
+    if (!res || res->status != 200) return std::string("request failed");
+    bool done = false;
+    const std::vector<json> ev = sse_events(res->body, &done);
+    if (!done)
+      return "incomplete stream: " + res->body.substr(res->body.size() - std::min<size_t>(res->body.size(), 600));
+    *tokens = json::array();
+    for (auto& e : ev)
+      if (e["choices"][0]["finish_reason"].is_null()) tokens->push_back(e["huginn"]);
+    return std::string();
+  };
+  std::vector<json> alone(3), together(3);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(run(req(10 + i, 40, false), &alone[i]), "") << i;
+  httplib::Client cli("127.0.0.1", srv.port);
+  const std::string name = body_json(cli.Get("/v1/models"))["data"][0]["id"];
+  const std::string model = "{model=\"" + name + "\"}";
+  const int stalled = send_request(srv.port, "/v1/chat/completions", req(1, 72, true).dump(), 1024);
+  ASSERT_GE(stalled, 0);
+  std::vector<std::string> errs(3);
+  std::vector<std::thread> th;
+  for (int i = 0; i < 3; ++i) th.emplace_back([&, i] { errs[i] = run(req(10 + i, 40, false), &together[i]); });
+  for (auto& t : th) t.join();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(errs[i], "") << i << "\n" << srv.err();
+    EXPECT_EQ(together[i], alone[i]) << i;
+  }
+  // the stalled one: dropped (a slow reader), logged with its reason once its pending write gives up
+  std::vector<json> logs;
+  for (int k = 0; k < 500 && logs.empty(); ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    logs = request_logs(srv.err(), 499);
+  }
+  ASSERT_EQ(logs.size(), 1u) << srv.err();
+  EXPECT_EQ(logs[0]["reason"], "slow reader: 8 tokens generated and not yet taken by the client") << logs[0].dump();
+  EXPECT_LT(logs[0]["completion_tokens"].get<int>(), 72) << logs[0].dump();
+  // the others were never held up: each took one pass per token (its prompt's pass gives the first), plus the
+  // pass in flight at its submission and one more for prompts that share the --prefill-chunk of 64 (4 x 24)
+  const std::vector<json> ok = request_logs(srv.err(), 200);
+  ASSERT_EQ(ok.size(), 6u);
+  for (size_t i = 3; i < 6; ++i)
+    EXPECT_LE(ok[i]["pass_freed"].get<int>() - ok[i]["pass_submitted"].get<int>(), 42) << ok[i].dump();
+  const json m = metrics_of(cli);
+  // the batch kept running after the drop: the other streams' passes came after it
+  EXPECT_GT(m.value("huginn_passes_total" + model, 0.0), logs[0]["pass_freed"].get<double>()) << m.dump();
+  EXPECT_EQ(m.value("huginn_requests_total{model=\"" + name + "\",outcome=\"cancelled\"}", 0.0), 1.0) << m.dump();
+  EXPECT_EQ(body_json(cli.Get("/health"))["slots"]["busy"], 0);
+  std::printf("slow reader: dropped after %d tokens at pass %d; passes at the end %.0f\n",
+              logs[0]["completion_tokens"].get<int>(), logs[0]["pass_freed"].get<int>(),
+              m.value("huginn_passes_total" + model, 0.0));
+  ::close(stalled);
   EXPECT_EQ(srv.stop(), 0) << srv.err();
 }
 

@@ -60,6 +60,11 @@ struct Job {
   GenerateOptions options;
   int logprobs = -1;       // -1: none; k >= 0: each token's log-probability and its k most likely alternatives
   bool streaming = false;  // a reader takes tokens as they come (max_unread applies)
+  // The client's socket, or -1. The scheduler polls it before every pass and
+  // drops the job (queued or running) once the peer has closed: a disconnect
+  // frees the slot within one pass, whoever waits on the job. The owner keeps
+  // it open until the job has ended or been cancelled (a closed fd reads as gone).
+  int client_fd = -1;
   std::shared_ptr<JobSignal> sig = std::make_shared<JobSignal>();
 
   // ---- outputs (read under sig->mu)
@@ -71,16 +76,24 @@ struct Job {
   int error_status = 0;   // when Failed: an HTTP status (503 queue/shutdown, 504 timeout, 499 cancelled, 500)
   std::string error;      // when Failed: why
   Clock::time_point t_submit, t_start, t_first, t_end;
+  // Passes run (SchedulerStats::passes) when the job was queued and when it
+  // left its slot or the queue.
+  uint64_t pass_submitted = 0, pass_freed = 0;
 
   // ---- from any thread
   std::atomic<bool> cancelled{false};
   // Asks the scheduler to drop the job (it leaves the batch before the next pass).
   void cancel(const std::string& why);
   std::string cancel_reason() const;
+  // Passes run when cancel() was first called (0 before; a job not yet submitted: 0).
+  uint64_t cancel_pass() const;
 
  private:
+  friend class Scheduler;
   mutable std::mutex why_mu_;
   std::string why_;
+  uint64_t cancel_pass_ = 0;
+  std::shared_ptr<const std::atomic<uint64_t>> passes_;  // the scheduler's pass count (set by submit)
 };
 
 // Counters and gauges for /health and /metrics.
@@ -133,6 +146,8 @@ class Scheduler {
   Clock::time_point cancel_running_at_ = Clock::time_point::max();
   SchedulerStats stats_;
   std::deque<std::pair<Clock::time_point, uint64_t>> rate_;  // (time, generated tokens) samples
+  // Passes run, read by Job::cancel from any thread (shared: a job may outlive the scheduler).
+  std::shared_ptr<std::atomic<uint64_t>> passes_ = std::make_shared<std::atomic<uint64_t>>(0);
   std::thread thread_;
 };
 

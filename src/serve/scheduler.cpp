@@ -5,6 +5,7 @@
 #include "huginn/scheduler.h"
 
 #include <malloc.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,7 +21,10 @@ namespace huginn::serve {
 void Job::cancel(const std::string& why) {
   {
     std::lock_guard<std::mutex> lock(why_mu_);
-    if (!cancelled) why_ = why;
+    if (!cancelled) {
+      why_ = why;
+      if (passes_) cancel_pass_ = passes_->load();
+    }
   }
   cancelled = true;
 }
@@ -28,6 +32,11 @@ void Job::cancel(const std::string& why) {
 std::string Job::cancel_reason() const {
   std::lock_guard<std::mutex> lock(why_mu_);
   return why_;
+}
+
+uint64_t Job::cancel_pass() const {
+  std::lock_guard<std::mutex> lock(why_mu_);
+  return cancel_pass_;
 }
 
 const std::vector<double>& SchedulerStats::ttft_bounds() {
@@ -44,6 +53,21 @@ struct Scheduler::Running {
 
 namespace {
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Cancels the jobs whose client has closed its end (or whose socket is gone):
+// one poll() over all of them, between passes.
+void cancel_disconnected(const std::vector<Job*>& jobs) {
+  std::vector<pollfd> p;
+  std::vector<Job*> polled;
+  for (Job* j : jobs)
+    if (j->client_fd >= 0 && !j->cancelled) {
+      p.push_back({j->client_fd, POLLRDHUP, 0});
+      polled.push_back(j);
+    }
+  if (p.empty() || ::poll(p.data(), p.size(), 0) <= 0) return;
+  for (size_t i = 0; i < p.size(); ++i)
+    if (p[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) polled[i]->cancel("client disconnected");
+}
 }  // namespace
 
 Scheduler::Scheduler(const Model& m, SchedulerConfig cfg) : m_(m), cfg_(cfg) {
@@ -103,6 +127,11 @@ Scheduler::Admit Scheduler::submit(const std::vector<std::shared_ptr<Job>>& jobs
     const auto now = Clock::now();
     for (auto& j : jobs) {
       j->t_submit = now;
+      j->pass_submitted = passes_->load();
+      {
+        std::lock_guard<std::mutex> wlock(j->why_mu_);
+        j->passes_ = passes_;
+      }
       queue_.push_back(j);
     }
     stats_.submitted += jobs.size();
@@ -129,6 +158,7 @@ void Scheduler::shutdown(double grace_s) {
     j->error_status = 503;
     j->error = "the server is shutting down";
     j->t_end = Clock::now();
+    j->pass_freed = passes_->load();
     j->sig->cv.notify_all();
   }
   cv_.notify_all();
@@ -169,6 +199,7 @@ void Scheduler::finish(Running& r, Job::State st, int status, const std::string&
     j.error = why;
     if (st == Job::State::Done) j.result = std::move(r.seq->res);
     j.t_end = Clock::now();
+    j.pass_freed = passes_->load();
   }
   j.sig->cv.notify_all();
   r.seq.reset();  // the KV cache and buffers go now
@@ -195,6 +226,7 @@ void Scheduler::loop() {
       j->error_status = status;
       j->error = why;
       j->t_end = Clock::now();
+      j->pass_freed = passes_->load();
     }
     j->sig->cv.notify_all();
   };
@@ -210,6 +242,12 @@ void Scheduler::loop() {
       if (stop_) {
         for (auto& j : queue_) expired.push_back(j);
         queue_.clear();
+      }
+      {  // clients gone, queued or running: cancelled now, so they leave before the next pass
+        std::vector<Job*> polled;
+        for (auto& j : queue_) polled.push_back(j.get());
+        for (auto& r : running) polled.push_back(r.job.get());
+        cancel_disconnected(polled);
       }
       const auto now = Clock::now();
       // cancelled or timed-out jobs still in the queue
@@ -349,6 +387,7 @@ void Scheduler::loop() {
       pass_error = e.what();
     }
     const auto t1 = Clock::now();
+    passes_->fetch_add(1);  // before the jobs this pass ends are freed: they left at this count
     uint64_t new_tokens = 0, iters = 0, prompt_tokens = 0, token_iters = 0;
     size_t kv_alloc = 0;
     for (auto& r : running) {

@@ -170,6 +170,11 @@ void log_request(const httplib::Request& req, int status, Clock::time_point t0, 
     for (auto& t : a.tokens) it += t.steps;
     if (!a.tokens.empty()) j["mean_steps"] = it / a.tokens.size();
     if (a.state == Job::State::Done) j["stop_reason"] = a.result.stop_reason;
+    // Scheduler passes (huginn_passes_total) at submission, cancellation and when the slot was freed:
+    // a disconnect costs the batch at most one pass (pass_freed - pass_cancelled <= 1).
+    j["pass_submitted"] = a.pass_submitted;
+    if (a.cancelled) j["pass_cancelled"] = a.cancel_pass();
+    if (a.state == Job::State::Done || a.state == Job::State::Failed) j["pass_freed"] = a.pass_freed;
   }
   j["total_ms"] = ms(t0, Clock::now());
   if (!reason.empty()) j["reason"] = reason;
@@ -201,7 +206,7 @@ std::string metrics_text(const serve::SchedulerStats& s, const std::string& mode
   metric("huginn_generated_tokens_total", "counter", "Tokens generated.", (double)s.generated_tokens);
   metric("huginn_core_iterations_total", "counter", "Recurrent-core iterations over all passes.",
          (double)s.core_iterations);
-  metric("huginn_passes_total", "counter", "Batched passes run.", (double)s.passes);
+  metric("huginn_passes_total", "counter", "Batched passes (decode steps) run.", (double)s.passes);
   metric("huginn_busy_seconds_total", "counter", "Time spent in batched passes.", s.busy_seconds);
   metric("huginn_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.", s.tokens_per_second);
   metric("huginn_iterations_per_token_mean", "gauge", "Mean recurrent iterations of the passes that produced tokens.",
@@ -305,6 +310,10 @@ int run(const ServeOptions& o) {
         return;
       }
       auto sig = std::make_shared<serve::JobSignal>();
+      // The scheduler polls the socket between passes: a client that goes away leaves the batch at the next pass.
+      // Every path below waits for the jobs to end (or cancels them) before returning, so the fd stays this
+      // connection's while they run.
+      const int fd = find_socket(req);
       std::vector<std::shared_ptr<Job>> jobs;
       for (int i = 0; i < r->n; ++i) {
         auto j = std::make_shared<Job>();
@@ -312,6 +321,7 @@ int run(const ServeOptions& o) {
         j->options = r->choice_options(i);
         j->logprobs = r->logprobs;
         j->streaming = r->stream;
+        j->client_fd = fd;
         j->sig = sig;
         jobs.push_back(j);
       }
@@ -335,7 +345,6 @@ int run(const ServeOptions& o) {
           log_request(req, 400, t0, r.get(), {}, why);
           return;
       }
-      const int fd = find_socket(req);
       auto cancel_all = [jobs](const std::string& w) {
         for (auto& j : jobs) j->cancel(w);
       };
@@ -348,6 +357,15 @@ int run(const ServeOptions& o) {
           }
           if (peer_closed(fd)) return false;
         }
+      };
+      // After a cancel: the scheduler ends the jobs before its next pass; the log line then has their pass_freed.
+      auto wait_ended = [sig, jobs] {
+        std::unique_lock<std::mutex> lock(sig->mu);
+        sig->cv.wait_for(lock, std::chrono::seconds(30), [&] {
+          for (auto& j : jobs)
+            if (j->state != Job::State::Done && j->state != Job::State::Failed) return false;
+          return true;
+        });
       };
       auto failed = [jobs]() -> const Job* {
         for (auto& j : jobs)
@@ -368,6 +386,7 @@ int run(const ServeOptions& o) {
         });
         if (!here) {
           cancel_all("client disconnected");
+          wait_ended();
           log_request(req, 499, t0, r.get(), jobs, "client disconnected");
           return;
         }
@@ -378,6 +397,7 @@ int run(const ServeOptions& o) {
           std::lock_guard<std::mutex> lock(sig->mu);
           if (const Job* f = failed()) {
             send_failure(*f);
+            if (f->error_status == 499) res.status = 499;  // cancelled: the client is gone (logged as such)
             err = f->error;
           } else {
             for (auto& j : jobs) {
@@ -405,6 +425,7 @@ int run(const ServeOptions& o) {
       });
       if (!here) {
         cancel_all("client disconnected");
+        wait_ended();
         log_request(req, 499, t0, r.get(), jobs, "client disconnected while queued");
         return;
       }
@@ -413,6 +434,7 @@ int run(const ServeOptions& o) {
         if (const Job* f = failed()) {
           cancel_all("another choice failed");
           send_failure(*f);
+          if (f->error_status == 499) res.status = 499;  // cancelled while queued: the client is gone
           const std::string e = f->error;
           lock.unlock();
           log_request(req, res.status, t0, r.get(), jobs, e);
@@ -420,8 +442,8 @@ int run(const ServeOptions& o) {
         }
       }
       res.set_header("Cache-Control", "no-cache");
-      res.set_chunked_content_provider("text/event-stream", [&api, r, jobs, sig, fd, t0, req_copy = req, cancel_all](
-                                                                size_t, httplib::DataSink& sink) {
+      res.set_chunked_content_provider("text/event-stream", [&api, r, jobs, sig, fd, t0, req_copy = req, cancel_all,
+                                                             wait_ended](size_t, httplib::DataSink& sink) {
         serve::Reply reply(api, *r);
         auto emit_raw = [&](const std::string& payload) {
           const std::string s = "data: " + payload + "\n\n";
@@ -498,6 +520,7 @@ int run(const ServeOptions& o) {
           }
         }
         sink.done();
+        if (status != 200) wait_ended();
         log_request(req_copy, status, t0, r.get(), jobs, reason);
         return true;
       });
