@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   double seconds = 0.2, span_mb = 256;
   app.add_option("--types", types_s, "comma-separated ggml type names");
   app.add_option("--rows", rows_s, "comma-separated activation row counts");
-  app.add_option("--shapes", shapes_s, "only these NxK shapes, e.g. 8192x512 (instruction counts under callgrind)");
+  app.add_option("--shapes", shapes_s, "these NxK shapes instead of the standard config's, e.g. 8192x512 (instruction counts under callgrind)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
   app.add_option("--seconds", seconds, "time per measurement")->check(CLI::Range(0.01, 60.0));
   app.add_option("--span-mb", span_mb, "MiB of weight copies cycled through (beyond the caches)")
@@ -78,7 +78,15 @@ int main(int argc, char** argv) {
     std::vector<int> rows_list;
     for (auto& s : CLI::detail::split(rows_s, ',')) rows_list.push_back(std::stoi(s));
     // the standard config: d=512, intermediate 1536 (MLP up: 2*1536, down), attention, vocab 8192
-    const std::pair<int, int> shapes[] = {{1536, 512}, {512, 512}, {3072, 512}, {512, 1536}, {8192, 512}};
+    std::vector<std::pair<int, int>> shapes = {{1536, 512}, {512, 512}, {3072, 512}, {512, 1536}, {8192, 512}};
+    if (!shapes_s.empty()) {  // any NxK, e.g. Huginn-0125's 35840x5280
+      shapes.clear();
+      for (auto& s : CLI::detail::split(shapes_s, ',')) {
+        const size_t x = s.find('x');
+        if (x == std::string::npos) fail("--shapes: expected NxK, got '", s, "'");
+        shapes.emplace_back(std::stoi(s.substr(0, x)), std::stoi(s.substr(x + 1)));
+      }
+    }
 
     const double rbw = read_gbs(256u << 20), cbw = memcpy_gbs(256u << 20);
     std::printf("# reference: read %.1f GB/s (%d threads), memcpy %.1f GB/s (read+write, 1 thread)\n", rbw,
@@ -96,7 +104,6 @@ int main(int argc, char** argv) {
     std::normal_distribution<float> nd(0.f, 0.05f);
     for (quant::Type t : types)
       for (auto [N, K] : shapes) {
-        if (!shapes_s.empty() && ("," + shapes_s + ",").find(str(",", N, "x", K, ",")) == std::string::npos) continue;
         const size_t rb = quant::row_bytes(t, K), mb = rb * N;
         std::vector<float> w((size_t)N * K);
         for (float& v : w) v = nd(rng);
