@@ -72,6 +72,8 @@ const Gemm kShapes[] = {
     {true, false, 193, 65, 517, 1.f, 1.f},    // weight gradient dyᵀ · x
     {false, false, 517, 65, 193, 1.f, 0.f},   // input gradient dy · W
     {true, true, 130, 70, 90, 0.5f, 0.25f},
+    {false, true, 16, 1000, 96, 1.f, 0.f},    // a short prefill: blocks of columns
+    {true, false, 40, 517, 33, 1.f, 1.f},     // few rows, op(B) not transposed
 };
 }  // namespace
 
@@ -111,6 +113,11 @@ TEST(Determinism, GemmBlocksDependOnTheShapeOnly) {
     if (M >= 512) EXPECT_GE(rows, 256) << M;
     if (M >= 128) EXPECT_GE(blocks, 2) << M;
   }
+  // fewer than 128 rows: columns cut instead (for two threads from 256 on)
+  EXPECT_EQ(kern::gemm_block_cols(16, 200), 200);
+  EXPECT_EQ(kern::gemm_block_cols(16, 512), 128);
+  EXPECT_EQ(kern::gemm_block_cols(127, 8192), 512);
+  EXPECT_EQ(kern::gemm_block_cols(128, 8192), 8192);
 }
 
 TEST(Determinism, GemmFixedBlocksIsBitIdenticalAcrossThreadCounts) {

@@ -4,8 +4,9 @@
 // OpenBLAS splits a threaded sgemm into per-thread pieces that depend on the
 // thread count, and some of its kernels (e.g. Haswell's sgemm) sum the edge
 // blocks of a piece in a different order than its interior: the bits of the
-// result then depend on the thread count. Here the rows of C are cut into
-// blocks whose size depends only on the shape (never on the thread count);
+// result then depend on the thread count. Here C is cut into blocks of rows
+// (or, for few rows, of columns) whose size depends only on the shape (never
+// on the thread count);
 // every block is one single-threaded sgemm call, and the blocks are spread over
 // OpenMP threads. The summed dimension K is never split.
 #pragma once
@@ -14,6 +15,9 @@ namespace huginn::kern {
 
 // Rows of C per block for an M-row product: a function of M alone.
 int gemm_block_rows(int M);
+// Columns of C per block: all N, except for products of fewer than 128 rows
+// (one block of rows), whose columns are cut. A function of M and N alone.
+int gemm_block_cols(int M, int N);
 
 // C[M, N] = alpha · op(A)[M, K] · op(B)[K, N] + beta · C, row-major, exactly as
 // cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
