@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "huginn/check.h"
 #include "huginn/common.h"
@@ -232,6 +233,44 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
   if (joint) {  // training: B equal sequences, no cache
     if (ldq != ldkv || Hkv != H) fail("training is not implemented for separate or grouped-query K/V projections");
     bwd::attention_forward(q, k, v, ldq, out, nseg, seg[0].rows, H, hd);
+    return;
+  }
+  // A batch of decode rows, each with its own cache: the sequences' attentions
+  // run side by side (one is microseconds of work, too little to share out
+  // by itself). Cache writes and lookups stay serial (they may fail); each
+  // sequence is computed exactly as alone.
+  bool fan_out = nseg > 1 && kern::threads() > 1 && !omp_in_parallel();
+  int64_t work = 0;
+  for (int i = 0; fan_out && i < nseg; ++i) {
+    fan_out = seg[i].cache && seg[i].rows <= 4;
+    if (fan_out) work += (int64_t)seg[i].rows * H * seg[i].cache->capacity() * hd;
+  }
+  if (fan_out && work > 65536) {
+    const size_t cap = ws.keys.size();
+    thread_local std::vector<const float*> keys, vals;
+    thread_local std::vector<float> scratch;
+    thread_local std::vector<int> lk, offset, row0;
+    // kern::attention's scratch is cap floats per OpenMP thread number, and a
+    // worker keeps its number inside: room for every number per sequence
+    const size_t scap = cap * (size_t)omp_get_max_threads();
+    keys.resize(cap * nseg), vals.resize(cap * nseg), scratch.resize(scap * nseg);
+    lk.resize(nseg), offset.resize(nseg), row0.resize(nseg);
+    for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
+      const size_t off = (size_t)r0 * ldkv;
+      seg[i].cache->write(step, seg[i].rows, k + off, v + off, ldkv);
+      lk[i] = seg[i].cache->lookup(step, keys.data() + cap * i, vals.data() + cap * i);
+      offset[i] = seg[i].rows == 1 ? -1 : lk[i] - seg[i].rows;
+      row0[i] = r0;
+    }
+    // the master's thread_local buffers, named by pointer for the workers
+    const float* const* kp = keys.data();
+    const float* const* vp = vals.data();
+    float* sp = scratch.data();
+    const int *lkp = lk.data(), *op = offset.data(), *rp = row0.data();
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < nseg; ++i)
+      kern::attention(q + (size_t)rp[i] * ldq, ldq, kp + cap * i, vp + cap * i, seg[i].rows, lkp[i], H, hd, op[i],
+                      out + (size_t)rp[i] * d, sp + scap * i, Hkv);
     return;
   }
   for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
