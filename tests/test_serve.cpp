@@ -530,9 +530,15 @@ std::vector<json> sse_events(const std::string& body, bool* done = nullptr) {
   return out;
 }
 
-// A raw TCP connection to the server.
-int connect_to(int port) {
+// A raw TCP connection to the server; rcvbuf > 0: a client that will stop
+// reading (a small receive window and small segments).
+int connect_to(int port, int rcvbuf = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0) {  // before connect: the window the client advertises stays small
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    int mss = 536;  // small segments: the server's send buffer, sized from them, stays small too
+    ::setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss);
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)port);
@@ -687,20 +693,8 @@ TEST(ServeHttp, SlowlorisDoesNotDelayHealthAndReadTimeoutCloses) {
 
 // A raw request on a connection of its own (nothing read back).
 int send_request(int port, const std::string& path, const std::string& body, int rcvbuf = 0) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (rcvbuf > 0) {  // before connect: the window the client advertises stays small
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    int mss = 536;  // small segments: the server's send buffer, sized from them, stays small too
-    ::setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof mss);
-  }
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, (sockaddr*)&a, sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
+  const int fd = connect_to(port, rcvbuf);
+  if (fd < 0) return -1;
   const std::string req =
       "POST " + path +
       " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
