@@ -885,10 +885,12 @@ TEST(ServeHttp, QueueBoundAndShutdownAnswer503) {
   // --parallel 1 --max-queue 2: a third waiting request gets 503 with
   // Retry-After; on SIGTERM the queued ones get 503 and the running one its
   // grace period, then the server exits 0.
-  ServerProcess srv({"serve", "-m", kTasks, "--port", "0", "--parallel", "1", "--max-queue", "2", "--grace", "0.2",
-                     "--max-steps", "5000"});
+  // The random-weight chat model, greedy: no early end of text (the task
+  // model answers in a few tokens and could finish before the SIGTERM).
+  ServerProcess srv({"serve", "-m", chat_model_dir(), "--port", "0", "--parallel", "1", "--max-queue", "2", "--grace",
+                     "0.2", "--max-steps", "5000"});
   ASSERT_GT(srv.port, 0) << srv.err();
-  const std::string slow = R"({"prompt": "2132122=", "steps": 5000, "max_tokens": 55, "stop": ["zz"]})";
+  const std::string slow = R"({"prompt": [5, 6, 7], "steps": 5000, "max_tokens": 55, "temperature": 0})";
   std::vector<int> status(3, 0);
   std::vector<std::thread> th;
   for (int i = 0; i < 3; ++i) {
