@@ -209,6 +209,22 @@ TEST(Scheduler, ChunkedPrefillGivesWhatItGivesAlone) {
   }
 }
 
+// A task-model job that runs for long: 50 tokens of 200 iterations, no stops.
+std::shared_ptr<Job> long_job() {
+  auto j = std::make_shared<Job>();
+  j->prompt = encode("2132122=");
+  j->options.steps = 200;
+  j->options.max_new_tokens = 50;
+  j->options.stop_tokens.clear();
+  return j;
+}
+
+// Waits (up to 30 s) for the job's first token: it is running.
+bool first_token(Job& j) {
+  std::unique_lock<std::mutex> lock(j.sig->mu);
+  return j.sig->cv.wait_for(lock, std::chrono::seconds(30), [&] { return !j.tokens.empty(); });
+}
+
 TEST(Scheduler, CancelFreesTheSlotWithinOnePass) {
   const Model& m = tasks_model();
   SchedulerConfig c;
@@ -216,18 +232,11 @@ TEST(Scheduler, CancelFreesTheSlotWithinOnePass) {
   Scheduler s(m, c);
   std::vector<std::shared_ptr<Job>> jobs;
   for (int i = 0; i < 2; ++i) {
-    auto j = std::make_shared<Job>();
-    j->prompt = encode("2132122=");
-    j->options.steps = 200;
-    j->options.max_new_tokens = 50;
-    j->options.stop_tokens.clear();
+    auto j = long_job();
     jobs.push_back(j);
     ASSERT_EQ(s.submit({j}), Scheduler::Admit::Ok);
   }
-  {  // a token arrived: the job runs
-    std::unique_lock<std::mutex> lock(jobs[0]->sig->mu);
-    ASSERT_TRUE(jobs[0]->sig->cv.wait_for(lock, std::chrono::seconds(30), [&] { return !jobs[0]->tokens.empty(); }));
-  }
+  ASSERT_TRUE(first_token(*jobs[0]));  // the job runs
   const uint64_t at = s.stats().passes;
   jobs[0]->cancel("test");
   {
@@ -256,19 +265,12 @@ TEST(Scheduler, ClosedClientSocketFreesTheSlotWithinOnePass) {
   std::vector<std::array<int, 2>> socks(3);
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, socks[i].data()), 0);
-    auto j = std::make_shared<Job>();
-    j->prompt = encode("2132122=");
-    j->options.steps = 200;
-    j->options.max_new_tokens = 50;
-    j->options.stop_tokens.clear();
+    auto j = long_job();
     j->client_fd = socks[i][0];
     jobs.push_back(j);
     ASSERT_EQ(s.submit({j}), Scheduler::Admit::Ok);
   }
-  {  // a token arrived: jobs 0 and 1 run, job 2 waits in the queue
-    std::unique_lock<std::mutex> lock(jobs[0]->sig->mu);
-    ASSERT_TRUE(jobs[0]->sig->cv.wait_for(lock, std::chrono::seconds(30), [&] { return !jobs[0]->tokens.empty(); }));
-  }
+  ASSERT_TRUE(first_token(*jobs[0]));  // jobs 0 and 1 run, job 2 waits in the queue
   ASSERT_EQ(jobs[2]->state, Job::State::Queued);
   ::close(socks[0][1]);
   ::close(socks[2][1]);

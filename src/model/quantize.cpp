@@ -1,7 +1,6 @@
 // huginn/quantize.h: a model into one GGUF file in a ggml weight mix.
 #include "huginn/quantize.h"
 
-
 #include <algorithm>
 #include <cstring>
 
@@ -82,7 +81,6 @@ std::vector<int64_t> gguf_ne(const std::vector<int64_t>& shape) {
   if (ne.empty()) ne.push_back(1);
   return ne;
 }
-
 
 }  // namespace
 
