@@ -118,6 +118,11 @@ TEST(Config, SizesAreBoundedBeforeAnythingIsAllocated) {
                "n_layers_in_recurrent_block");
   expect_error([&] { parse_config(with({{"mean_recurrence", 1 << 30}}), "c"); }, "mean_recurrence");
   expect_error([&] { parse_config(with({{"vocab_size", 1.5}}), "c"); }, "must be an integer, got the number 1.5");
+  // A float too large for any integer type is an error, not a conversion (undefined behaviour; found by fuzz_config).
+  expect_error([&] { parse_config(with({{"vocab_size", 1e300}}), "c"); }, "out of range");
+  expect_error([&] { parse_config(with({{"vocab_size", -1e19}}), "c"); }, "out of range");
+  expect_error([&] { parse_config(with({{"vocab_size", 18446744073709551615ull}}), "c"); }, "out of range");
+  EXPECT_EQ(parse_config(with({{"vocab_size", 512.0}}), "c").vocab_size, 512);
   expect_error([&] { parse_config(with({{"vocab_size", json::parse(nested(50))}}), "c"); },
                "must be an integer, got an array");
   // Large but consistent sizes still parse (a 65536-wide model is allowed).

@@ -1,5 +1,6 @@
 #include "huginn/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -15,20 +16,69 @@ namespace {
 // Keys that published Huginn/raven configs and Hugging Face add and that do not
 // change the computation (or that we check separately below).
 const std::set<std::string>& ignored_keys() {
-  static const std::set<std::string> k = {
-      "architectures", "auto_map", "torch_dtype", "transformers_version", "model_type", "_name_or_path",
-      "name", "padding_multiple", "padded_vocab_size", "bias", "architecture_class_name",
-      "block_class_name", "norm_class_name", "mlp_class_name", "nonlin_name", "init_strategy",
-      "init_orthogonal", "state_init", "injection_type", "sampling_scheme", "activation_checkpoint_impl",
-      "n_layers", "num_hidden_layers", "num_key_value_heads", "head_dim", "init_values",
-      "effective_expected_depth", "test_time_noise", "test_time_noise_type", "bos_token_id",
-      "eos_token_id", "pad_token_id", "use_cache", "tie_word_embeddings", "return_dict",
-      "output_hidden_states", "output_attentions", "torchscript", "use_return_dict",
-      "attn_impl", "center_attention_scores", "mup_model_scaling_factor", "local_window",
-      "n_head", "num_attention_heads", "n_heads", "hidden_size", "n_embd", "intermediate_size",
-      "vocab_size", "block_size", "n_layers_in_prelude", "n_layers_in_recurrent_block",
-      "n_layers_in_coda", "mean_recurrence", "mean_backprop_depth", "norm_eps", "rope_base",
-      "tie_embeddings", "qk_bias", "max_position_embeddings", "rope_theta", "rms_norm_eps"};
+  static const std::set<std::string> k = {"architectures",
+                                          "auto_map",
+                                          "torch_dtype",
+                                          "transformers_version",
+                                          "model_type",
+                                          "_name_or_path",
+                                          "name",
+                                          "padding_multiple",
+                                          "padded_vocab_size",
+                                          "bias",
+                                          "architecture_class_name",
+                                          "block_class_name",
+                                          "norm_class_name",
+                                          "mlp_class_name",
+                                          "nonlin_name",
+                                          "init_strategy",
+                                          "init_orthogonal",
+                                          "state_init",
+                                          "injection_type",
+                                          "sampling_scheme",
+                                          "activation_checkpoint_impl",
+                                          "n_layers",
+                                          "num_hidden_layers",
+                                          "num_key_value_heads",
+                                          "head_dim",
+                                          "init_values",
+                                          "effective_expected_depth",
+                                          "test_time_noise",
+                                          "test_time_noise_type",
+                                          "bos_token_id",
+                                          "eos_token_id",
+                                          "pad_token_id",
+                                          "use_cache",
+                                          "tie_word_embeddings",
+                                          "return_dict",
+                                          "output_hidden_states",
+                                          "output_attentions",
+                                          "torchscript",
+                                          "use_return_dict",
+                                          "attn_impl",
+                                          "center_attention_scores",
+                                          "mup_model_scaling_factor",
+                                          "local_window",
+                                          "n_head",
+                                          "num_attention_heads",
+                                          "n_heads",
+                                          "hidden_size",
+                                          "n_embd",
+                                          "intermediate_size",
+                                          "vocab_size",
+                                          "block_size",
+                                          "n_layers_in_prelude",
+                                          "n_layers_in_recurrent_block",
+                                          "n_layers_in_coda",
+                                          "mean_recurrence",
+                                          "mean_backprop_depth",
+                                          "norm_eps",
+                                          "rope_base",
+                                          "tie_embeddings",
+                                          "qk_bias",
+                                          "max_position_embeddings",
+                                          "rope_theta",
+                                          "rms_norm_eps"};
   return k;
 }
 
@@ -38,11 +88,17 @@ int get_int(const json& j, const char* key, const std::string& src, bool require
     return def;
   }
   const json& v = j.at(key);
-  if (!v.is_number_integer() && !(v.is_number_float() && v.get<double>() == (int64_t)v.get<double>()))
-    fail(src, ": key '", key, "' must be an integer, got ", json_brief(v));
-  int64_t x = v.is_number_integer() ? v.get<int64_t>() : (int64_t)v.get<double>();
-  if (x < 0 || x > (1 << 30)) fail(src, ": key '", key, "' out of range: ", x);
-  return (int)x;
+  if (v.is_number_float()) {
+    // Checked as a double first: converting an out-of-range double to an integer is undefined.
+    const double d = v.get<double>();
+    if (d != std::floor(d)) fail(src, ": key '", key, "' must be an integer, got ", json_brief(v));
+    if (d < 0 || d > (1 << 30)) fail(src, ": key '", key, "' out of range: ", json_brief(v));
+    return (int)d;
+  }
+  if (!v.is_number_integer()) fail(src, ": key '", key, "' must be an integer, got ", json_brief(v));
+  if (v.is_number_unsigned() ? v.get<uint64_t>() > (1u << 30) : (v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 30)))
+    fail(src, ": key '", key, "' out of range: ", json_brief(v));
+  return (int)v.get<int64_t>();
 }
 
 double get_num(const json& j, const char* key, const std::string& src, double def) {
@@ -111,9 +167,12 @@ ModelConfig parse_huginn_config(const json& j, const std::string& src) {
   if (j.contains("name") && j["name"].is_string()) c.name = j["name"].get<std::string>();
   c.n_embd = j.contains("n_embd") ? get_int(j, "n_embd", src, true) : get_int(j, "hidden_size", src, true);
   // n_heads wins over num_attention_heads (see the fixtures README).
-  if (j.contains("n_heads")) c.n_heads = get_int(j, "n_heads", src, true);
-  else if (j.contains("num_attention_heads")) c.n_heads = get_int(j, "num_attention_heads", src, true);
-  else fail(src, ": missing required key 'n_heads' (or 'num_attention_heads')");
+  if (j.contains("n_heads"))
+    c.n_heads = get_int(j, "n_heads", src, true);
+  else if (j.contains("num_attention_heads"))
+    c.n_heads = get_int(j, "num_attention_heads", src, true);
+  else
+    fail(src, ": missing required key 'n_heads' (or 'num_attention_heads')");
   if (j.contains("num_key_value_heads") && get_int(j, "num_key_value_heads", src, true) != c.n_heads)
     fail(src, ": num_key_value_heads != n_heads (grouped-query attention) is not supported");
   c.intermediate_size = get_int(j, "intermediate_size", src, true);
