@@ -16,69 +16,20 @@ namespace {
 // Keys that published Huginn/raven configs and Hugging Face add and that do not
 // change the computation (or that we check separately below).
 const std::set<std::string>& ignored_keys() {
-  static const std::set<std::string> k = {"architectures",
-                                          "auto_map",
-                                          "torch_dtype",
-                                          "transformers_version",
-                                          "model_type",
-                                          "_name_or_path",
-                                          "name",
-                                          "padding_multiple",
-                                          "padded_vocab_size",
-                                          "bias",
-                                          "architecture_class_name",
-                                          "block_class_name",
-                                          "norm_class_name",
-                                          "mlp_class_name",
-                                          "nonlin_name",
-                                          "init_strategy",
-                                          "init_orthogonal",
-                                          "state_init",
-                                          "injection_type",
-                                          "sampling_scheme",
-                                          "activation_checkpoint_impl",
-                                          "n_layers",
-                                          "num_hidden_layers",
-                                          "num_key_value_heads",
-                                          "head_dim",
-                                          "init_values",
-                                          "effective_expected_depth",
-                                          "test_time_noise",
-                                          "test_time_noise_type",
-                                          "bos_token_id",
-                                          "eos_token_id",
-                                          "pad_token_id",
-                                          "use_cache",
-                                          "tie_word_embeddings",
-                                          "return_dict",
-                                          "output_hidden_states",
-                                          "output_attentions",
-                                          "torchscript",
-                                          "use_return_dict",
-                                          "attn_impl",
-                                          "center_attention_scores",
-                                          "mup_model_scaling_factor",
-                                          "local_window",
-                                          "n_head",
-                                          "num_attention_heads",
-                                          "n_heads",
-                                          "hidden_size",
-                                          "n_embd",
-                                          "intermediate_size",
-                                          "vocab_size",
-                                          "block_size",
-                                          "n_layers_in_prelude",
-                                          "n_layers_in_recurrent_block",
-                                          "n_layers_in_coda",
-                                          "mean_recurrence",
-                                          "mean_backprop_depth",
-                                          "norm_eps",
-                                          "rope_base",
-                                          "tie_embeddings",
-                                          "qk_bias",
-                                          "max_position_embeddings",
-                                          "rope_theta",
-                                          "rms_norm_eps"};
+  static const std::set<std::string> k = {
+      "architectures", "auto_map", "torch_dtype", "transformers_version", "model_type", "_name_or_path",
+      "name", "padding_multiple", "padded_vocab_size", "bias", "architecture_class_name",
+      "block_class_name", "norm_class_name", "mlp_class_name", "nonlin_name", "init_strategy",
+      "init_orthogonal", "state_init", "injection_type", "sampling_scheme", "activation_checkpoint_impl",
+      "n_layers", "num_hidden_layers", "num_key_value_heads", "head_dim", "init_values",
+      "effective_expected_depth", "test_time_noise", "test_time_noise_type", "bos_token_id",
+      "eos_token_id", "pad_token_id", "use_cache", "tie_word_embeddings", "return_dict",
+      "output_hidden_states", "output_attentions", "torchscript", "use_return_dict",
+      "attn_impl", "center_attention_scores", "mup_model_scaling_factor", "local_window",
+      "n_head", "num_attention_heads", "n_heads", "hidden_size", "n_embd", "intermediate_size",
+      "vocab_size", "block_size", "n_layers_in_prelude", "n_layers_in_recurrent_block",
+      "n_layers_in_coda", "mean_recurrence", "mean_backprop_depth", "norm_eps", "rope_base",
+      "tie_embeddings", "qk_bias", "max_position_embeddings", "rope_theta", "rms_norm_eps"};
   return k;
 }
 
@@ -167,12 +118,9 @@ ModelConfig parse_huginn_config(const json& j, const std::string& src) {
   if (j.contains("name") && j["name"].is_string()) c.name = j["name"].get<std::string>();
   c.n_embd = j.contains("n_embd") ? get_int(j, "n_embd", src, true) : get_int(j, "hidden_size", src, true);
   // n_heads wins over num_attention_heads (see the fixtures README).
-  if (j.contains("n_heads"))
-    c.n_heads = get_int(j, "n_heads", src, true);
-  else if (j.contains("num_attention_heads"))
-    c.n_heads = get_int(j, "num_attention_heads", src, true);
-  else
-    fail(src, ": missing required key 'n_heads' (or 'num_attention_heads')");
+  if (j.contains("n_heads")) c.n_heads = get_int(j, "n_heads", src, true);
+  else if (j.contains("num_attention_heads")) c.n_heads = get_int(j, "num_attention_heads", src, true);
+  else fail(src, ": missing required key 'n_heads' (or 'num_attention_heads')");
   if (j.contains("num_key_value_heads") && get_int(j, "num_key_value_heads", src, true) != c.n_heads)
     fail(src, ": num_key_value_heads != n_heads (grouped-query attention) is not supported");
   c.intermediate_size = get_int(j, "intermediate_size", src, true);
