@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "huginn/common.h"
 #include "huginn/quant.h"
@@ -175,6 +178,36 @@ TEST(Quant, GemvEveryHalfScale) {
   std::vector<float> x = test::randv(32, 4), y(m.N);
   quant::gemv(Type::Q8_0, m.bytes.data(), 34, m.N, 32, x.data(), 1, y.data());
   expect_close(m, x.data(), 1, y.data());
+}
+
+// Every finite F16 weight (rows of 31: vector steps and the scalar tail) gives
+// the same product with MXCSR's flush-to-zero and denormals-are-zero bits set
+// on every thread, as training sets them process-wide: F16's subnormals are
+// normal floats, and the conversion must not pass through a float subnormal.
+TEST(Quant, F16WeightsIgnoreFlushToZero) {
+#if defined(__x86_64__) || defined(__i386__)
+  constexpr int K = 31;
+  std::vector<uint16_t> h;
+  for (uint32_t v = 0; v < 65536; ++v)
+    if ((v & 0x7c00) != 0x7c00) h.push_back((uint16_t)v);
+  const int N = (int)(h.size() / K);
+  std::vector<float> x = test::randv(K, 9), plain(N), flushed(N);
+  quant::gemv(Type::F16, h.data(), 2 * K, N, K, x.data(), 1, plain.data());
+  const unsigned saved = _mm_getcsr();
+  auto set = [](unsigned csr) {
+    _mm_setcsr(csr);
+#pragma omp parallel
+    _mm_setcsr(csr);
+  };
+  set(saved | 0x8040);
+  quant::gemv(Type::F16, h.data(), 2 * K, N, K, x.data(), 1, flushed.data());
+  set(saved);
+  int differ = 0;
+  for (int n = 0; n < N; ++n) differ += std::memcmp(&plain[n], &flushed[n], 4) != 0;
+  EXPECT_EQ(differ, 0) << "of " << N << " rows";
+#else
+  GTEST_SKIP() << "x86 only (MXCSR)";
+#endif
 }
 
 // Non-finite activations come out as NaN, as in float; non-finite weights

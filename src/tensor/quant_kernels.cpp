@@ -42,16 +42,25 @@ struct QX {
   std::vector<int32_t> xo;  // rows * K/32 * 8: integer offset lanes (-off * sums of q), zero elsewhere
   std::vector<float> xm;    // rows * K/32: d * sum(q), for the weights' float minimums
 };
-// f16 -> f32 inline, once per block: the magnitude bits placed in a float and
-// scaled by 2^112 (exact for normals, subnormals and zero); inf/NaN the slow way.
+// f16 -> f32 inline, once per block, exact, with integer operations for
+// normals and an exact product for subnormals, so that the result does not
+// depend on MXCSR's flush-to-zero/denormals-are-zero bits (training sets them
+// process-wide); inf/NaN the slow way.
 inline float h2f(const uint8_t* p) {
   const uint16_t h = (uint16_t)(p[0] | p[1] << 8);
-  if ((h & 0x7c00) == 0x7c00) return f16_to_f32(h);
-  // sign in place, not by a branch: Q4_0/Q5_0 scales have random signs
-  const uint32_t bits = (uint32_t)(h & 0x8000) << 16 | (uint32_t)(h & 0x7fff) << 13;
+  const uint32_t mag = h & 0x7fff, sign = (uint32_t)(h & 0x8000) << 16;
+  if (mag >= 0x7c00) return f16_to_f32(h);
+  uint32_t bits;
+  if (mag >= 0x0400) {
+    bits = sign | ((mag << 13) + (112u << 23));  // rebias the exponent: 15 -> 127
+  } else {
+    const float f = (float)mag * 0x1p-24f;  // zero or a subnormal half: a normal float, exactly
+    std::memcpy(&bits, &f, 4);
+    bits |= sign;
+  }
   float f;
   std::memcpy(&f, &bits, 4);
-  return f * 0x1p112f;
+  return f;
 }
 inline int k4_scale(int j, const uint8_t* q) { return j < 4 ? q[j] & 63 : (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); }
 inline int k4_min(int j, const uint8_t* q) { return j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
