@@ -398,8 +398,8 @@ int main(int argc, char** argv) {
   if (disturb_mode == "none") {
     std::printf(
         "| parallel | clients | requests | errors | differ | tokens/s | decode tokens/s | TTFT p50 ms | TTFT p99 ms | gap p50 ms | "
-        "gap p99 ms | mean iters | RSS before MB | RSS after MB |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "gap p99 ms | mean step ms | mean iters | RSS before MB | RSS after MB |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   } else if (max_unread >= stall_tokens && disturb_mode == "stall") {
     std::fprintf(stderr, "--disturb stall needs --max-unread below --stall-tokens (%d): a stall must be dropped\n",
                  stall_tokens);
@@ -544,8 +544,14 @@ int main(int argc, char** argv) {
     }
     for (int C : clients) {
       const long rss0 = srv.rss_kb();
+      auto m0 = metrics(srv.port);
       auto [out, wall] = phase(C, C * per_client, nullptr);
+      auto m1 = metrics(srv.port);
       const long rss1 = srv.rss_kb();
+      // the mean pass (time inside the batched passes / passes): the gap beyond it is spent between passes
+      const double passes = m1["huginn_passes_total"] - m0["huginn_passes_total"];
+      const double step_ms =
+          passes > 0 ? 1e3 * (m1["huginn_busy_seconds_total"] - m0["huginn_busy_seconds_total"]) / passes : 0.0;
       int errors = 0, differ = 0;
       long toks = 0, iters = 0;
       std::vector<double> ttft, gaps;
@@ -563,9 +569,9 @@ int main(int argc, char** argv) {
         for (double g : r.gaps) gaps.push_back(g * 1e3);
       }
       const double tps = toks / wall, decode_tps = decode_tokens_per_s(out);
-      std::printf("| %d | %d | %zu | %d | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.1f | %.1f |\n", par,
-                  C, out.size(), errors, differ, tps, decode_tps, pct(ttft, 50), pct(ttft, 99), pct(gaps, 50), pct(gaps, 99),
-                  toks ? (double)iters / toks : 0.0, rss0 / 1024.0, rss1 / 1024.0);
+      std::printf("| %d | %d | %zu | %d | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f |\n",
+                  par, C, out.size(), errors, differ, tps, decode_tps, pct(ttft, 50), pct(ttft, 99), pct(gaps, 50),
+                  pct(gaps, 99), step_ms, toks ? (double)iters / toks : 0.0, rss0 / 1024.0, rss1 / 1024.0);
       std::fflush(stdout);
       all.push_back({{"parallel", par},
                      {"clients", C},
@@ -578,6 +584,7 @@ int main(int argc, char** argv) {
                      {"ttft_p99_ms", pct(ttft, 99)},
                      {"gap_p50_ms", pct(gaps, 50)},
                      {"gap_p99_ms", pct(gaps, 99)},
+                     {"step_ms", step_ms},
                      {"rss_before_kb", rss0},
                      {"rss_after_kb", rss1}});
     }

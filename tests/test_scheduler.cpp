@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <set>
 #include <thread>
 
 #include "huginn/chat.h"
@@ -223,6 +224,45 @@ std::shared_ptr<Job> long_job() {
 bool first_token(Job& j) {
   std::unique_lock<std::mutex> lock(j.sig->mu);
   return j.sig->cv.wait_for(lock, std::chrono::seconds(30), [&] { return !j.tokens.empty(); });
+}
+
+TEST(Scheduler, PromptRowsPerPassAreBoundedOnlyBesideDecodes) {
+  // Four prompts of P tokens, prefill chunk P + 1: beside a decoding sequence
+  // a pass takes one of them (its tokens would wait for the rest); with none
+  // decoding (a burst) all four go in one pass (up to four chunks).
+  const Model& m = tasks_model();
+  const std::vector<int> prompt = encode("323122331233133323333122=");
+  const int P = (int)prompt.size();
+  auto burst = [&](bool beside_a_decode) {
+    SchedulerConfig c;
+    c.parallel = 5;
+    c.prefill_chunk = P + 1;
+    Scheduler s(m, c);
+    std::shared_ptr<Job> runner;
+    if (beside_a_decode) {
+      runner = long_job();
+      EXPECT_EQ(s.submit({runner}), Scheduler::Admit::Ok);
+      EXPECT_TRUE(first_token(*runner));
+    }
+    std::vector<std::shared_ptr<Job>> jobs;
+    for (int i = 0; i < 4; ++i) {
+      auto j = std::make_shared<Job>();
+      j->prompt = prompt;
+      j->options.max_new_tokens = 2;
+      jobs.push_back(j);
+    }
+    EXPECT_EQ(s.submit(jobs), Scheduler::Admit::Ok);  // admitted together, between two passes
+    wait_done(jobs);
+    if (runner) runner->cancel("done");
+    std::set<huginn::serve::Clock::time_point> firsts;  // a job's first token carries the end time of its pass
+    for (auto& j : jobs) {
+      EXPECT_EQ(j->state, Job::State::Done) << j->error;
+      firsts.insert(j->t_first);
+    }
+    return firsts.size();
+  };
+  EXPECT_EQ(burst(false), 1u);  // one pass
+  EXPECT_EQ(burst(true), 4u);   // one prompt per pass
 }
 
 TEST(Scheduler, CancelFreesTheSlotWithinOnePass) {

@@ -6,7 +6,9 @@
 // iterations are those of the same request served alone. A prompt is fed in
 // chunks of at most `prefill_chunk` positions, beside the running decodes
 // (prompt chunks of several sequences share a pass up to `prefill_chunk`
-// positions in all), so streaming clients keep getting tokens.
+// positions in all), so streaming clients keep getting tokens. When no
+// sequence is decoding (a burst of new requests) a pass takes up to four
+// chunks' positions: there is no stream to delay.
 //
 // Nothing here blocks on generation except Job::wait*: submit(), cancel() and
 // stats() take a mutex the generation thread holds only between passes.

@@ -210,7 +210,12 @@ void Scheduler::loop() {
   const int parallel = cfg_.parallel, chunk = cfg_.prefill_chunk;
   const int block = m_.config().block_size;
   const int V = m_.config().vocab_size;
-  infer::BatchRunner runner(m_, parallel - 1 + std::min(chunk, block), parallel, block, parallel);
+  // A pass beside decoding sequences takes at most `chunk` prompt rows (their
+  // tokens wait for it); with none decoding (a burst of new requests) there is
+  // no one to delay and up to `burst_rows` (four chunks) go in one pass.
+  const int burst_rows = std::min(parallel, 4) * std::min(chunk, block);
+  infer::BatchRunner runner(m_, std::max(parallel - 1 + std::min(chunk, block), burst_rows), parallel, block,
+                            parallel);
   std::vector<Running> running;
   running.reserve(parallel);
   std::vector<infer::Lane> lanes(parallel);
@@ -366,14 +371,19 @@ void Scheduler::loop() {
     }
 
     // ---- one batched pass: every decoding sequence, plus the next prompt
-    // chunks, oldest first, up to `chunk` prompt rows in all (at least one)
+    // chunks, oldest first, up to `chunk` prompt rows in all (at least one),
+    // or `burst_rows` when no sequence is decoding
     int n = 0, prefilling = 0, prompt_rows = 0;
+    const bool decoding = std::any_of(running.begin(), running.end(), [](const Running& r) {
+      return r.seq->prompt_left() == 0;
+    });
+    const int budget = decoding ? chunk : burst_rows;
     for (auto& r : running) {
       r.lane = -1;
       if (const int left = r.seq->prompt_left(); left > 0) {
         ++prefilling;
         const int rows = std::min(left, chunk);
-        if (prompt_rows > 0 && prompt_rows + rows > chunk) continue;
+        if (prompt_rows > 0 && prompt_rows + rows > budget) continue;
         prompt_rows += rows;
       }
       r.seq->prepare(lanes[n]);
