@@ -214,8 +214,7 @@ void Scheduler::loop() {
   // tokens wait for it); with none decoding (a burst of new requests) there is
   // no one to delay and up to `burst_rows` (four chunks) go in one pass.
   const int burst_rows = std::min(parallel, 4) * std::min(chunk, block);
-  infer::BatchRunner runner(m_, std::max(parallel - 1 + std::min(chunk, block), burst_rows), parallel, block,
-                            parallel);
+  infer::BatchRunner runner(m_, std::max(parallel - 1 + std::min(chunk, block), burst_rows), parallel, block, parallel);
   std::vector<Running> running;
   running.reserve(parallel);
   std::vector<infer::Lane> lanes(parallel);
@@ -374,9 +373,8 @@ void Scheduler::loop() {
     // chunks, oldest first, up to `chunk` prompt rows in all (at least one),
     // or `burst_rows` when no sequence is decoding
     int n = 0, prefilling = 0, prompt_rows = 0;
-    const bool decoding = std::any_of(running.begin(), running.end(), [](const Running& r) {
-      return r.seq->prompt_left() == 0;
-    });
+    const bool decoding =
+        std::any_of(running.begin(), running.end(), [](const Running& r) { return r.seq->prompt_left() == 0; });
     const int budget = decoding ? chunk : burst_rows;
     for (auto& r : running) {
       r.lane = -1;
