@@ -42,26 +42,10 @@ struct QX {
   std::vector<int32_t> xo;  // rows * K/32 * 8: integer offset lanes (-off * sums of q), zero elsewhere
   std::vector<float> xm;    // rows * K/32: d * sum(q), for the weights' float minimums
 };
-// f16 -> f32 inline, once per block, exact, with integer operations for
-// normals and an exact product for subnormals, so that the result does not
-// depend on MXCSR's flush-to-zero/denormals-are-zero bits (training sets them
-// process-wide); inf/NaN the slow way.
-inline float h2f(const uint8_t* p) {
-  const uint16_t h = (uint16_t)(p[0] | p[1] << 8);
-  const uint32_t mag = h & 0x7fff, sign = (uint32_t)(h & 0x8000) << 16;
-  if (mag >= 0x7c00) return f16_to_f32(h);
-  uint32_t bits;
-  if (mag >= 0x0400) {
-    bits = sign | ((mag << 13) + (112u << 23));  // rebias the exponent: 15 -> 127
-  } else {
-    const float f = (float)mag * 0x1p-24f;  // zero or a subnormal half: a normal float, exactly
-    std::memcpy(&bits, &f, 4);
-    bits |= sign;
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
+// f16 -> f32 of a stored half (f16_to_f32: integer operations only, so exact
+// whatever MXCSR's flush-to-zero/denormals-are-zero bits, which training sets
+// process-wide).
+inline float h2f(const uint8_t* p) { return f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 inline int k4_scale(int j, const uint8_t* q) { return j < 4 ? q[j] & 63 : (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); }
 inline int k4_min(int j, const uint8_t* q) { return j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
 // The integer offset per element of a type (its quants are stored unsigned).
