@@ -282,6 +282,13 @@ std::map<std::string, double> metrics(int port) {
   return out;
 }
 
+// The mean pass between two /metrics readings (time inside the batched passes
+// / passes, ms; 0 if none ran): a gap beyond it is spent between passes.
+double mean_step_ms(std::map<std::string, double>& m0, std::map<std::string, double>& m1) {
+  const double passes = m1["huginn_passes_total"] - m0["huginn_passes_total"];
+  return passes > 0 ? 1e3 * (m1["huginn_busy_seconds_total"] - m0["huginn_busy_seconds_total"]) / passes : 0.0;
+}
+
 // Reads until the first token event (or the end); false if none came.
 bool read_first_token(int fd, const std::atomic<bool>& stop) {
   std::string buf;
@@ -489,9 +496,7 @@ int main(int argc, char** argv) {
         auto m0 = metrics(srv.port);
         auto [out, wall] = phase(C, C * per_client, nullptr, dmode, &run.disturbances);
         auto m1 = metrics(srv.port);
-        const double passes = m1["huginn_passes_total"] - m0["huginn_passes_total"];
-        if (passes > 0)
-          run.step_ms = 1e3 * (m1["huginn_busy_seconds_total"] - m0["huginn_busy_seconds_total"]) / passes;
+        run.step_ms = mean_step_ms(m0, m1);
         for (size_t k = 0; k < out.size(); ++k) {
           if (!out[k].ok) {
             if (run.errors++ == 0) std::fprintf(stderr, "first error: %s\n", out[k].error.c_str());
@@ -548,10 +553,7 @@ int main(int argc, char** argv) {
       auto [out, wall] = phase(C, C * per_client, nullptr);
       auto m1 = metrics(srv.port);
       const long rss1 = srv.rss_kb();
-      // the mean pass (time inside the batched passes / passes): the gap beyond it is spent between passes
-      const double passes = m1["huginn_passes_total"] - m0["huginn_passes_total"];
-      const double step_ms =
-          passes > 0 ? 1e3 * (m1["huginn_busy_seconds_total"] - m0["huginn_busy_seconds_total"]) / passes : 0.0;
+      const double step_ms = mean_step_ms(m0, m1);
       int errors = 0, differ = 0;
       long toks = 0, iters = 0;
       std::vector<double> ttft, gaps;
