@@ -2,6 +2,7 @@
 // ggml's own output is checked by the quant fixture (golden.quant); here: the
 // kernels against dequantize + a double-precision dot product.
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 #include <omp.h>
 
 #include <cmath>
@@ -160,6 +161,40 @@ TEST(Quant, DequantizeRowsAndGemm) {
         ASSERT_NEAR(Y[(size_t)r * N + n], ref, 1e-5 * mag + 1e-30) << quant::name(t) << " " << r << "," << n;
       }
   }
+}
+
+// The x86 block kernels (AVX2's 256-bit tiles, AVX-512's two-units-per-vector
+// tiles) do the same arithmetic in the same order: a quantized model gives
+// the same bits on every x86 machine. Odd block counts (a pair's tail), one
+// and four x rows (both tile heights), every block type. (F32/F16/BF16 rows
+// are dotted in the target's vector width, so their sums are ordered per target.)
+TEST(Quant, X86TargetsGiveTheSameBits) {
+  std::vector<int64_t> targets;
+  for (int64_t t : hwy::SupportedAndGeneratedTargets())
+    if (t == HWY_AVX2 || t == HWY_AVX3 || t == HWY_AVX3_DL) targets.push_back(t);
+  if (targets.size() < 2) GTEST_SKIP() << "fewer than two x86 SIMD targets on this machine";
+  for (Type t : kAll)
+    for (int mult : {1, 2}) {
+      if (!is_block(t)) continue;
+      const int N = 37, K = k_for(t, mult), rows = 5;
+      Mat m = make(t, N, K, 40 + mult);
+      std::vector<float> x = test::randv((size_t)rows * K, 41);
+      std::vector<std::vector<float>> y;
+      for (int64_t target : targets) {
+        hwy::SetSupportedTargetsForTest(target);
+        y.emplace_back((size_t)rows * N);
+        quant::gemv(t, m.bytes.data(), m.rb, N, K, x.data(), rows, y.back().data());
+        std::vector<float> one(N);
+        quant::gemv(t, m.bytes.data(), m.rb, N, K, x.data() + K, 1, one.data());
+        EXPECT_EQ(std::memcmp(one.data(), y.back().data() + N, 4 * N), 0)
+            << quant::name(t) << " " << hwy::TargetName(target);
+      }
+      hwy::SetSupportedTargetsForTest(0);
+      for (size_t i = 1; i < y.size(); ++i)
+        EXPECT_EQ(std::memcmp(y[0].data(), y[i].data(), 4 * y[0].size()), 0)
+            << quant::name(t) << " K=" << K << ": " << hwy::TargetName(targets[0]) << " vs "
+            << hwy::TargetName(targets[i]);
+    }
 }
 
 // Every finite f16 block scale (normal, subnormal, zero, both signs) reaches

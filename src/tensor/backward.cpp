@@ -55,10 +55,7 @@ void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx
       const float* xt = x + (size_t)t * d;
       const float* gt = dy + (size_t)t * d;
       float* ot = dx + (size_t)t * d;
-      double ss = 0;
-      for (int i = 0; i < d; ++i) ss += (double)xt[i] * xt[i];
-      // The same r as the forward kernel computes.
-      const float r = 1.0f / std::sqrt((float)(ss / d) + eps);
+      const float r = kern::inv_rms(xt, d, eps);  // the forward kernel's r
       double dot = 0;  // sum_i dy_i w_i x_i
       for (int i = 0; i < d; ++i) {
         dot += (double)gt[i] * w[i] * xt[i];

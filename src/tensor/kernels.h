@@ -17,6 +17,15 @@ int threads();
 float dot(const float* a, const float* b, size_t n);
 // y[i] += a * x[i]
 void axpy(float a, const float* x, float* y, size_t n);
+// out = g / (1 + exp(-g)) * u, and x = exp(x - m), n floats: exp on SIMD vectors
+// (Highway's polynomial, within 4 ulps of libm's: tested), NaN and inf as std::exp.
+void swiglu_row(const float* g, const float* u, float* out, size_t n);
+void exp_shift(float* x, float m, size_t n);
+// out[j] = dot(a, rows[j] + off, n) * scale for j < nrows, and y += a[j] * (rows[j] + off)
+// for j < nrows: attention's loops over cached keys and values in one call each
+// (the same operations per row as dot and axpy, without a dispatch per row).
+void dots(const float* a, const float* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out);
+void axpys(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n);
 
 // y[T, N] = x[T, K] · W[N, K]ᵀ (+ y if accumulate). Small T uses a
 // multithreaded memory-bound GEMV; larger T uses BLAS sgemm.
@@ -63,6 +72,9 @@ void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int l
 
 // y = x * rsqrt(mean(x^2) + eps) * w, row by row; y may equal x.
 void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps);
+// 1 / sqrt(mean(x^2) + eps) of one row, as rmsnorm and its backward compute it
+// (the squares summed in double, eight partial sums).
+float inv_rms(const float* x, int d, float eps);
 
 // Rotates adjacent pairs (2i, 2i+1) of each head by the angle of position
 // pos[t]: cos/sin tables are [max_pos, hd/2]. x is [T, row_stride], the heads

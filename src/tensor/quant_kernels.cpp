@@ -60,6 +60,10 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using detail::QX;
 
+// On x86 the 32-element block types' kernel (PairTile) reads x's blocks in
+// pairs, their halves interleaved (see QuantizeXImpl); elsewhere x is in order.
+constexpr bool kPairedX = HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL;
+
 // x (rows x K) into 32-blocks: d = amax/127, q = round(x/d) (ties to even).
 // Vectors of up to 8 floats; the same float operations as the scalar
 // definition, so the same bytes on every target.
@@ -107,6 +111,15 @@ void QuantizeXImpl(Type t, const float* HWY_RESTRICT x, int rows, int K, QX* out
       out->xo[8 * b] = -off * (s[0] + s[1]);
     }
     if (!out->xm.empty()) out->xm[b] = d * (float)(s[0] + s[1]);
+    if (kPairedX && (t == Type::Q4_0 || t == Type::Q4_1 || t == Type::Q5_0) && b % (size_t)(K / 32) % 2 == 1) {
+      // the pair (b-1, b) as PairTile reads it: bytes [b-1: 0..15, b: 0..15, b-1: 16..31, b: 16..31],
+      // block b's offset in lane 4 of the pair's first 8
+      int8_t tmp[16];
+      std::memcpy(tmp, q - 16, 16);
+      std::memcpy(q - 16, q, 16);
+      std::memcpy(q, tmp, 16);
+      if (off) out->xo[8 * (b - 1) + 4] = out->xo[8 * b], out->xo[8 * b] = 0;
+    }
   }
 }
 
@@ -332,12 +345,315 @@ void Tile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, 
           HSum(_mm256_add_ps(acc[0][i][j], acc[1][i][j])) + (offs[0][i][j] + offs[1][i][j]);
 }
 
+// A K-type super-block's scales as vectors. Q4_K/Q5_K: lane u of A is
+// d * scale_u, and mm[u] = -(dmin * min_u) (Tile's values, unpacked with
+// vector operations instead of one unit at a time); Q6_K: lane g of A and
+// of A2 is d * scale_g and d * scale_{g+8} (its 16 groups of 16).
+template <Type T>
+HWY_INLINE void SuperScales(const uint8_t* b, __m256* A, __m256* A2, float* mm) {
+  if constexpr (T == Type::Q6_K) {
+    const __m128i sc = _mm_loadu_si128((const __m128i*)(b + 192));
+    const __m256 d = _mm256_set1_ps(F16(b + 208));
+    *A = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+    *A2 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
+  } else {
+    uint32_t u[3];
+    std::memcpy(u, b + 4, 12);
+    const uint32_t sc_lo = u[0] & 0x3F3F3F3F, mn_lo = u[1] & 0x3F3F3F3F;
+    const uint32_t sc_hi = (u[2] & 0x0F0F0F0F) | ((u[0] >> 6) & 0x03030303) << 4;
+    const uint32_t mn_hi = ((u[2] >> 4) & 0x0F0F0F0F) | ((u[1] >> 6) & 0x03030303) << 4;
+    auto bytes8 = [](uint32_t lo, uint32_t hi) HWY_ATTR {
+      return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((int64_t)(lo | (uint64_t)hi << 32))));
+    };
+    *A = _mm256_mul_ps(_mm256_set1_ps(F16(b)), bytes8(sc_lo, sc_hi));
+    const __m256 m = _mm256_mul_ps(_mm256_set1_ps(F16(b + 2)), bytes8(mn_lo, mn_hi));
+    _mm256_storeu_ps(mm, _mm256_xor_ps(m, _mm256_set1_ps(-0.0f)));  // the negation is exact
+  }
+}
+
+// Two 32-element units per step, in 256-bit vectors, for every block type but
+// Q8_0: the arithmetic of Tile (each lane's integer sums, scale products and
+// FMAs, in the same order: bit-identical results) with fewer instructions.
+// - 32-element types: the 16 bytes of nibbles of two blocks in one register;
+//   its low nibbles (elements 0-15 of both) and high nibbles (16-31) are
+//   dotted with x's halves, which QuantizeXImpl stores interleaved to match;
+//   the two blocks' scales are converted together.
+// - K types: the super-block's scales (and minimums) are unpacked with vector
+//   operations once, and multiplied by x's scales once per x row.
+template <Type T, bool kVnni, bool kAvx512, int XR>
+void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, int n, int N,
+              float* HWY_RESTRICT y) {
+  using B = Blocks<T>;
+  const int nb = K / 32;
+  const uint8_t* row = W + (size_t)n * rb;
+  const int8_t* xq[XR];
+  const float* xd[XR];
+  const int32_t* xo[XR];
+  const float* xm[XR];
+#pragma GCC unroll 4
+  for (int j = 0; j < XR; ++j) {
+    xq[j] = qx.q.data() + (size_t)(r + j) * K;
+    xd[j] = qx.d.data() + (size_t)(r + j) * nb;
+    xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
+    xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
+  }
+  __m256 acc[2][XR];  // Tile's accumulators (even and odd units); during the 32-element pairs, low and high halves
+  float offs[2][XR];
+#pragma GCC unroll 4
+  for (int j = 0; j < XR; ++j) acc[0][j] = acc[1][j] = _mm256_setzero_ps(), offs[0][j] = offs[1][j] = 0.0f;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  if constexpr (!B::kSuper) {
+    constexpr int qoff = T == Type::Q4_0 ? 2 : T == Type::Q4_1 ? 4 : 6;  // the nibbles' offset in a block
+    const __m256i lanes01 = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
+    int ub = 0;
+    for (; ub + 2 <= nb; ub += 2) {
+      const uint8_t* b0 = row + (size_t)ub * B::kBytes;
+      const uint8_t* b1 = b0 + B::kBytes;
+      const __m256i v = _mm256_loadu2_m128i((const __m128i*)(b1 + qoff), (const __m128i*)(b0 + qoff));
+      __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      if constexpr (T == Type::Q5_0) {  // fifth bits: qh bit j is element j's
+        uint32_t h0, h1;
+        std::memcpy(&h0, b0 + 2, 4);
+        std::memcpy(&h1, b1 + 2, 4);
+        lo = _mm256_or_si256(lo, BitsTo16<kAvx512>((h0 & 0xFFFF) | h1 << 16));
+        hi = _mm256_or_si256(hi, BitsTo16<kAvx512>(h0 >> 16 | (h1 & 0xFFFF0000u)));
+      }
+      // d0, d1 (and m0, m1): four halves converted at once (exact)
+      auto half = [](const uint8_t* p) -> uint64_t {
+        uint16_t v;
+        std::memcpy(&v, p, 2);
+        return v;
+      };
+      uint64_t hw = half(b0) | half(b1) << 16;
+      if constexpr (B::kMins) hw |= half(b0 + 2) << 32 | half(b1 + 2) << 48;
+      const __m128 dm = _mm_cvtph_ps(_mm_cvtsi64_si128((int64_t)hw));
+      alignas(16) float mm[4];
+      if constexpr (B::kMins) _mm_store_ps(mm, dm);
+#pragma GCC unroll 4
+      for (int j = 0; j < XR; ++j) {
+        const __m128 dd = _mm_mul_ps(dm, _mm_castpd_ps(_mm_load_sd((const double*)(xd[j] + ub))));
+        const __m256 sc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dd), lanes01);
+        // lanes 0-3 of the sums: block ub, 4-7: block ub+1 (its offset in lane 4, see QuantizeXImpl)
+        __m256i s0 = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
+        s0 = DotU8S8<kVnni>(s0, lo, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub)));
+        const __m256i s1 =
+            DotU8S8<kVnni>(_mm256_setzero_si256(), hi, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub + 32)));
+        acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), sc, acc[0][j]);
+        acc[1][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), sc, acc[1][j]);
+        if constexpr (B::kMins) {
+          offs[0][j] = std::fma(mm[2], xm[j][ub], offs[0][j]);
+          offs[1][j] = std::fma(mm[3], xm[j][ub + 1], offs[1][j]);
+        }
+      }
+    }
+    // halves back to Tile's even-block and odd-block accumulators
+#pragma GCC unroll 4
+    for (int j = 0; j < XR; ++j) {
+      const __m256 even = _mm256_permute2f128_ps(acc[0][j], acc[1][j], 0x20);
+      acc[1][j] = _mm256_permute2f128_ps(acc[0][j], acc[1][j], 0x31);
+      acc[0][j] = even;
+    }
+    if (ub < nb) {  // an odd last block (x in order): Tile's step, into the even accumulator
+      const uint8_t* b = row + (size_t)ub * B::kBytes;
+      __m256 A[1];
+      float mm[1] = {0.0f};
+      B::Scales(b, A, mm);
+      const __m256i q = B::template Quants<kAvx512>(b, 0);
+#pragma GCC unroll 4
+      for (int j = 0; j < XR; ++j) {
+        __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
+        s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub)));
+        acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[0], _mm256_set1_ps(xd[j][ub])), acc[0][j]);
+        if constexpr (B::kMins) offs[0][j] = std::fma(mm[0], xm[j][ub], offs[0][j]);
+      }
+    }
+  } else {
+    for (int sb = 0; sb < nb / 8; ++sb) {
+      const uint8_t* b = row + (size_t)sb * B::kBytes;
+      const int u0 = 8 * sb;  // x's first block
+      __m256 A, A2;
+      alignas(32) float mm[8];
+      SuperScales<T>(b, &A, &A2, mm);
+      // per x row: the scales times x's block scales (Q6_K: group g has unit g/2's)
+      __m256 S[XR], S2[XR];
+#pragma GCC unroll 4
+      for (int j = 0; j < XR; ++j) {
+        const __m256 dx = _mm256_loadu_ps(xd[j] + u0);
+        if constexpr (T == Type::Q6_K) {
+          S[j] = _mm256_mul_ps(A, _mm256_permutevar8x32_ps(dx, _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0)));
+          S2[j] = _mm256_mul_ps(A2, _mm256_permutevar8x32_ps(dx, _mm256_set_epi32(7, 7, 6, 6, 5, 5, 4, 4)));
+        } else {
+          S[j] = _mm256_mul_ps(A, dx);
+        }
+      }
+      auto unit = [&](auto uc) HWY_ATTR {
+        constexpr int u = decltype(uc)::value, e = u & 1;
+        const __m256i q = B::template Quants<kAvx512>(b, u);
+        // lanes: unit u's scale (Q6_K: its two groups', four lanes each)
+        constexpr int g = 2 * (u & 3);
+        const __m256i idx =
+            T == Type::Q6_K ? _mm256_set_epi32(g + 1, g + 1, g + 1, g + 1, g, g, g, g) : _mm256_set1_epi32(u);
+#pragma GCC unroll 4
+        for (int j = 0; j < XR; ++j) {
+          const __m256 sc = _mm256_permutevar8x32_ps(T == Type::Q6_K && u >= 4 ? S2[j] : S[j], idx);
+          __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * (u0 + u))) : _mm256_setzero_si256();
+          s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * (u0 + u))));
+          acc[e][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[e][j]);
+          if constexpr (B::kMins) offs[e][j] = std::fma(mm[u], xm[j][u0 + u], offs[e][j]);
+        }
+      };
+      unit(std::integral_constant<int, 0>()), unit(std::integral_constant<int, 1>());
+      unit(std::integral_constant<int, 2>()), unit(std::integral_constant<int, 3>());
+      unit(std::integral_constant<int, 4>()), unit(std::integral_constant<int, 5>());
+      unit(std::integral_constant<int, 6>()), unit(std::integral_constant<int, 7>());
+    }
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < XR; ++j)
+    y[(size_t)(r + j) * N + n] = HSum(_mm256_add_ps(acc[0][j], acc[1][j])) + (offs[0][j] + offs[1][j]);
+}
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// ---- AVX-512 with VNNI: the K types' units two at a time in 512 bits --------
+// PairTile's arithmetic for the K types (lanes 0-7 of a vector: the even
+// unit's 8 partial sums, lanes 8-15 the odd unit's; each lane the same integer
+// sums, scale products and FMAs in the same order: bit-identical results) in
+// half the instructions: a 32-byte run of quants holds both units of a pair
+// (low and high nibbles), so one broadcast load, one vpdpbusd, one convert and
+// one FMA serve two units. Q4_K and Q6_K only: for the 32-element types and
+// Q5_K, PairTile measured faster (bench_quant -t 1, 8192x512 from the L3: Q4_K
+// 172 vs 182 us, Q6_K 167 vs 178, Q5_K 220 vs 198).
+HWY_INLINE __m512i DotU8S8x64(__m512i acc, __m512i q, __m512i x) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(q), "v"(x));  // the target attribute lacks VNNI: spelled out
+  return acc;
+}
+
+template <Type T, int XR>
+void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, int n, int N,
+             float* HWY_RESTRICT y) {
+  using B = Blocks<T>;
+  const int nb = K / 32;
+  const uint8_t* row = W + (size_t)n * rb;
+  const int8_t* xq[XR];
+  const float* xd[XR];
+  const int32_t* xo[XR];
+  const float* xm[XR];
+#pragma GCC unroll 4
+  for (int j = 0; j < XR; ++j) {
+    xq[j] = qx.q.data() + (size_t)(r + j) * K;
+    xd[j] = qx.d.data() + (size_t)(r + j) * nb;
+    xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
+    xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
+  }
+  __m512 acc[XR];
+  float offs[2][XR];
+#pragma GCC unroll 4
+  for (int j = 0; j < XR; ++j) acc[j] = _mm512_setzero_ps(), offs[0][j] = offs[1][j] = 0.0f;
+  // units ub, ub+1 (quants q) with per-lane scales: sc(j) is [A_ub*dx_ub x8, A_ub+1*dx_ub+1 x8] for x row j
+  auto pair = [&](int ub, __m512i q, auto sc, const float* mm) HWY_ATTR {
+#pragma GCC unroll 4
+    for (int j = 0; j < XR; ++j) {
+      __m512i s = B::kOffsets ? _mm512_loadu_si512(xo[j] + 8 * ub) : _mm512_setzero_si512();
+      s = DotU8S8x64(s, q, _mm512_loadu_si512(xq[j] + 32 * ub));
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc(j), acc[j]);
+      if constexpr (B::kMins) {
+        offs[0][j] = std::fma(mm[0], xm[j][ub], offs[0][j]);
+        offs[1][j] = std::fma(mm[1], xm[j][ub + 1], offs[1][j]);
+      }
+    }
+  };
+  static_assert(T == Type::Q4_K || T == Type::Q6_K, "the other types use PairTile");
+  {
+    const int nsb = nb / 8;
+    for (int sb = 0; sb < nsb; ++sb) {
+      const uint8_t* b = row + (size_t)sb * B::kBytes;
+      // the scales (Q6_K: 16, one per group of 16) and minimums
+      __m256 A8, A2;
+      alignas(32) float mm[8];
+      SuperScales<T>(b, &A8, &A2, mm);
+      const __m512 A =
+          T == Type::Q6_K ? _mm512_insertf32x8(_mm512_castps256_ps512(A8), A2, 1) : _mm512_castps256_ps512(A8);
+      // per x row: the scales times x's block scales (Q6_K: dx of unit g/2 for group g)
+      __m512 S[XR];
+#pragma GCC unroll 4
+      for (int j = 0; j < XR; ++j) {
+        const __m256 dx = _mm256_loadu_ps(xd[j] + 8 * sb);
+        if constexpr (T == Type::Q6_K)
+          S[j] =
+              _mm512_mul_ps(A, _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
+                                                     _mm512_castps256_ps512(dx)));
+        else
+          S[j] = _mm512_castps256_ps512(_mm256_mul_ps(_mm512_castps512_ps256(A), dx));
+      }
+      auto units = [&](auto uc) HWY_ATTR {
+        constexpr int u = decltype(uc)::value;  // even
+        __m512i q;
+        if constexpr (T == Type::Q6_K) {
+          constexpr int half = u >> 2, k = u & 3;  // k is 0 or 2
+          q = _mm512_loadu_si512(b + 64 * half);
+          if constexpr (k == 2) q = _mm512_srli_epi16(q, 4);
+          q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
+          const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(b + 128 + 32 * half)));
+          // unit k: bits 2k..2k+1 of qh to bits 4-5 (Tile: << 4-2k, or >> 2 for k=3)
+          // words of the first 32 bytes shifted by a, of the last 32 by b
+          auto by = [](int a, int b) HWY_ATTR {
+            return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi16((short)a), _mm512_set1_epi16((short)b));
+          };
+          const __m512i h = k == 0 ? _mm512_sllv_epi16(qh, by(4, 2)) : _mm512_srlv_epi16(qh, by(0, 2));
+          q = _mm512_ternarylogic_epi32(q, h, _mm512_set1_epi8(0x30), 0xF8);  // q | (h & 0x30)
+        } else {
+          const uint8_t* qs = b + 16 + 32 * (u >> 1);
+          q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)qs));
+          q = _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xFFFF0000u, q, 4), _mm512_set1_epi8(0x0F));
+        }
+        // lanes of S: unit u's scale for the first 8, unit u+1's for the rest (Q6_K: two groups each)
+        const __m512i idx =
+            T == Type::Q6_K
+                ? _mm512_set_epi32(2 * u + 3, 2 * u + 3, 2 * u + 3, 2 * u + 3, 2 * u + 2, 2 * u + 2, 2 * u + 2,
+                                   2 * u + 2, 2 * u + 1, 2 * u + 1, 2 * u + 1, 2 * u + 1, 2 * u, 2 * u, 2 * u, 2 * u)
+                : _mm512_set_epi32(u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u, u, u, u, u, u, u, u);
+        pair(
+            8 * sb + u, q, [&](int j) HWY_ATTR { return _mm512_permutexvar_ps(idx, S[j]); }, mm + u);
+      };
+      units(std::integral_constant<int, 0>());
+      units(std::integral_constant<int, 2>());
+      units(std::integral_constant<int, 4>());
+      units(std::integral_constant<int, 6>());
+    }
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < XR; ++j) {
+    const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
+    y[(size_t)(r + j) * N + n] = HSum(s) + (offs[0][j] + offs[1][j]);
+  }
+}
+#define HUGINN_QK_AVX512 1
+#endif
+
 // One weight row at a time, its blocks dotted with up to 4 x rows while in
 // registers. (Tiles of 2-4 weight rows, each x block loaded once for all, were
 // measured 1.5-4x slower on decode shapes: the interleaved row streams defeat
 // the hardware prefetcher; one row at a time is one sequential stream.)
 template <Type T, bool kVnni, bool kAvx512>
 void RangeT(const uint8_t* W, size_t rb, int N, int K, const QX& qx, int rows, float* y, int n0, int n1) {
+#ifdef HUGINN_QK_AVX512
+  if constexpr (kVnni && kAvx512 && (T == Type::Q4_K || T == Type::Q6_K)) {
+    for (int n = n0; n < n1; ++n) {
+      int r = 0;
+      for (; r + 4 <= rows; r += 4) Tile512<T, 4>(W, rb, K, qx, r, n, N, y);
+      for (; r < rows; ++r) Tile512<T, 1>(W, rb, K, qx, r, n, N, y);
+    }
+    return;
+  }
+#endif
+  if constexpr (T != Type::Q8_0) {
+    for (int n = n0; n < n1; ++n) {
+      int r = 0;
+      for (; r + 4 <= rows; r += 4) PairTile<T, kVnni, kAvx512, 4>(W, rb, K, qx, r, n, N, y);
+      for (; r < rows; ++r) PairTile<T, kVnni, kAvx512, 1>(W, rb, K, qx, r, n, N, y);
+    }
+    return;
+  }
   for (int n = n0; n < n1; ++n) {
     int r = 0;
     for (; r + 4 <= rows; r += 4) Tile<T, kVnni, kAvx512, 1, 4>(W, rb, K, qx, r, n, N, y);
@@ -497,6 +813,7 @@ void GemvRangeImpl(Type t, const uint8_t* W, size_t rb, int N, int K, const floa
   }
 }
 #undef HUGINN_QK_X86
+#undef HUGINN_QK_AVX512
 
 }  // namespace HWY_NAMESPACE
 }  // namespace huginn::quant

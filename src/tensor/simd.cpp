@@ -16,6 +16,8 @@
 #include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+// per target, after highway.h
+#include <hwy/contrib/math/math-inl.h>  // NOLINT
 
 #ifndef HUGINN_SIMD_SCALAR_ONCE
 #define HUGINN_SIMD_SCALAR_ONCE
@@ -302,6 +304,70 @@ void Dot4RowsF16(const float* x, size_t ldx, size_t T, const void* w, size_t ldw
 void AxpyF32(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const float*>(x), y, n); }
 void AxpyBF16(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const BF16*>(x), y, n); }
 void AxpyF16(float a, const void* x, float* y, size_t n) { AxpyT(a, static_cast<const F16*>(x), y, n); }
+// exp(x) on the vector (Highway's polynomial, within 4 ulps of libm: tested), NaN
+// kept as NaN and large x as +inf, as std::exp gives them.
+HWY_INLINE hn::Vec<DF> ExpV(DF d, hn::Vec<DF> x) {
+  const auto e = hn::Exp(d, hn::Min(x, hn::Set(d, 100.0f)));  // exp(100) overflows to +inf
+  return hn::IfThenElse(hn::IsNaN(x), x, e);
+}
+// f(vector) over n floats, the tail as one zero-padded vector.
+template <class F>
+HWY_INLINE void MapRows(const float* a, const float* b, float* out, size_t n,  // may alias
+                        F f) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(f(d, hn::LoadU(d, a + i), hn::LoadU(d, b + i)), d, out + i);
+  if (i < n) {
+    alignas(64) float ab[kMaxLanes] = {}, bb[kMaxLanes] = {};
+    std::copy(a + i, a + n, ab);
+    std::copy(b + i, b + n, bb);
+    hn::Store(f(d, hn::Load(d, ab), hn::Load(d, bb)), d, ab);
+    std::copy(ab, ab + (n - i), out + i);
+  }
+}
+// out = g / (1 + exp(-g)) * u
+void SwigluF32(const float* g, const float* u, float* out, size_t n) {
+  MapRows(g, u, out, n, [](DF d, hn::Vec<DF> gv, hn::Vec<DF> uv) HWY_ATTR {
+    return hn::Mul(hn::Div(gv, hn::Add(hn::Set(d, 1.0f), ExpV(d, hn::Neg(gv)))), uv);
+  });
+}
+// x = exp(x - m)
+void ExpShiftF32(float* x, float m, size_t n) {
+  MapRows(x, x, x, n, [m](DF d, hn::Vec<DF> xv, hn::Vec<DF>) HWY_ATTR { return ExpV(d, hn::Sub(xv, hn::Set(d, m))); });
+}
+void DotsF32(const float* a, const float* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out) {
+  for (size_t j = 0; j < nrows; ++j) out[j] = DotT(a, rows[j] + off, n) * scale;
+}
+// y stays in registers, four vectors at a time, while every row is added (per
+// element the same FMAs in the same order as AxpyT row after row, without a
+// store and reload of y per row).
+void AxpysF32(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    auto y0 = hn::LoadU(d, y + i), y1 = hn::LoadU(d, y + i + N), y2 = hn::LoadU(d, y + i + 2 * N),
+         y3 = hn::LoadU(d, y + i + 3 * N);
+    for (size_t j = 0; j < nrows; ++j) {
+      const auto av = hn::Set(d, a[j]);
+      const float* x = rows[j] + off + i;
+      y0 = hn::MulAdd(av, hn::LoadU(d, x), y0);
+      y1 = hn::MulAdd(av, hn::LoadU(d, x + N), y1);
+      y2 = hn::MulAdd(av, hn::LoadU(d, x + 2 * N), y2);
+      y3 = hn::MulAdd(av, hn::LoadU(d, x + 3 * N), y3);
+    }
+    hn::StoreU(y0, d, y + i), hn::StoreU(y1, d, y + i + N), hn::StoreU(y2, d, y + i + 2 * N);
+    hn::StoreU(y3, d, y + i + 3 * N);
+  }
+  for (; i + N <= n; i += N) {
+    auto y0 = hn::LoadU(d, y + i);
+    for (size_t j = 0; j < nrows; ++j) y0 = hn::MulAdd(hn::Set(d, a[j]), hn::LoadU(d, rows[j] + off + i), y0);
+    hn::StoreU(y0, d, y + i);
+  }
+  if (i < n)  // the tail, AxpyT's zero-padded vector per row
+    for (size_t j = 0; j < nrows; ++j) AxpyT(a[j], rows[j] + off + i, y + i, n - i);
+}
 void WidenF32(const void* w, float s, float* o, size_t n) { WidenScaleT(static_cast<const float*>(w), s, o, n); }
 void WidenBF16(const void* w, float s, float* o, size_t n) { WidenScaleT(static_cast<const BF16*>(w), s, o, n); }
 void WidenF16(const void* w, float s, float* o, size_t n) { WidenScaleT(static_cast<const F16*>(w), s, o, n); }
@@ -343,12 +409,24 @@ HWY_EXPORT(Dot4RowsF16);
 HWY_EXPORT(AxpyF32);
 HWY_EXPORT(AxpyBF16);
 HWY_EXPORT(AxpyF16);
+HWY_EXPORT(SwigluF32);
+HWY_EXPORT(ExpShiftF32);
+HWY_EXPORT(DotsF32);
+HWY_EXPORT(AxpysF32);
 HWY_EXPORT(WidenF32);
 HWY_EXPORT(WidenBF16);
 HWY_EXPORT(WidenF16);
 
 float dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotF32)(a, b, n); }
 void axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyF32)(a, x, y, n); }
+void swiglu_row(const float* g, const float* u, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(SwigluF32)(g, u, out, n); }
+void exp_shift(float* x, float m, size_t n) { HWY_DYNAMIC_DISPATCH(ExpShiftF32)(x, m, n); }
+void dots(const float* a, const float* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out) {
+  HWY_DYNAMIC_DISPATCH(DotsF32)(a, rows, off, nrows, n, scale, out);
+}
+void axpys(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n) {
+  HWY_DYNAMIC_DISPATCH(AxpysF32)(a, rows, off, nrows, y, n);
+}
 
 namespace simd {
 DotFn dot_fn(DType t) {
