@@ -134,6 +134,9 @@ TEST(Quant, GemvRowsAndThreadsBitIdentical) {
       quant::gemv(t, m.bytes.data(), m.rb, N, K, x.data() + (size_t)r * K, 1, one.data());
       EXPECT_EQ(std::memcmp(one.data(), all.data() + (size_t)r * N, N * 4), 0) << quant::name(t) << " row " << r;
     }
+    std::vector<float> four((size_t)4 * N);  // one tile of four rows (its own path in the kernels)
+    quant::gemv(t, m.bytes.data(), m.rb, N, K, x.data(), 4, four.data());
+    EXPECT_EQ(std::memcmp(four.data(), all.data(), four.size() * 4), 0) << quant::name(t) << " four rows";
     omp_set_num_threads(1);
     quant::gemv(t, m.bytes.data(), m.rb, N, K, x.data(), rows, one_thread.data());
     omp_set_num_threads(threads);

@@ -381,11 +381,10 @@ HWY_INLINE void SuperScales(const uint8_t* b, __m256* A, __m256* A2, float* mm) 
 // - K types: the super-block's scales (and minimums) are unpacked with vector
 //   operations once, and multiplied by x's scales once per x row.
 template <Type T, bool kVnni, bool kAvx512, int XR>
-void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, int n, int N,
+void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, int n0, int n1, int N,
               float* HWY_RESTRICT y) {
   using B = Blocks<T>;
   const int nb = K / 32;
-  const uint8_t* row = W + (size_t)n * rb;
   const int8_t* xq[XR];
   const float* xd[XR];
   const int32_t* xo[XR];
@@ -397,6 +396,8 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
     xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
     xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
   }
+  for (int n = n0; n < n1; ++n) {  // weight rows
+  const uint8_t* row = W + (size_t)n * rb;
   __m256 acc[2][XR];  // Tile's accumulators (even and odd units); during the 32-element pairs, low and high halves
   float offs[2][XR];
 #pragma GCC unroll 4
@@ -511,6 +512,7 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
 #pragma GCC unroll 4
   for (int j = 0; j < XR; ++j)
     y[(size_t)(r + j) * N + n] = HSum(_mm256_add_ps(acc[0][j], acc[1][j])) + (offs[0][j] + offs[1][j]);
+  }
 }
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
@@ -529,11 +531,10 @@ HWY_INLINE __m512i DotU8S8x64(__m512i acc, __m512i q, __m512i x) {
 }
 
 template <Type T, int XR>
-void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, int n, int N,
+void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, int n0, int n1, int N,
              float* HWY_RESTRICT y) {
   using B = Blocks<T>;
   const int nb = K / 32;
-  const uint8_t* row = W + (size_t)n * rb;
   const int8_t* xq[XR];
   const float* xd[XR];
   const int32_t* xo[XR];
@@ -545,6 +546,8 @@ void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int 
     xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
     xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
   }
+  for (int n = n0; n < n1; ++n) {  // weight rows
+  const uint8_t* row = W + (size_t)n * rb;
   __m512 acc[XR];
   float offs[2][XR];
 #pragma GCC unroll 4
@@ -626,6 +629,7 @@ void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int 
     const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
     y[(size_t)(r + j) * N + n] = HSum(s) + (offs[0][j] + offs[1][j]);
   }
+  }
 }
 #define HUGINN_QK_AVX512 1
 #endif
@@ -638,19 +642,24 @@ template <Type T, bool kVnni, bool kAvx512>
 void RangeT(const uint8_t* W, size_t rb, int N, int K, const QX& qx, int rows, float* y, int n0, int n1) {
 #ifdef HUGINN_QK_AVX512
   if constexpr (kVnni && kAvx512 && (T == Type::Q4_K || T == Type::Q6_K)) {
+    if (rows == 1) return Tile512<T, 1>(W, rb, K, qx, 0, n0, n1, N, y);
+    if (rows == 4) return Tile512<T, 4>(W, rb, K, qx, 0, n0, n1, N, y);
     for (int n = n0; n < n1; ++n) {
       int r = 0;
-      for (; r + 4 <= rows; r += 4) Tile512<T, 4>(W, rb, K, qx, r, n, N, y);
-      for (; r < rows; ++r) Tile512<T, 1>(W, rb, K, qx, r, n, N, y);
+      for (; r + 4 <= rows; r += 4) Tile512<T, 4>(W, rb, K, qx, r, n, n + 1, N, y);
+      for (; r < rows; ++r) Tile512<T, 1>(W, rb, K, qx, r, n, n + 1, N, y);
     }
     return;
   }
 #endif
   if constexpr (T != Type::Q8_0) {
+    // one x row (decode) or one tile of four: the weight rows loop inside the kernel
+    if (rows == 1) return PairTile<T, kVnni, kAvx512, 1>(W, rb, K, qx, 0, n0, n1, N, y);
+    if (rows == 4) return PairTile<T, kVnni, kAvx512, 4>(W, rb, K, qx, 0, n0, n1, N, y);
     for (int n = n0; n < n1; ++n) {
       int r = 0;
-      for (; r + 4 <= rows; r += 4) PairTile<T, kVnni, kAvx512, 4>(W, rb, K, qx, r, n, N, y);
-      for (; r < rows; ++r) PairTile<T, kVnni, kAvx512, 1>(W, rb, K, qx, r, n, N, y);
+      for (; r + 4 <= rows; r += 4) PairTile<T, kVnni, kAvx512, 4>(W, rb, K, qx, r, n, n + 1, N, y);
+      for (; r < rows; ++r) PairTile<T, kVnni, kAvx512, 1>(W, rb, K, qx, r, n, n + 1, N, y);
     }
     return;
   }
