@@ -200,6 +200,19 @@ TEST(Quant, X86TargetsGiveTheSameBits) {
     }
 }
 
+// A decode row longer than L1 holds beside a weight row goes through tiles of
+// 8 weight rows (Q8_0 at Huginn-0125's K = 17920): each output equals the one
+// of the row-by-row path (two x rows), tails of the 8 included.
+TEST(Quant, LongRowsTiledEqualRowByRow) {
+  const int N = 21, K = 17920;
+  Mat m = make(Type::Q8_0, N, K, 77);
+  std::vector<float> x = test::randv((size_t)2 * K, 78), one(N), two((size_t)2 * N);
+  quant::gemv(Type::Q8_0, m.bytes.data(), m.rb, N, K, x.data(), 1, one.data());
+  quant::gemv(Type::Q8_0, m.bytes.data(), m.rb, N, K, x.data(), 2, two.data());
+  EXPECT_EQ(std::memcmp(one.data(), two.data(), 4 * N), 0);
+  expect_close(m, x.data(), 1, one.data());
+}
+
 // Every finite f16 block scale (normal, subnormal, zero, both signs) reaches
 // the kernel as the dequantizer reads it.
 TEST(Quant, GemvEveryHalfScale) {
