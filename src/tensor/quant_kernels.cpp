@@ -645,9 +645,10 @@ void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int 
 #endif
 
 // One weight row at a time, its blocks dotted with up to 4 x rows while in
-// registers. (Tiles of 2-4 weight rows, each x block loaded once for all, were
-// measured 1.5-4x slower on decode shapes: the interleaved row streams defeat
-// the hardware prefetcher; one row at a time is one sequential stream.)
+// registers. (Tiles of 2-8 weight rows, each x block loaded once for all, were
+// measured 1.5-4x slower on the standard config's shapes (K <= 1536): the
+// interleaved row streams defeat the hardware prefetcher; one row at a time is
+// one sequential stream. Only x rows longer than L1 holds gain from them.)
 template <Type T, bool kVnni, bool kAvx512>
 void RangeT(const uint8_t* W, size_t rb, int N, int K, const QX& qx, int rows, float* y, int n0, int n1) {
 #ifdef HUGINN_QK_AVX512
