@@ -137,14 +137,14 @@ constexpr int kRows = 4;  // 32 vector registers: 16 accumulators + 4 weight vec
 #if !HWY_HAVE_SCALABLE
 // kR (1..4) activation rows x_0.. (ldx apart) against four weight rows; wt:
 // the weight rows' tails widened and zero-padded (4 x kMaxLanes floats).
-// kPf: prefetch the four rows after them (the next block's) meanwhile.
+// kPf: prefetch four rows (ldw apart) from `next` meanwhile.
 template <int kR, bool kPf, class W>
 HWY_INLINE void Dot4RowsBlock(const float* HWY_RESTRICT x, size_t ldx, const W* HWY_RESTRICT w0, size_t ldw, size_t n,
-                              const float* HWY_RESTRICT wt, float* HWY_RESTRICT y, size_t ldy, bool accumulate) {
+                              const float* HWY_RESTRICT wt, float* HWY_RESTRICT y, size_t ldy, bool accumulate,
+                              const W* next) {
   const W* HWY_RESTRICT w1 = w0 + ldw;
   const W* HWY_RESTRICT w2 = w0 + 2 * ldw;
   const W* HWY_RESTRICT w3 = w0 + 3 * ldw;
-  const W* next = w0 + (kPf ? 4 * ldw : 0);
   const DF d;
   const size_t N = hn::Lanes(d);
   const float* HWY_RESTRICT x0 = x;
@@ -222,21 +222,23 @@ void Dot4RowsT(const float* HWY_RESTRICT x, size_t ldx, size_t T, const W* HWY_R
   if (n % N != 0) std::fill(wt, wt + 4 * kMaxLanes, 0.f);  // only read for a tail
   for (size_t i = n / N * N, j = 0; i < n; ++i, ++j)
     for (size_t r = 0; r < 4; ++r) wt[r * kMaxLanes + j] = widen(w0[r * ldw + i]);
-  // The first block of activation rows streams the weights from memory (and
-  // prefetches the next block's); the others find them in L1.
+  // The first block of activation rows streams the weights from memory and
+  // prefetches the next four rows; the others find the weights in L1 and
+  // prefetch the four rows after those, so that memory keeps streaming while
+  // they compute. (Prefetches never fault: past the matrix's end they only
+  // fetch unused lines.)
   size_t t = 0;
   auto block = [&](auto rows, auto pf) {
     Dot4RowsBlock<decltype(rows)::value, decltype(pf)::value>(x + t * ldx, ldx, w0, ldw, n, wt, y + t * ldy, ldy,
-                                                              accumulate);
+                                                              accumulate, w0 + (t == 0 ? 4 : 8) * ldw);
     t += decltype(rows)::value;
   };
   using P = std::true_type;
   using NP = std::false_type;
   using R = std::integral_constant<int, kRows>;
-  if (T >= (size_t)kRows) prefetch_next ? block(R(), P()) : block(R(), NP());
-  while (t + kRows <= T) block(R(), NP());
+  while (t + kRows <= T) prefetch_next ? block(R(), P()) : block(R(), NP());
   const size_t rest = T - t;
-  const bool pf = prefetch_next && t == 0;
+  const bool pf = prefetch_next;
   if (rest == 3) pf ? block(std::integral_constant<int, 3>(), P()) : block(std::integral_constant<int, 3>(), NP());
   if (rest == 2) pf ? block(std::integral_constant<int, 2>(), P()) : block(std::integral_constant<int, 2>(), NP());
   if (rest == 1) pf ? block(std::integral_constant<int, 1>(), P()) : block(std::integral_constant<int, 1>(), NP());
