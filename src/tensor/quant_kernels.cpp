@@ -285,6 +285,25 @@ struct Blocks {
   }
 };
 
+// x's rows r..r+XR-1 for a tile: int8 quants, block scales, and the offset
+// lanes and scaled sums where the weight type uses them.
+template <Type T, int XR>
+struct XRows {
+  const int8_t* q[XR];
+  const float* d[XR];
+  const int32_t* o[XR];
+  const float* m[XR];
+  XRows(const QX& qx, int r, int K) {
+    const size_t nb = K / 32;
+    for (int j = 0; j < XR; ++j) {
+      q[j] = qx.q.data() + (size_t)(r + j) * K;
+      d[j] = qx.d.data() + (r + j) * nb;
+      o[j] = Blocks<T>::kOffsets ? qx.xo.data() + (r + j) * nb * 8 : nullptr;
+      m[j] = Blocks<T>::kMins ? qx.xm.data() + (r + j) * nb : nullptr;
+    }
+  }
+};
+
 // y[r*N + n] for NR weight rows from n and XR x rows from r. Each pair's
 // accumulation is the same sequence of operations for any NR and XR.
 template <Type T, bool kVnni, bool kAvx512, int NR, int XR>
@@ -293,16 +312,11 @@ void Tile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, 
   const int nb = K / 32, nsb = nb / B::kUnits;
   const uint8_t* row[NR];
   for (int i = 0; i < NR; ++i) row[i] = W + (size_t)(n + i) * rb;
-  const int8_t* xq[XR];
-  const float* xd[XR];
-  const int32_t* xo[XR];
-  const float* xm[XR];
-  for (int j = 0; j < XR; ++j) {
-    xq[j] = qx.q.data() + (size_t)(r + j) * K;
-    xd[j] = qx.d.data() + (size_t)(r + j) * nb;
-    xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
-    xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
-  }
+  const XRows<T, XR> xr(qx, r, K);
+  const int8_t* const* xq = xr.q;
+  const float* const* xd = xr.d;
+  const int32_t* const* xo = xr.o;
+  const float* const* xm = xr.m;
   // Two accumulators per pair, for even and odd blocks: one chain of FMAs
   // would wait on its latency every block.
   __m256 acc[2][NR][XR];
@@ -395,133 +409,128 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
               float* HWY_RESTRICT y) {
   using B = Blocks<T>;
   const int nb = K / 32;
-  const int8_t* xq[XR];
-  const float* xd[XR];
-  const int32_t* xo[XR];
-  const float* xm[XR];
-#pragma GCC unroll 4
-  for (int j = 0; j < XR; ++j) {
-    xq[j] = qx.q.data() + (size_t)(r + j) * K;
-    xd[j] = qx.d.data() + (size_t)(r + j) * nb;
-    xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
-    xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
-  }
+  const XRows<T, XR> xr(qx, r, K);
+  const int8_t* const* xq = xr.q;
+  const float* const* xd = xr.d;
+  const int32_t* const* xo = xr.o;
+  const float* const* xm = xr.m;
   for (int n = n0; n < n1; ++n) {  // weight rows
-  const uint8_t* row = W + (size_t)n * rb;
-  __m256 acc[2][XR];  // Tile's accumulators (even and odd units); during the 32-element pairs, low and high halves
-  float offs[2][XR];
+    const uint8_t* row = W + (size_t)n * rb;
+    __m256 acc[2][XR];  // Tile's accumulators (even and odd units); during the 32-element pairs, low and high halves
+    float offs[2][XR];
 #pragma GCC unroll 4
-  for (int j = 0; j < XR; ++j) acc[0][j] = acc[1][j] = _mm256_setzero_ps(), offs[0][j] = offs[1][j] = 0.0f;
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  if constexpr (!B::kSuper) {
-    constexpr int qoff = T == Type::Q4_0 ? 2 : T == Type::Q4_1 ? 4 : 6;  // the nibbles' offset in a block
-    const __m256i lanes01 = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
-    int ub = 0;
-    for (; ub + 2 <= nb; ub += 2) {
-      const uint8_t* b0 = row + (size_t)ub * B::kBytes;
-      const uint8_t* b1 = b0 + B::kBytes;
-      const __m256i v = _mm256_loadu2_m128i((const __m128i*)(b1 + qoff), (const __m128i*)(b0 + qoff));
-      __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-      if constexpr (T == Type::Q5_0) {  // fifth bits: qh bit j is element j's
-        uint32_t h0, h1;
-        std::memcpy(&h0, b0 + 2, 4);
-        std::memcpy(&h1, b1 + 2, 4);
-        lo = _mm256_or_si256(lo, BitsTo16<kAvx512>((h0 & 0xFFFF) | h1 << 16));
-        hi = _mm256_or_si256(hi, BitsTo16<kAvx512>(h0 >> 16 | (h1 & 0xFFFF0000u)));
-      }
-      // d0, d1 (and m0, m1): four halves converted at once (exact)
-      auto half = [](const uint8_t* p) -> uint64_t {
-        uint16_t v;
-        std::memcpy(&v, p, 2);
-        return v;
-      };
-      uint64_t hw = half(b0) | half(b1) << 16;
-      if constexpr (B::kMins) hw |= half(b0 + 2) << 32 | half(b1 + 2) << 48;
-      const __m128 dm = _mm_cvtph_ps(_mm_cvtsi64_si128((int64_t)hw));
-      alignas(16) float mm[4];
-      if constexpr (B::kMins) _mm_store_ps(mm, dm);
-#pragma GCC unroll 4
-      for (int j = 0; j < XR; ++j) {
-        const __m128 dd = _mm_mul_ps(dm, _mm_castpd_ps(_mm_load_sd((const double*)(xd[j] + ub))));
-        const __m256 sc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dd), lanes01);
-        // lanes 0-3 of the sums: block ub, 4-7: block ub+1 (its offset in lane 4, see QuantizeXImpl)
-        __m256i s0 = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
-        s0 = DotU8S8<kVnni>(s0, lo, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub)));
-        const __m256i s1 =
-            DotU8S8<kVnni>(_mm256_setzero_si256(), hi, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub + 32)));
-        acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), sc, acc[0][j]);
-        acc[1][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), sc, acc[1][j]);
-        if constexpr (B::kMins) {
-          offs[0][j] = std::fma(mm[2], xm[j][ub], offs[0][j]);
-          offs[1][j] = std::fma(mm[3], xm[j][ub + 1], offs[1][j]);
+    for (int j = 0; j < XR; ++j) acc[0][j] = acc[1][j] = _mm256_setzero_ps(), offs[0][j] = offs[1][j] = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    if constexpr (!B::kSuper) {
+      constexpr int qoff = T == Type::Q4_0 ? 2 : T == Type::Q4_1 ? 4 : 6;  // the nibbles' offset in a block
+      const __m256i lanes01 = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
+      int ub = 0;
+      for (; ub + 2 <= nb; ub += 2) {
+        const uint8_t* b0 = row + (size_t)ub * B::kBytes;
+        const uint8_t* b1 = b0 + B::kBytes;
+        const __m256i v = _mm256_loadu2_m128i((const __m128i*)(b1 + qoff), (const __m128i*)(b0 + qoff));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if constexpr (T == Type::Q5_0) {  // fifth bits: qh bit j is element j's
+          uint32_t h0, h1;
+          std::memcpy(&h0, b0 + 2, 4);
+          std::memcpy(&h1, b1 + 2, 4);
+          lo = _mm256_or_si256(lo, BitsTo16<kAvx512>((h0 & 0xFFFF) | h1 << 16));
+          hi = _mm256_or_si256(hi, BitsTo16<kAvx512>(h0 >> 16 | (h1 & 0xFFFF0000u)));
         }
-      }
-    }
-    // halves back to Tile's even-block and odd-block accumulators
-#pragma GCC unroll 4
-    for (int j = 0; j < XR; ++j) {
-      const __m256 even = _mm256_permute2f128_ps(acc[0][j], acc[1][j], 0x20);
-      acc[1][j] = _mm256_permute2f128_ps(acc[0][j], acc[1][j], 0x31);
-      acc[0][j] = even;
-    }
-    if (ub < nb) {  // an odd last block (x in order): Tile's step, into the even accumulator
-      const uint8_t* b = row + (size_t)ub * B::kBytes;
-      __m256 A[1];
-      float mm[1] = {0.0f};
-      B::Scales(b, A, mm);
-      const __m256i q = B::template Quants<kAvx512>(b, 0);
-#pragma GCC unroll 4
-      for (int j = 0; j < XR; ++j) {
-        __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
-        s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub)));
-        acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[0], _mm256_set1_ps(xd[j][ub])), acc[0][j]);
-        if constexpr (B::kMins) offs[0][j] = std::fma(mm[0], xm[j][ub], offs[0][j]);
-      }
-    }
-  } else {
-    for (int sb = 0; sb < nb / 8; ++sb) {
-      const uint8_t* b = row + (size_t)sb * B::kBytes;
-      const int u0 = 8 * sb;  // x's first block
-      __m256 A, A2;
-      alignas(32) float mm[8];
-      SuperScales<T>(b, &A, &A2, mm);
-      // per x row: the scales times x's block scales (Q6_K: group g has unit g/2's)
-      __m256 S[XR], S2[XR];
-#pragma GCC unroll 4
-      for (int j = 0; j < XR; ++j) {
-        const __m256 dx = _mm256_loadu_ps(xd[j] + u0);
-        if constexpr (T == Type::Q6_K) {
-          S[j] = _mm256_mul_ps(A, _mm256_permutevar8x32_ps(dx, _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0)));
-          S2[j] = _mm256_mul_ps(A2, _mm256_permutevar8x32_ps(dx, _mm256_set_epi32(7, 7, 6, 6, 5, 5, 4, 4)));
-        } else {
-          S[j] = _mm256_mul_ps(A, dx);
-        }
-      }
-      auto unit = [&](auto uc) HWY_ATTR {
-        constexpr int u = decltype(uc)::value, e = u & 1;
-        const __m256i q = B::template Quants<kAvx512>(b, u);
-        // lanes: unit u's scale (Q6_K: its two groups', four lanes each)
-        constexpr int g = 2 * (u & 3);
-        const __m256i idx =
-            T == Type::Q6_K ? _mm256_set_epi32(g + 1, g + 1, g + 1, g + 1, g, g, g, g) : _mm256_set1_epi32(u);
+        // d0, d1 (and m0, m1): four halves converted at once (exact)
+        auto half = [](const uint8_t* p) -> uint64_t {
+          uint16_t v;
+          std::memcpy(&v, p, 2);
+          return v;
+        };
+        uint64_t hw = half(b0) | half(b1) << 16;
+        if constexpr (B::kMins) hw |= half(b0 + 2) << 32 | half(b1 + 2) << 48;
+        const __m128 dm = _mm_cvtph_ps(_mm_cvtsi64_si128((int64_t)hw));
+        alignas(16) float mm[4];
+        if constexpr (B::kMins) _mm_store_ps(mm, dm);
 #pragma GCC unroll 4
         for (int j = 0; j < XR; ++j) {
-          const __m256 sc = _mm256_permutevar8x32_ps(T == Type::Q6_K && u >= 4 ? S2[j] : S[j], idx);
-          __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * (u0 + u))) : _mm256_setzero_si256();
-          s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * (u0 + u))));
-          acc[e][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[e][j]);
-          if constexpr (B::kMins) offs[e][j] = std::fma(mm[u], xm[j][u0 + u], offs[e][j]);
+          const __m128 dd = _mm_mul_ps(dm, _mm_castpd_ps(_mm_load_sd((const double*)(xd[j] + ub))));
+          const __m256 sc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dd), lanes01);
+          // lanes 0-3 of the sums: block ub, 4-7: block ub+1 (its offset in lane 4, see QuantizeXImpl)
+          __m256i s0 = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
+          s0 = DotU8S8<kVnni>(s0, lo, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub)));
+          const __m256i s1 =
+              DotU8S8<kVnni>(_mm256_setzero_si256(), hi, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub + 32)));
+          acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), sc, acc[0][j]);
+          acc[1][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), sc, acc[1][j]);
+          if constexpr (B::kMins) {
+            offs[0][j] = std::fma(mm[2], xm[j][ub], offs[0][j]);
+            offs[1][j] = std::fma(mm[3], xm[j][ub + 1], offs[1][j]);
+          }
         }
-      };
-      unit(std::integral_constant<int, 0>()), unit(std::integral_constant<int, 1>());
-      unit(std::integral_constant<int, 2>()), unit(std::integral_constant<int, 3>());
-      unit(std::integral_constant<int, 4>()), unit(std::integral_constant<int, 5>());
-      unit(std::integral_constant<int, 6>()), unit(std::integral_constant<int, 7>());
-    }
-  }
+      }
+      // halves back to Tile's even-block and odd-block accumulators
 #pragma GCC unroll 4
-  for (int j = 0; j < XR; ++j)
-    y[(size_t)(r + j) * N + n] = HSum(_mm256_add_ps(acc[0][j], acc[1][j])) + (offs[0][j] + offs[1][j]);
+      for (int j = 0; j < XR; ++j) {
+        const __m256 even = _mm256_permute2f128_ps(acc[0][j], acc[1][j], 0x20);
+        acc[1][j] = _mm256_permute2f128_ps(acc[0][j], acc[1][j], 0x31);
+        acc[0][j] = even;
+      }
+      if (ub < nb) {  // an odd last block (x in order): Tile's step, into the even accumulator
+        const uint8_t* b = row + (size_t)ub * B::kBytes;
+        __m256 A[1];
+        float mm[1] = {0.0f};
+        B::Scales(b, A, mm);
+        const __m256i q = B::template Quants<kAvx512>(b, 0);
+#pragma GCC unroll 4
+        for (int j = 0; j < XR; ++j) {
+          __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
+          s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub)));
+          acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[0], _mm256_set1_ps(xd[j][ub])), acc[0][j]);
+          if constexpr (B::kMins) offs[0][j] = std::fma(mm[0], xm[j][ub], offs[0][j]);
+        }
+      }
+    } else {
+      for (int sb = 0; sb < nb / 8; ++sb) {
+        const uint8_t* b = row + (size_t)sb * B::kBytes;
+        const int u0 = 8 * sb;  // x's first block
+        __m256 A, A2;
+        alignas(32) float mm[8];
+        SuperScales<T>(b, &A, &A2, mm);
+        // per x row: the scales times x's block scales (Q6_K: group g has unit g/2's)
+        __m256 S[XR], S2[XR];
+#pragma GCC unroll 4
+        for (int j = 0; j < XR; ++j) {
+          const __m256 dx = _mm256_loadu_ps(xd[j] + u0);
+          if constexpr (T == Type::Q6_K) {
+            S[j] = _mm256_mul_ps(A, _mm256_permutevar8x32_ps(dx, _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0)));
+            S2[j] = _mm256_mul_ps(A2, _mm256_permutevar8x32_ps(dx, _mm256_set_epi32(7, 7, 6, 6, 5, 5, 4, 4)));
+          } else {
+            S[j] = _mm256_mul_ps(A, dx);
+          }
+        }
+        auto unit = [&](auto uc) HWY_ATTR {
+          constexpr int u = decltype(uc)::value, e = u & 1;
+          const __m256i q = B::template Quants<kAvx512>(b, u);
+          // lanes: unit u's scale (Q6_K: its two groups', four lanes each)
+          constexpr int g = 2 * (u & 3);
+          const __m256i idx =
+              T == Type::Q6_K ? _mm256_set_epi32(g + 1, g + 1, g + 1, g + 1, g, g, g, g) : _mm256_set1_epi32(u);
+#pragma GCC unroll 4
+          for (int j = 0; j < XR; ++j) {
+            const __m256 sc = _mm256_permutevar8x32_ps(T == Type::Q6_K && u >= 4 ? S2[j] : S[j], idx);
+            __m256i s =
+                B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * (u0 + u))) : _mm256_setzero_si256();
+            s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * (u0 + u))));
+            acc[e][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[e][j]);
+            if constexpr (B::kMins) offs[e][j] = std::fma(mm[u], xm[j][u0 + u], offs[e][j]);
+          }
+        };
+        unit(std::integral_constant<int, 0>()), unit(std::integral_constant<int, 1>());
+        unit(std::integral_constant<int, 2>()), unit(std::integral_constant<int, 3>());
+        unit(std::integral_constant<int, 4>()), unit(std::integral_constant<int, 5>());
+        unit(std::integral_constant<int, 6>()), unit(std::integral_constant<int, 7>());
+      }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < XR; ++j)
+      y[(size_t)(r + j) * N + n] = HSum(_mm256_add_ps(acc[0][j], acc[1][j])) + (offs[0][j] + offs[1][j]);
   }
 }
 
@@ -543,102 +552,96 @@ HWY_INLINE __m512i DotU8S8x64(__m512i acc, __m512i q, __m512i x) {
 template <Type T, int XR>
 void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, int n0, int n1, int N,
              float* HWY_RESTRICT y) {
+  static_assert(T == Type::Q4_K || T == Type::Q6_K, "the other types use PairTile");
   using B = Blocks<T>;
   const int nb = K / 32;
-  const int8_t* xq[XR];
-  const float* xd[XR];
-  const int32_t* xo[XR];
-  const float* xm[XR];
-#pragma GCC unroll 4
-  for (int j = 0; j < XR; ++j) {
-    xq[j] = qx.q.data() + (size_t)(r + j) * K;
-    xd[j] = qx.d.data() + (size_t)(r + j) * nb;
-    xo[j] = B::kOffsets ? qx.xo.data() + (size_t)(r + j) * nb * 8 : nullptr;
-    xm[j] = B::kMins ? qx.xm.data() + (size_t)(r + j) * nb : nullptr;
-  }
+  const XRows<T, XR> xr(qx, r, K);
+  const int8_t* const* xq = xr.q;
+  const float* const* xd = xr.d;
+  const int32_t* const* xo = xr.o;
+  const float* const* xm = xr.m;
   for (int n = n0; n < n1; ++n) {  // weight rows
-  const uint8_t* row = W + (size_t)n * rb;
-  __m512 acc[XR];
-  float offs[2][XR];
+    const uint8_t* row = W + (size_t)n * rb;
+    __m512 acc[XR];
+    float offs[2][XR];
 #pragma GCC unroll 4
-  for (int j = 0; j < XR; ++j) acc[j] = _mm512_setzero_ps(), offs[0][j] = offs[1][j] = 0.0f;
-  // units ub, ub+1 (quants q) with per-lane scales: sc(j) is [A_ub*dx_ub x8, A_ub+1*dx_ub+1 x8] for x row j
-  auto pair = [&](int ub, __m512i q, auto sc, const float* mm) HWY_ATTR {
-#pragma GCC unroll 4
-    for (int j = 0; j < XR; ++j) {
-      __m512i s = B::kOffsets ? _mm512_loadu_si512(xo[j] + 8 * ub) : _mm512_setzero_si512();
-      s = DotU8S8x64(s, q, _mm512_loadu_si512(xq[j] + 32 * ub));
-      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc(j), acc[j]);
-      if constexpr (B::kMins) {
-        offs[0][j] = std::fma(mm[0], xm[j][ub], offs[0][j]);
-        offs[1][j] = std::fma(mm[1], xm[j][ub + 1], offs[1][j]);
-      }
-    }
-  };
-  static_assert(T == Type::Q4_K || T == Type::Q6_K, "the other types use PairTile");
-  {
-    const int nsb = nb / 8;
-    for (int sb = 0; sb < nsb; ++sb) {
-      const uint8_t* b = row + (size_t)sb * B::kBytes;
-      // the scales (Q6_K: 16, one per group of 16) and minimums
-      __m256 A8, A2;
-      alignas(32) float mm[8];
-      SuperScales<T>(b, &A8, &A2, mm);
-      const __m512 A =
-          T == Type::Q6_K ? _mm512_insertf32x8(_mm512_castps256_ps512(A8), A2, 1) : _mm512_castps256_ps512(A8);
-      // per x row: the scales times x's block scales (Q6_K: dx of unit g/2 for group g)
-      __m512 S[XR];
+    for (int j = 0; j < XR; ++j) acc[j] = _mm512_setzero_ps(), offs[0][j] = offs[1][j] = 0.0f;
+    // units ub, ub+1 (quants q) with per-lane scales: sc(j) is [A_ub*dx_ub x8, A_ub+1*dx_ub+1 x8] for x row j
+    auto pair = [&](int ub, __m512i q, auto sc, const float* mm) HWY_ATTR {
 #pragma GCC unroll 4
       for (int j = 0; j < XR; ++j) {
-        const __m256 dx = _mm256_loadu_ps(xd[j] + 8 * sb);
-        if constexpr (T == Type::Q6_K)
-          S[j] =
-              _mm512_mul_ps(A, _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
-                                                     _mm512_castps256_ps512(dx)));
-        else
-          S[j] = _mm512_castps256_ps512(_mm256_mul_ps(_mm512_castps512_ps256(A), dx));
-      }
-      auto units = [&](auto uc) HWY_ATTR {
-        constexpr int u = decltype(uc)::value;  // even
-        __m512i q;
-        if constexpr (T == Type::Q6_K) {
-          constexpr int half = u >> 2, k = u & 3;  // k is 0 or 2
-          q = _mm512_loadu_si512(b + 64 * half);
-          if constexpr (k == 2) q = _mm512_srli_epi16(q, 4);
-          q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
-          const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(b + 128 + 32 * half)));
-          // unit k: bits 2k..2k+1 of qh to bits 4-5 (Tile: << 4-2k, or >> 2 for k=3)
-          // words of the first 32 bytes shifted by a, of the last 32 by b
-          auto by = [](int a, int b) HWY_ATTR {
-            return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi16((short)a), _mm512_set1_epi16((short)b));
-          };
-          const __m512i h = k == 0 ? _mm512_sllv_epi16(qh, by(4, 2)) : _mm512_srlv_epi16(qh, by(0, 2));
-          q = _mm512_ternarylogic_epi32(q, h, _mm512_set1_epi8(0x30), 0xF8);  // q | (h & 0x30)
-        } else {
-          const uint8_t* qs = b + 16 + 32 * (u >> 1);
-          q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)qs));
-          q = _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xFFFF0000u, q, 4), _mm512_set1_epi8(0x0F));
+        __m512i s = B::kOffsets ? _mm512_loadu_si512(xo[j] + 8 * ub) : _mm512_setzero_si512();
+        s = DotU8S8x64(s, q, _mm512_loadu_si512(xq[j] + 32 * ub));
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc(j), acc[j]);
+        if constexpr (B::kMins) {
+          offs[0][j] = std::fma(mm[0], xm[j][ub], offs[0][j]);
+          offs[1][j] = std::fma(mm[1], xm[j][ub + 1], offs[1][j]);
         }
-        // lanes of S: unit u's scale for the first 8, unit u+1's for the rest (Q6_K: two groups each)
-        const __m512i idx =
-            T == Type::Q6_K
-                ? _mm512_set_epi32(2 * u + 3, 2 * u + 3, 2 * u + 3, 2 * u + 3, 2 * u + 2, 2 * u + 2, 2 * u + 2,
-                                   2 * u + 2, 2 * u + 1, 2 * u + 1, 2 * u + 1, 2 * u + 1, 2 * u, 2 * u, 2 * u, 2 * u)
-                : _mm512_set_epi32(u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u, u, u, u, u, u, u, u);
-        pair(
-            8 * sb + u, q, [&](int j) HWY_ATTR { return _mm512_permutexvar_ps(idx, S[j]); }, mm + u);
-      };
-      units(std::integral_constant<int, 0>());
-      units(std::integral_constant<int, 2>());
-      units(std::integral_constant<int, 4>());
-      units(std::integral_constant<int, 6>());
-    }
-  }
+      }
+    };
+    {  // the super-blocks
+      const int nsb = nb / 8;
+      for (int sb = 0; sb < nsb; ++sb) {
+        const uint8_t* b = row + (size_t)sb * B::kBytes;
+        // the scales (Q6_K: 16, one per group of 16) and minimums
+        __m256 A8, A2;
+        alignas(32) float mm[8];
+        SuperScales<T>(b, &A8, &A2, mm);
+        const __m512 A =
+            T == Type::Q6_K ? _mm512_insertf32x8(_mm512_castps256_ps512(A8), A2, 1) : _mm512_castps256_ps512(A8);
+        // per x row: the scales times x's block scales (Q6_K: dx of unit g/2 for group g)
+        __m512 S[XR];
 #pragma GCC unroll 4
-  for (int j = 0; j < XR; ++j) {
-    const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
-    y[(size_t)(r + j) * N + n] = HSum(s) + (offs[0][j] + offs[1][j]);
-  }
+        for (int j = 0; j < XR; ++j) {
+          const __m256 dx = _mm256_loadu_ps(xd[j] + 8 * sb);
+          if constexpr (T == Type::Q6_K)
+            S[j] =
+                _mm512_mul_ps(A, _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
+                                                       _mm512_castps256_ps512(dx)));
+          else
+            S[j] = _mm512_castps256_ps512(_mm256_mul_ps(_mm512_castps512_ps256(A), dx));
+        }
+        auto units = [&](auto uc) HWY_ATTR {
+          constexpr int u = decltype(uc)::value;  // even
+          __m512i q;
+          if constexpr (T == Type::Q6_K) {
+            constexpr int half = u >> 2, k = u & 3;  // k is 0 or 2
+            q = _mm512_loadu_si512(b + 64 * half);
+            if constexpr (k == 2) q = _mm512_srli_epi16(q, 4);
+            q = _mm512_and_si512(q, _mm512_set1_epi8(0x0F));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(b + 128 + 32 * half)));
+            // unit k: bits 2k..2k+1 of qh to bits 4-5 (Tile: << 4-2k, or >> 2 for k=3)
+            // words of the first 32 bytes shifted by a, of the last 32 by b
+            auto by = [](int a, int b) HWY_ATTR {
+              return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi16((short)a), _mm512_set1_epi16((short)b));
+            };
+            const __m512i h = k == 0 ? _mm512_sllv_epi16(qh, by(4, 2)) : _mm512_srlv_epi16(qh, by(0, 2));
+            q = _mm512_ternarylogic_epi32(q, h, _mm512_set1_epi8(0x30), 0xF8);  // q | (h & 0x30)
+          } else {
+            const uint8_t* qs = b + 16 + 32 * (u >> 1);
+            q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)qs));
+            q = _mm512_and_si512(_mm512_mask_srli_epi16(q, (__mmask32)0xFFFF0000u, q, 4), _mm512_set1_epi8(0x0F));
+          }
+          // lanes of S: unit u's scale for the first 8, unit u+1's for the rest (Q6_K: two groups each)
+          const __m512i idx =
+              T == Type::Q6_K
+                  ? _mm512_set_epi32(2 * u + 3, 2 * u + 3, 2 * u + 3, 2 * u + 3, 2 * u + 2, 2 * u + 2, 2 * u + 2,
+                                     2 * u + 2, 2 * u + 1, 2 * u + 1, 2 * u + 1, 2 * u + 1, 2 * u, 2 * u, 2 * u, 2 * u)
+                  : _mm512_set_epi32(u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u + 1, u, u, u, u, u, u, u, u);
+          pair(
+              8 * sb + u, q, [&](int j) HWY_ATTR { return _mm512_permutexvar_ps(idx, S[j]); }, mm + u);
+        };
+        units(std::integral_constant<int, 0>());
+        units(std::integral_constant<int, 2>());
+        units(std::integral_constant<int, 4>());
+        units(std::integral_constant<int, 6>());
+      }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < XR; ++j) {
+      const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
+      y[(size_t)(r + j) * N + n] = HSum(s) + (offs[0][j] + offs[1][j]);
+    }
   }
 }
 #define HUGINN_QK_AVX512 1
