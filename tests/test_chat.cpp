@@ -123,6 +123,13 @@ TEST(GenerationConfig, DefaultsAndErrors) {
   EXPECT_THROW(parse_generation_config("{\"eos_token_id\": \"x\"}"), Error);
   EXPECT_THROW(parse_generation_config("{\"top_p\": 0}"), Error);
   EXPECT_THROW(parse_generation_config("{\"do_sample\": 1}"), Error);
+  // integer keys out of int range (a float beyond int64 was undefined behaviour; fuzz_chat found it)
+  EXPECT_THROW(parse_generation_config("{\"bos_token_id\": 55555555555555555555555555555555555555558}"), Error);
+  EXPECT_THROW(parse_generation_config("{\"top_k\": 1e300}"), Error);
+  EXPECT_THROW(parse_generation_config("{\"max_new_tokens\": 18446744073709551615}"), Error);
+  EXPECT_THROW(parse_generation_config("{\"pad_token_id\": 2.5}"), Error);
+  EXPECT_THROW(parse_generation_config("{\"eos_token_id\": [2, 4294967296]}"), Error);
+  EXPECT_EQ(parse_generation_config("{\"top_k\": 40.0}").top_k, 40);
 }
 
 }  // namespace

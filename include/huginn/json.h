@@ -35,6 +35,11 @@ nlohmann::json parse_json_file(const std::string& path, int max_depth = kJsonMax
 // "the number 1.5", "true", "null".
 std::string json_brief(const nlohmann::json& v);
 
+// A JSON number that is an integer in [lo, hi] (an integral float such as 512.0
+// too), into *out; false for anything else. Checked before any conversion:
+// converting an out-of-range float to an integer is undefined behaviour.
+bool json_int(const nlohmann::json& v, int64_t lo, int64_t hi, int64_t* out);
+
 // The depth of nesting of a JSON text (arrays and objects, outside strings);
 // stops counting and returns max_depth + 1 as soon as it exceeds max_depth.
 int json_nesting(std::string_view text, int max_depth);

@@ -39,17 +39,11 @@ int get_int(const json& j, const char* key, const std::string& src, bool require
     return def;
   }
   const json& v = j.at(key);
-  if (v.is_number_float()) {
-    // Checked as a double first: converting an out-of-range double to an integer is undefined.
-    const double d = v.get<double>();
-    if (d != std::floor(d)) fail(src, ": key '", key, "' must be an integer, got ", json_brief(v));
-    if (d < 0 || d > (1 << 30)) fail(src, ": key '", key, "' out of range: ", json_brief(v));
-    return (int)d;
-  }
-  if (!v.is_number_integer()) fail(src, ": key '", key, "' must be an integer, got ", json_brief(v));
-  if (v.is_number_unsigned() ? v.get<uint64_t>() > (1u << 30) : (v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 30)))
-    fail(src, ": key '", key, "' out of range: ", json_brief(v));
-  return (int)v.get<int64_t>();
+  if (!v.is_number() || (v.is_number_float() && v.get<double>() != std::floor(v.get<double>())))
+    fail(src, ": key '", key, "' must be an integer, got ", json_brief(v));
+  int64_t i;
+  if (!json_int(v, 0, 1 << 30, &i)) fail(src, ": key '", key, "' out of range: ", json_brief(v));
+  return (int)i;
 }
 
 double get_num(const json& j, const char* key, const std::string& src, double def) {

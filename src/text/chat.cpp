@@ -3,10 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 
 #include "huginn/common.h"
 #include "huginn/json.h"
@@ -85,7 +87,21 @@ GenerationConfig parse_generation_config(std::string_view text, const std::strin
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return;
     if (!it->is_number()) fail(origin, ": \"", key, "\" must be a number");
-    dst = it->get<std::remove_reference_t<decltype(dst)>>();
+    using T = std::remove_reference_t<decltype(dst)>;
+    if constexpr (std::is_integral_v<T>) {
+      int64_t i;
+      if (!json_int(*it, INT32_MIN, INT32_MAX, &i))
+        fail(origin, ": \"", key, "\" must be an integer in the int32 range, got ", json_brief(*it));
+      dst = (T)i;
+    } else {
+      dst = it->get<T>();
+    }
+  };
+  auto id = [&](const nlohmann::json& v) {  // a token id
+    int64_t i;
+    if (!v.is_number_integer() || !json_int(v, INT32_MIN, INT32_MAX, &i))
+      fail(origin, ": \"eos_token_id\" must be an id or a list of ids (int32), got ", json_brief(v));
+    return (int)i;
   };
   try {
     num("bos_token_id", g.bos_token_id);
@@ -100,12 +116,9 @@ GenerationConfig parse_generation_config(std::string_view text, const std::strin
       g.do_sample = it->get<bool>();
     }
     if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
-      if (it->is_number_integer()) g.eos_token_ids.push_back(it->get<int>());
+      if (it->is_number()) g.eos_token_ids.push_back(id(*it));
       else if (it->is_array())
-        for (auto& v : *it) {
-          if (!v.is_number_integer()) fail(origin, ": \"eos_token_id\" must be an id or a list of ids");
-          g.eos_token_ids.push_back(v.get<int>());
-        }
+        for (auto& v : *it) g.eos_token_ids.push_back(id(v));
       else fail(origin, ": \"eos_token_id\" must be an id or a list of ids");
     }
   } catch (const nlohmann::json::exception& e) {

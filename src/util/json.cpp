@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 #include "huginn/common.h"
@@ -89,6 +90,26 @@ std::string read_regular_file(const std::string& path, uint64_t max_bytes) {
 
 nlohmann::json parse_json_file(const std::string& path, int max_depth, uint64_t max_bytes) {
   return parse_json(read_regular_file(path, max_bytes), path, max_depth);
+}
+
+bool json_int(const nlohmann::json& v, int64_t lo, int64_t hi, int64_t* out) {
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (!(d >= (double)lo && d <= (double)hi) || d != std::floor(d)) return false;  // NaN fails too
+    *out = (int64_t)d;
+    return true;
+  }
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (hi < 0 || u > (uint64_t)hi || (lo > 0 && u < (uint64_t)lo)) return false;
+    *out = (int64_t)u;
+    return true;
+  }
+  if (!v.is_number_integer()) return false;
+  const int64_t i = v.get<int64_t>();
+  if (i < lo || i > hi) return false;
+  *out = i;
+  return true;
 }
 
 std::string json_brief(const nlohmann::json& v) {
