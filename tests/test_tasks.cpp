@@ -449,6 +449,11 @@ TEST(Tasks, TaskMixParsingAndManifestRoundTrip) {
   TaskMix opt_back = task_mix_from_json(task_mix_to_json(opt), "test");
   EXPECT_TRUE(opt_back.pack);
   EXPECT_EQ(opt_back.curriculum_sequences, 1000u);
+  // difficulties out of int range are refused before any conversion (a huge float cast to int is undefined)
+  EXPECT_THROW(task_mix_from_json(nlohmann::json::parse(R"({"tasks": [{"name": "jumps", "min_difficulty": 1e300,
+      "max_difficulty": 8}]})"), "test"), Error);
+  EXPECT_THROW(task_mix_from_json(nlohmann::json::parse(R"({"tasks": [{"name": "jumps", "min_difficulty": 4,
+      "max_difficulty": 4294967296}]})"), "test"), Error);
   const std::string dir = (fs::temp_directory_path() / ("huginn_test_manifest_" + std::to_string(getpid()))).string();
   mix.seed = 42;
   write_task_manifest(dir, mix);

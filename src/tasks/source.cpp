@@ -1,4 +1,5 @@
 // Task mixes, the task manifest (tasks.json) and the training SequenceSource.
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -112,8 +113,14 @@ TaskMix task_mix_from_json(const nlohmann::json& j, const std::string& source) {
     for (auto& t : j["tasks"]) {
       TaskRange r;
       r.task = t.at("name").get<std::string>();
-      r.min_difficulty = t.at("min_difficulty").get<int>();
-      r.max_difficulty = t.at("max_difficulty").get<int>();
+      auto difficulty = [&](const char* key) {  // range-checked first: a huge float cast to int is undefined
+        int64_t v;
+        if (!json_int(t.at(key), INT32_MIN, INT32_MAX, &v))
+          fail(source, ": \"", key, "\" must be an integer, got ", json_brief(t.at(key)));
+        return (int)v;
+      };
+      r.min_difficulty = difficulty("min_difficulty");
+      r.max_difficulty = difficulty("max_difficulty");
       r.weight = t.value("weight", 1.0);
       mix.tasks.push_back(r);
     }
