@@ -313,10 +313,6 @@ void Tile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, 
   const uint8_t* row[NR];
   for (int i = 0; i < NR; ++i) row[i] = W + (size_t)(n + i) * rb;
   const XRows<T, XR> xr(qx, r, K);
-  const int8_t* const* xq = xr.q;
-  const float* const* xd = xr.d;
-  const int32_t* const* xo = xr.o;
-  const float* const* xm = xr.m;
   // Two accumulators per pair, for even and odd blocks: one chain of FMAs
   // would wait on its latency every block.
   __m256 acc[2][NR][XR];
@@ -332,16 +328,16 @@ void Tile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int r, 
     __m256i q[NR];
     for (int i = 0; i < NR; ++i) q[i] = B::template Quants<kAvx512>(row[i] + (size_t)sb * B::kBytes, u);
     for (int j = 0; j < XR; ++j) {
-      const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub));
-      const __m256 dx = _mm256_set1_ps(xd[j][ub]);
+      const __m256i xv = _mm256_loadu_si256((const __m256i*)(xr.q[j] + 32 * ub));
+      const __m256 dx = _mm256_set1_ps(xr.d[j][ub]);
       for (int i = 0; i < NR; ++i) {
-        __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
+        __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xr.o[j] + 8 * ub)) : _mm256_setzero_si256();
         if constexpr (B::kSigned)
           s = DotU8S8<kVnni>(s, _mm256_sign_epi8(q[i], q[i]), _mm256_sign_epi8(xv, q[i]));
         else
           s = DotU8S8<kVnni>(s, q[i], xv);
         acc[e][i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[i][u], dx), acc[e][i][j]);
-        if constexpr (B::kMins) offs[e][i][j] = std::fma(mm[i][u], xm[j][ub], offs[e][i][j]);
+        if constexpr (B::kMins) offs[e][i][j] = std::fma(mm[i][u], xr.m[j][ub], offs[e][i][j]);
       }
     }
   };
@@ -410,10 +406,6 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
   using B = Blocks<T>;
   const int nb = K / 32;
   const XRows<T, XR> xr(qx, r, K);
-  const int8_t* const* xq = xr.q;
-  const float* const* xd = xr.d;
-  const int32_t* const* xo = xr.o;
-  const float* const* xm = xr.m;
   for (int n = n0; n < n1; ++n) {  // weight rows
     const uint8_t* row = W + (size_t)n * rb;
     __m256 acc[2][XR];  // Tile's accumulators (even and odd units); during the 32-element pairs, low and high halves
@@ -450,18 +442,18 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
         if constexpr (B::kMins) _mm_store_ps(mm, dm);
 #pragma GCC unroll 4
         for (int j = 0; j < XR; ++j) {
-          const __m128 dd = _mm_mul_ps(dm, _mm_castpd_ps(_mm_load_sd((const double*)(xd[j] + ub))));
+          const __m128 dd = _mm_mul_ps(dm, _mm_castpd_ps(_mm_load_sd((const double*)(xr.d[j] + ub))));
           const __m256 sc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dd), lanes01);
           // lanes 0-3 of the sums: block ub, 4-7: block ub+1 (its offset in lane 4, see QuantizeXImpl)
-          __m256i s0 = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
-          s0 = DotU8S8<kVnni>(s0, lo, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub)));
+          __m256i s0 = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xr.o[j] + 8 * ub)) : _mm256_setzero_si256();
+          s0 = DotU8S8<kVnni>(s0, lo, _mm256_loadu_si256((const __m256i*)(xr.q[j] + 32 * ub)));
           const __m256i s1 =
-              DotU8S8<kVnni>(_mm256_setzero_si256(), hi, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub + 32)));
+              DotU8S8<kVnni>(_mm256_setzero_si256(), hi, _mm256_loadu_si256((const __m256i*)(xr.q[j] + 32 * ub + 32)));
           acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), sc, acc[0][j]);
           acc[1][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), sc, acc[1][j]);
           if constexpr (B::kMins) {
-            offs[0][j] = std::fma(mm[2], xm[j][ub], offs[0][j]);
-            offs[1][j] = std::fma(mm[3], xm[j][ub + 1], offs[1][j]);
+            offs[0][j] = std::fma(mm[2], xr.m[j][ub], offs[0][j]);
+            offs[1][j] = std::fma(mm[3], xr.m[j][ub + 1], offs[1][j]);
           }
         }
       }
@@ -480,10 +472,11 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
         const __m256i q = B::template Quants<kAvx512>(b, 0);
 #pragma GCC unroll 4
         for (int j = 0; j < XR; ++j) {
-          __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * ub)) : _mm256_setzero_si256();
-          s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * ub)));
-          acc[0][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[0], _mm256_set1_ps(xd[j][ub])), acc[0][j]);
-          if constexpr (B::kMins) offs[0][j] = std::fma(mm[0], xm[j][ub], offs[0][j]);
+          __m256i s = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xr.o[j] + 8 * ub)) : _mm256_setzero_si256();
+          s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xr.q[j] + 32 * ub)));
+          acc[0][j] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(A[0], _mm256_set1_ps(xr.d[j][ub])), acc[0][j]);
+          if constexpr (B::kMins) offs[0][j] = std::fma(mm[0], xr.m[j][ub], offs[0][j]);
         }
       }
     } else {
@@ -497,7 +490,7 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
         __m256 S[XR], S2[XR];
 #pragma GCC unroll 4
         for (int j = 0; j < XR; ++j) {
-          const __m256 dx = _mm256_loadu_ps(xd[j] + u0);
+          const __m256 dx = _mm256_loadu_ps(xr.d[j] + u0);
           if constexpr (T == Type::Q6_K) {
             S[j] = _mm256_mul_ps(A, _mm256_permutevar8x32_ps(dx, _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0)));
             S2[j] = _mm256_mul_ps(A2, _mm256_permutevar8x32_ps(dx, _mm256_set_epi32(7, 7, 6, 6, 5, 5, 4, 4)));
@@ -516,10 +509,10 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
           for (int j = 0; j < XR; ++j) {
             const __m256 sc = _mm256_permutevar8x32_ps(T == Type::Q6_K && u >= 4 ? S2[j] : S[j], idx);
             __m256i s =
-                B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xo[j] + 8 * (u0 + u))) : _mm256_setzero_si256();
-            s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xq[j] + 32 * (u0 + u))));
+                B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xr.o[j] + 8 * (u0 + u))) : _mm256_setzero_si256();
+            s = DotU8S8<kVnni>(s, q, _mm256_loadu_si256((const __m256i*)(xr.q[j] + 32 * (u0 + u))));
             acc[e][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[e][j]);
-            if constexpr (B::kMins) offs[e][j] = std::fma(mm[u], xm[j][u0 + u], offs[e][j]);
+            if constexpr (B::kMins) offs[e][j] = std::fma(mm[u], xr.m[j][u0 + u], offs[e][j]);
           }
         };
         unit(std::integral_constant<int, 0>()), unit(std::integral_constant<int, 1>());
@@ -556,10 +549,6 @@ void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int 
   using B = Blocks<T>;
   const int nb = K / 32;
   const XRows<T, XR> xr(qx, r, K);
-  const int8_t* const* xq = xr.q;
-  const float* const* xd = xr.d;
-  const int32_t* const* xo = xr.o;
-  const float* const* xm = xr.m;
   for (int n = n0; n < n1; ++n) {  // weight rows
     const uint8_t* row = W + (size_t)n * rb;
     __m512 acc[XR];
@@ -570,12 +559,12 @@ void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int 
     auto pair = [&](int ub, __m512i q, auto sc, const float* mm) HWY_ATTR {
 #pragma GCC unroll 4
       for (int j = 0; j < XR; ++j) {
-        __m512i s = B::kOffsets ? _mm512_loadu_si512(xo[j] + 8 * ub) : _mm512_setzero_si512();
-        s = DotU8S8x64(s, q, _mm512_loadu_si512(xq[j] + 32 * ub));
+        __m512i s = B::kOffsets ? _mm512_loadu_si512(xr.o[j] + 8 * ub) : _mm512_setzero_si512();
+        s = DotU8S8x64(s, q, _mm512_loadu_si512(xr.q[j] + 32 * ub));
         acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc(j), acc[j]);
         if constexpr (B::kMins) {
-          offs[0][j] = std::fma(mm[0], xm[j][ub], offs[0][j]);
-          offs[1][j] = std::fma(mm[1], xm[j][ub + 1], offs[1][j]);
+          offs[0][j] = std::fma(mm[0], xr.m[j][ub], offs[0][j]);
+          offs[1][j] = std::fma(mm[1], xr.m[j][ub + 1], offs[1][j]);
         }
       }
     };
@@ -593,7 +582,7 @@ void Tile512(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int 
         __m512 S[XR];
 #pragma GCC unroll 4
         for (int j = 0; j < XR; ++j) {
-          const __m256 dx = _mm256_loadu_ps(xd[j] + 8 * sb);
+          const __m256 dx = _mm256_loadu_ps(xr.d[j] + 8 * sb);
           if constexpr (T == Type::Q6_K)
             S[j] =
                 _mm512_mul_ps(A, _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
