@@ -23,6 +23,8 @@
 #include "bench_util.h"
 #include "huginn/common.h"
 #include "huginn/quant.h"
+#include "huginn/weight.h"
+#include "tensor/kernels.h"
 
 using namespace huginn;
 using bench::clk;
@@ -68,7 +70,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 8192.0));
   CLI11_PARSE(app, argc, argv);
   try {
-    if (threads > 0) omp_set_num_threads(threads);
+    if (threads > 0) kern::set_threads(threads);
     std::vector<quant::Type> types;
     for (auto& s : CLI::detail::split(types_s, ',')) {
       const quant::TypeInfo* ti = quant::find_type(s);
@@ -111,17 +113,28 @@ int main(int argc, char** argv) {
         std::vector<uint8_t> W(mb * copies);
         quant::quantize_rows(t, w.data(), W.data(), N, K);
         for (size_t c = 1; c < copies; ++c) std::memcpy(W.data() + c * mb, W.data(), mb);
+        // The engine's own path for each type: float weights (F32/BF16/F16, the
+        // same bytes as the block formats' "types" of those names) go through
+        // kern::matmul's multi-row GEMV, block types through quant::gemv.
+        const DType dt = t == quant::Type::F32    ? DType::F32
+                         : t == quant::Type::BF16 ? DType::BF16
+                         : t == quant::Type::F16  ? DType::F16
+                                                  : DType::U8;
+        auto weight = [&](size_t c) {
+          const uint8_t* p = W.data() + c * mb;
+          return dt == DType::U8 ? Weight::blocks(t, p, N, K) : Weight{dt, p, N, K};
+        };
         for (int rows : rows_list) {
           std::vector<float> x((size_t)rows * K), y((size_t)rows * N);
           for (float& v : x) v = nd(rng) * 20;
           size_t calls = 0, c = 0;
-          quant::gemv(t, W.data(), rb, N, K, x.data(), rows, y.data());  // warm-up
+          kern::matmul(x.data(), weight(0), y.data(), rows);  // warm-up
           const auto t0 = clk::now();
           const double c0 = cpu_secs();
           double el = 0;
           while (el < seconds) {
             for (int k = 0; k < 16; ++k, c = (c + 1) % copies, ++calls)
-              quant::gemv(t, W.data() + c * mb, rb, N, K, x.data(), rows, y.data());
+              kern::matmul(x.data(), weight(c), y.data(), rows);
             el = secs_since(t0);
           }
           const double share = (cpu_secs() - c0) / (el * omp_get_max_threads());

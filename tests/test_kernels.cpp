@@ -237,6 +237,29 @@ TEST(Kernels, MultiRowGemvRowsEqualSingleRow) {
     }
 }
 
+// The GEMV copies activations that do not start on 64-byte lines (or whose
+// rows are not a whole number of lines apart) to an aligned buffer: the result
+// does not depend on where x lies or on its row stride.
+TEST(Kernels, GemvBitsDoNotDependOnActivationAlignment) {
+  const int N = 72, K = 512, T = 8;
+  auto w = randv((size_t)N * K, 21), x = randv((size_t)T * K, 22);
+  std::vector<float> ref((size_t)T * N);
+  kern::matmul(x.data(), w.data(), ref.data(), T, K, N);
+  std::vector<float> buf((size_t)T * (K + 3) + 64);
+  const uintptr_t base = (reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63);
+  for (int ldx : {K, K + 3})
+    for (int off = 0; off < 16; ++off) {
+      float* xs = reinterpret_cast<float*>(base) + off;
+      for (int t = 0; t < T; ++t) std::memcpy(xs + (size_t)t * ldx, x.data() + (size_t)t * K, K * sizeof(float));
+      for (int rows : {1, 3, T}) {
+        std::vector<float> y((size_t)rows * N, NAN);
+        kern::matmul_ld(xs, ldx, w.data(), K, y.data(), N, rows, K, N, false);
+        ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)))
+            << "offset " << off << " ldx " << ldx << " rows " << rows;
+      }
+    }
+}
+
 // The block-quantized GEMV (quant::gemv, all of a batch's rows in one call)
 // gives each row the bits it gets alone.
 TEST(Kernels, QuantGemvRowsEqualSingleRow) {
