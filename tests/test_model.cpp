@@ -47,6 +47,22 @@ TEST(Checkpoint, F32RoundTripUsesWeightsExactly) {
   fs::remove_all(dir);
 }
 
+// Checkpoints we write pad the safetensors header so that the data starts on
+// a 64-byte line: the weight matrices, read in place from the memory map, then
+// start on one too (the GEMV's vector loads never straddle two lines).
+TEST(Checkpoint, WrittenWeightMatricesStartOnCacheLines) {
+  auto c = test::tiny_config();
+  auto flat = init_params(c, 7);
+  auto dir = test::temp_dir("ckpt_align");
+  save_checkpoint(dir.string(), c, flat.data());
+  auto m = Model::load(dir.string());
+  EXPECT_EQ(m->converted_bytes(), 0u);
+  const ModelWeights& w = m->weights();
+  for (const Weight* p : {&w.wte, &w.core[0].wqkv, &w.core[0].fc, &w.core[1].mlp_proj, &w.coda[0].attn_proj})
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p->data) % 64, 0u);
+  fs::remove_all(dir);
+}
+
 TEST(Checkpoint, Bf16AndF16AreHeldInTheirTypeAndReadAsRoundedFloats) {
   auto c = test::tiny_config();
   auto flat = init_params(c, 8);

@@ -395,8 +395,12 @@ void write_safetensors_impl(const std::string& path, const std::vector<StreamedT
     h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + bytes}}};
     off += bytes;
   }
+  // Padded (with spaces, as the format allows) so that the data starts on a
+  // 64-byte line: tensors whose sizes are whole lines then start on one too, and
+  // the GEMV's 64-byte loads of their rows, read in place from the memory map,
+  // never straddle two lines.
   std::string hs = h.dump();
-  while (hs.size() % 8) hs.push_back(' ');
+  while ((8 + hs.size()) % 64) hs.push_back(' ');
   AtomicWriter out(path);
   uint64_t n = hs.size();
   out.write(&n, 8);
