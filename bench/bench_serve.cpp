@@ -17,6 +17,7 @@
 //
 //   bench_serve --bin build/bin/huginn [-m DIR] --parallel 1,8 --clients 1,8,32,64 --steps 8 [--exit kl:5e-4]
 //   bench_serve --bin build/bin/huginn --parallel 8 --clients 8 --steps 8 --disturb stall
+//   bench_serve --bin build/bin/huginn --parallel 1,8 --clients 8 --steps 8 --repeat 4   # the ratio's spread
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -373,6 +374,12 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds,
                  "with --disturb: alternate without/with this many times, gaps pooled (other load drifts less "
                  "into the difference; default 1)");
+  int repeat = 1;
+  app.add_option("--repeat", repeat,
+                 "run the --parallel settings this many times in turn, each with a fresh server, and print the "
+                 "decode tokens/s ratio of the last setting to the first for every repeat (the single stream's "
+                 "speed differs from process to process; default 1)")
+      ->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
 
   auto split = [](const std::string& s) {
@@ -414,7 +421,10 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   json all = json::array();
-  for (int par : parallels) {
+  std::vector<std::pair<int, int>> runs;  // (repeat, --parallel) in the order they run
+  for (int rep = 0; rep < repeat; ++rep)
+    for (int par : parallels) runs.emplace_back(rep, par);
+  for (auto [rep, par] : runs) {
     const std::string log = (std::filesystem::temp_directory_path() /
                              ("huginn-bench-serve-" + std::to_string(::getpid()) + "-" + std::to_string(par) + ".log"))
                                 .string();
@@ -576,6 +586,7 @@ int main(int argc, char** argv) {
                   pct(gaps, 99), step_ms, toks ? (double)iters / toks : 0.0, rss0 / 1024.0, rss1 / 1024.0);
       std::fflush(stdout);
       all.push_back({{"parallel", par},
+                     {"repeat", rep},
                      {"clients", C},
                      {"requests", out.size()},
                      {"errors", errors},
@@ -612,6 +623,31 @@ int main(int argc, char** argv) {
     std::filesystem::remove(log);
   }
   if (!tmp.empty()) std::filesystem::remove_all(tmp);
+  // The ratio the server exists for, paired within each repeat (both servers
+  // of a pair started one after the other), then its spread over the repeats.
+  if (disturb_mode == "none" && parallels.size() >= 2) {
+    const int p0 = parallels.front(), p1 = parallels.back();
+    auto decode_at = [&](int par, int C, int rep) {
+      for (const json& r : all)
+        if (r["parallel"] == par && r["clients"] == C && r["repeat"] == rep)
+          return r["decode_tokens_per_s"].get<double>();
+      return 0.0;
+    };
+    for (int C : clients) {
+      std::vector<double> ratios;
+      for (int rep = 0; rep < repeat; ++rep) {
+        const double a = decode_at(p0, C, rep), b = decode_at(p1, C, rep);
+        if (a > 0) ratios.push_back(b / a);
+      }
+      if (ratios.empty()) continue;
+      std::printf("# decode tokens/s, --parallel %d / --parallel %d, %d clients, per repeat:", p1, p0, C);
+      for (double r : ratios) std::printf(" %.2fx", r);
+      std::sort(ratios.begin(), ratios.end());
+      const size_t m = ratios.size() / 2;
+      const double median = ratios.size() % 2 ? ratios[m] : (ratios[m - 1] + ratios[m]) / 2;
+      std::printf("; median %.2fx, min %.2fx\n", median, ratios.front());
+    }
+  }
   std::printf("%s\n", all.dump().c_str());
   return 0;
 }
