@@ -119,6 +119,26 @@ TEST(Checkpoint, InitFollowsTheSpec) {
   EXPECT_NE(init_params(c, 2), flat);
 }
 
+// K/V rows are read as whole vectors per head: the storage starts on a 64-byte
+// line, and with a width of 16 floats or more every row does.
+TEST(KVCacheLayout, RowsStartOnCacheLines) {
+  for (int width : {512, 64, 48}) {
+    KVCache cache(1, 2, 1, width, 1000, CacheStrategy::parse("full"));
+    std::vector<float> k((size_t)3 * width, 1.f), v((size_t)3 * width, 2.f);
+    for (int step = 0; step < 4; ++step) cache.write(step, 3, k.data(), v.data(), width);
+    std::vector<const float*> keys(1000), vals(1000);
+    for (int step = 0; step < 4; ++step) {
+      ASSERT_EQ(cache.lookup(step, keys.data(), vals.data()), 3);
+      for (int p = 0; p < 3; ++p) {
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(keys[p]) % 64, 0u) << "width " << width << " step " << step;
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(vals[p]) % 64, 0u) << "width " << width << " step " << step;
+        EXPECT_EQ(keys[p][width - 1], 1.f);
+        EXPECT_EQ(vals[p][0], 2.f);
+      }
+    }
+  }
+}
+
 // The central KV-cache property: a prompt prefilled in one pass and extended
 // token by token gives the logits of one full-sequence pass, at any depth.
 TEST(Forward, PrefillPlusCachedDecodeEqualsFullPass) {

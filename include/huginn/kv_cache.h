@@ -60,8 +60,15 @@ class KVCache {
   int stored_step(int step) const;  // the step after compression
 
  private:
+  // K/V storage starts on a 64-byte line: attention loads each head's slice
+  // of a row as whole vectors, and a plain new[] of this size (an mmap) is 16
+  // bytes off a line, so that every load straddled two lines.
+  struct FreeAligned {
+    void operator()(float* p) const;
+  };
+  using Floats = std::unique_ptr<float[], FreeAligned>;
   struct Slot {
-    std::unique_ptr<float[]> k, v;  // capacity x width each
+    Floats k, v;  // capacity x width each
     std::vector<unsigned char> present;
     int count = 0;
     bool used = false;

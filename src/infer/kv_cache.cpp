@@ -1,6 +1,7 @@
 #include "huginn/kv_cache.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "huginn/common.h"
@@ -69,6 +70,8 @@ int KVCache::stored_step(int step) const {
   return (step - P_) / strategy_.compress_n + P_;
 }
 
+void KVCache::FreeAligned::operator()(float* p) const { std::free(p); }
+
 KVCache::Slot* KVCache::slot(int stored) {
   size_t i = (size_t)(stored + C_);
   if (i >= slots_.size()) slots_.resize(i + 1);
@@ -77,8 +80,14 @@ KVCache::Slot* KVCache::slot(int stored) {
     s.used = true;
     // Uninitialised: the pages of a large slot are committed only as
     // positions are written (entries are never read before they are written).
-    s.k.reset(new float[(size_t)capacity_ * width_]);
-    s.v.reset(new float[(size_t)capacity_ * width_]);
+    const size_t bytes = ((size_t)capacity_ * width_ * sizeof(float) + 63) / 64 * 64;
+    auto alloc = [&] {
+      void* p = std::aligned_alloc(64, bytes);
+      if (!p) fail("KV cache: out of memory (", bytes, " bytes for one layer's keys or values)");
+      return static_cast<float*>(p);
+    };
+    s.k.reset(alloc());
+    s.v.reset(alloc());
     s.present.assign(capacity_, 0);
   }
   return &s;
