@@ -364,11 +364,15 @@ int main(int argc, char** argv) {
   app.add_option("--soak", soak, "then this many requests at the largest client count: RSS after 100 and at the end");
   std::string disturb_mode = "none";
   int max_unread = 4096;
+  std::vector<std::string> server_args;
   app.add_option("--disturb", disturb_mode,
                  "none, stall or disconnect: each client count also runs beside one client that stops reading "
                  "after its first token (until dropped), or that disconnects after it, again and again; prints "
                  "the others' gap p50/p99 without and with it, and the mean step time")
       ->check(CLI::IsMember({"none", "stall", "disconnect"}));
+  app.add_option("--server-arg", server_args,
+                 "an extra argument for every server (repeat for several, e.g. --server-arg=--prefill-chunk "
+                 "--server-arg=4)");
   app.add_option("--max-unread", max_unread, "the server's --max-unread (default 4096, the server's default)");
   int rounds = 1;
   app.add_option("--rounds", rounds,
@@ -428,11 +432,14 @@ int main(int argc, char** argv) {
     const std::string log = (std::filesystem::temp_directory_path() /
                              ("huginn-bench-serve-" + std::to_string(::getpid()) + "-" + std::to_string(par) + ".log"))
                                 .string();
-    Server srv(bin,
-               {"-t", std::to_string(threads), "serve", "-m", dir, "--port", "0", "--parallel", std::to_string(par),
-                "--max-queue", "256", "--max-steps", std::to_string(std::max(steps, 1024)), "--max-unread",
-                std::to_string(max_unread)},
-               log);
+    std::vector<std::string> args = {
+        "-t",         std::to_string(threads), "serve",       "-m",  dir,          "--port", "0",
+        "--parallel", std::to_string(par),     "--max-queue", "256", "--max-steps"};
+    args.push_back(std::to_string(std::max(steps, 1024)));
+    args.push_back("--max-unread");
+    args.push_back(std::to_string(max_unread));
+    args.insert(args.end(), server_args.begin(), server_args.end());
+    Server srv(bin, args, log);
     auto body = [&](int seed) {
       json j = {{"prompt", json::parse(prompt_json)},
                 {"max_tokens", max_tokens},
