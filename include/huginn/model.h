@@ -61,8 +61,9 @@ ModelWeights bind_weights(const ModelConfig& c, const float* flat);
 struct Workspace {
   int cap_tokens = 0, cap_keys = 0;
   std::vector<float> x, xn, qkv, att, tmp, hid, act, cat, scores;
-  std::vector<const float*> keys, vals;
+  std::vector<const float*> keys, vals;  // cap_keys per segment of a batch
   std::vector<int> pos;
+  std::vector<int> seg_keys, seg_offset, seg_row0, row_seg;  // attention over a batch's segments
   void ensure(const ModelConfig& c, int tokens, int keys);
 };
 

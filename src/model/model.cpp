@@ -235,64 +235,58 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
     bwd::attention_forward(q, k, v, ldq, out, nseg, seg[0].rows, H, hd);
     return;
   }
-  // A batch of decode rows, each with its own cache: the sequences' attentions
-  // run side by side (one is microseconds of work, too little to share out
-  // by itself). Cache writes and lookups stay serial (they may fail); each
-  // sequence is computed exactly as alone.
-  bool fan_out = nseg > 1 && kern::threads() > 1 && !omp_in_parallel();
+  // Every (row, head) of every segment (a batch's decode rows, prompt chunks
+  // beside them, each sequence with its own cache) in one parallel loop: one
+  // decode row is microseconds of work, too little to share out by itself,
+  // and a prompt chunk's rows go beside the decodes instead of after them.
+  // Cache writes and lookups stay serial (they may fail); each (row, head) is
+  // computed exactly as kern::attention computes it for its sequence alone.
+  const size_t cap = (size_t)ws.cap_keys;  // >= every segment's key count (block() ensured it)
+  int T = 0;
+  for (int i = 0; i < nseg; ++i) T += seg[i].rows;
+  // grown geometrically, and kept by the workspace: no allocation per token
+  auto grow = [](auto& vec, size_t n) {
+    if (vec.size() < n) vec.resize(std::max(n, 2 * vec.size()));
+  };
+  grow(ws.keys, cap * nseg), grow(ws.vals, cap * nseg), grow(ws.scores, cap * (size_t)omp_get_max_threads());
+  grow(ws.seg_keys, nseg), grow(ws.seg_offset, nseg), grow(ws.seg_row0, nseg), grow(ws.row_seg, T);
   int64_t work = 0;
-  for (int i = 0; fan_out && i < nseg; ++i) {
-    fan_out = seg[i].cache && seg[i].rows <= 4;
-    if (fan_out) work += (int64_t)seg[i].rows * H * seg[i].cache->capacity() * hd;
-  }
-  if (fan_out && work > 65536) {
-    const size_t cap = ws.keys.size();
-    thread_local std::vector<const float*> keys, vals;
-    thread_local std::vector<float> scratch;
-    thread_local std::vector<int> lk, offset, row0;
-    // kern::attention's scratch is cap floats per OpenMP thread number, and a
-    // worker keeps its number inside: room for every number per sequence
-    const size_t scap = cap * (size_t)omp_get_max_threads();
-    keys.resize(cap * nseg), vals.resize(cap * nseg), scratch.resize(scap * nseg);
-    lk.resize(nseg), offset.resize(nseg), row0.resize(nseg);
-    for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
-      const size_t off = (size_t)r0 * ldkv;
-      seg[i].cache->write(step, seg[i].rows, k + off, v + off, ldkv);
-      lk[i] = seg[i].cache->lookup(step, keys.data() + cap * i, vals.data() + cap * i);
-      offset[i] = seg[i].rows == 1 ? -1 : lk[i] - seg[i].rows;
-      row0[i] = r0;
-    }
-    // the master's thread_local buffers, named by pointer for the workers
-    const float* const* kp = keys.data();
-    const float* const* vp = vals.data();
-    float* sp = scratch.data();
-    const int *lkp = lk.data(), *op = offset.data(), *rp = row0.data();
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i < nseg; ++i)
-      kern::attention(q + (size_t)rp[i] * ldq, ldq, kp + cap * i, vp + cap * i, seg[i].rows, lkp[i], H, hd, op[i],
-                      out + (size_t)rp[i] * d, sp + scap * i, Hkv);
-    return;
-  }
   for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
     const int Ts = seg[i].rows;
     const size_t off = (size_t)r0 * ldkv;
-    int Lk, offset;
+    const float** ki = ws.keys.data() + cap * i;
+    const float** vi = ws.vals.data() + cap * i;
+    int& lk = ws.seg_keys[i];
     if (KVCache* cache = seg[i].cache) {
       cache->write(step, Ts, k + off, v + off, ldkv);
-      Lk = cache->lookup(step, ws.keys.data(), ws.vals.data());
+      lk = cache->lookup(step, ki, vi);
       // The reference's masks: one new token sees everything; fewer queries than
       // keys is lower-right causal; equal lengths is plain causal.
-      offset = Ts == 1 ? -1 : Lk - Ts;
+      ws.seg_offset[i] = Ts == 1 ? -1 : lk - Ts;
     } else {
-      Lk = Ts;
+      lk = Ts;
       for (int j = 0; j < Ts; ++j) {
-        ws.keys[j] = k + off + (size_t)j * ldkv;
-        ws.vals[j] = v + off + (size_t)j * ldkv;
+        ki[j] = k + off + (size_t)j * ldkv;
+        vi[j] = v + off + (size_t)j * ldkv;
       }
-      offset = 0;
+      ws.seg_offset[i] = 0;
     }
-    kern::attention(q + (size_t)r0 * ldq, ldq, ws.keys.data(), ws.vals.data(), Ts, Lk, H, hd, offset,
-                    out + (size_t)r0 * d, ws.scores.data(), Hkv);
+    ws.seg_row0[i] = r0;
+    for (int t = 0; t < Ts; ++t) ws.row_seg[r0 + t] = i;
+    work += (int64_t)Ts * H * lk * hd;
+  }
+  const float* const* kp = ws.keys.data();
+  const float* const* vp = ws.vals.data();
+  const int *lkp = ws.seg_keys.data(), *op = ws.seg_offset.data(), *rsp = ws.row_seg.data(), *r0p = ws.seg_row0.data();
+  float* scores = ws.scores.data();
+  const int group = H / Hkv;
+  // As in kern::attention: below ~32K multiply-adds waking the other threads costs more.
+#pragma omp parallel for schedule(dynamic, 1) if (work > 32768 && !omp_in_parallel())
+  for (int w = 0; w < T * H; ++w) {
+    const int r = w / H, h = w % H, i = rsp[r], t = r - r0p[i];
+    const int nk = op[i] < 0 ? lkp[i] : std::min(lkp[i], t + op[i] + 1);
+    kern::attention_head(q + (size_t)r * ldq + h * hd, kp + cap * i, vp + cap * i, nk, hd, (h / group) * hd,
+                         out + (size_t)r * d + h * hd, scores + (size_t)omp_get_thread_num() * cap);
   }
 }
 

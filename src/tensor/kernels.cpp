@@ -335,9 +335,24 @@ void softmax(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
+void attention_head(const float* q, const float* const* keys, const float* const* vals, int nk, int head_dim,
+                    int kv_off, float* out, float* scratch) {
+  // The values' lines are requested while the scores are computed: axpys
+  // adds the rows into one chain of registers, so its own loads run only a
+  // few rows ahead, and a decode row's cache is cold (the weights streamed
+  // since the last token).
+  // measured (perf, bench_generate -t 2 --batch-sizes 8 --batch-depths 8 --gen 32):
+  // axpys 1020-1030 samples -> 300-360, plus 210-250 for this loop.
+  for (int j = 0; j < nk; ++j)
+    for (int e = 0; e < head_dim; e += 16) __builtin_prefetch(vals[j] + kv_off + e, /*rw=*/0, /*locality=*/2);
+  dots(q, keys, kv_off, nk, head_dim, 1.0f / std::sqrt((float)head_dim), scratch);
+  softmax(scratch, nk);
+  std::memset(out, 0, sizeof(float) * head_dim);
+  axpys(scratch, vals, kv_off, nk, out, head_dim);
+}
+
 void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk, int n_heads,
                int head_dim, int causal_offset, float* out, float* scratch, int n_kv_heads) {
-  const float scale = 1.0f / std::sqrt((float)head_dim);
   const int group = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
   const int d = n_heads * head_dim;
   const int work = Tq * n_heads;
@@ -347,23 +362,9 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
 #pragma omp parallel for schedule(dynamic, 1) if ((int64_t)work * Lk * head_dim > 32768)
   for (int w = 0; w < work; ++w) {
     const int i = w / n_heads, h = w % n_heads;
-    float* sc = scratch + (size_t)omp_get_thread_num() * Lk;
-    const float* qi = q + (size_t)i * ldq + h * head_dim;
     const int nk = causal_offset < 0 ? Lk : std::min(Lk, i + causal_offset + 1);
-    const int kh = (h / group) * head_dim;
-    // The values' lines are requested while the scores are computed: axpys
-    // adds the rows into one chain of registers, so its own loads run only a
-    // few rows ahead, and a decode row's cache is cold (the weights streamed
-    // since the last token).
-    // measured (perf, bench_generate -t 2 --batch-sizes 8 --batch-depths 8 --gen 32):
-    // axpys 1020-1030 samples -> 300-360, plus 210-250 for this loop.
-    for (int j = 0; j < nk; ++j)
-      for (int e = 0; e < head_dim; e += 16) __builtin_prefetch(vals[j] + kh + e, /*rw=*/0, /*locality=*/2);
-    dots(qi, keys, kh, nk, head_dim, scale, sc);
-    softmax(sc, nk);
-    float* o = out + (size_t)i * d + h * head_dim;
-    std::memset(o, 0, sizeof(float) * head_dim);
-    axpys(sc, vals, kh, nk, o, head_dim);
+    attention_head(q + (size_t)i * ldq + h * head_dim, keys, vals, nk, head_dim, (h / group) * head_dim,
+                   out + (size_t)i * d + h * head_dim, scratch + (size_t)omp_get_thread_num() * Lk);
   }
 }
 
