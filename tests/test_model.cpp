@@ -121,7 +121,7 @@ TEST(Checkpoint, InitFollowsTheSpec) {
 
 // K/V rows are read as whole vectors per head: the storage starts on a 64-byte
 // line, and with a width of 16 floats or more every row does.
-TEST(KVCacheLayout, RowsStartOnCacheLines) {
+TEST(MemoryLayout, RowsStartOnCacheLines) {
   for (int width : {512, 64, 48}) {
     KVCache cache(1, 2, 1, width, 1000, CacheStrategy::parse("full"));
     std::vector<float> k((size_t)3 * width, 1.f), v((size_t)3 * width, 2.f);
@@ -136,6 +136,19 @@ TEST(KVCacheLayout, RowsStartOnCacheLines) {
         EXPECT_EQ(vals[p][0], 2.f);
       }
     }
+  }
+}
+
+// The activations the GEMVs read (x, xn, att, act, cat, ...) start on 64-byte
+// lines, so kern::matmul does not copy them to aligned rows first.
+TEST(MemoryLayout, WorkspaceBuffersStartOnCacheLines) {
+  auto c = test::tiny_config();
+  Workspace ws;
+  for (int tokens : {1, 7, 33}) {
+    ws.ensure(c, tokens, 2 * tokens);
+    for (const float* p : {ws.x.data(), ws.xn.data(), ws.qkv.data(), ws.att.data(), ws.tmp.data(), ws.hid.data(),
+                           ws.act.data(), ws.cat.data(), ws.scores.data()})
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << tokens << " tokens";
   }
 }
 
