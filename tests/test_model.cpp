@@ -143,12 +143,18 @@ TEST(MemoryLayout, RowsStartOnCacheLines) {
 // lines, so kern::matmul does not copy them to aligned rows first.
 TEST(MemoryLayout, WorkspaceBuffersStartOnCacheLines) {
   auto c = test::tiny_config();
+  auto flat = init_params(c, 3);
+  auto m = Model::from_flat(c, flat.data());
   Workspace ws;
   for (int tokens : {1, 7, 33}) {
-    ws.ensure(c, tokens, 2 * tokens);
+    auto ids = some_ids(tokens, c.vocab_size, 5);
+    Model::ForwardResult out;
+    m->forward(ids.data(), tokens, 2, out, ws);  // sizes every buffer, the attention's too
     for (const float* p : {ws.x.data(), ws.xn.data(), ws.qkv.data(), ws.att.data(), ws.tmp.data(), ws.hid.data(),
-                           ws.act.data(), ws.cat.data(), ws.scores.data()})
+                           ws.act.data(), ws.cat.data(), ws.scores.data()}) {
+      ASSERT_NE(p, nullptr) << tokens << " tokens";
       EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << tokens << " tokens";
+    }
   }
 }
 

@@ -1,12 +1,30 @@
-// Shared basics: the error type every layer throws, and a tiny string builder.
+// Shared basics: the error type every layer throws, a tiny string builder, and
+// storage on cache lines.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace huginn {
+
+// Storage that starts on a 64-byte cache line (a vector load from it never
+// straddles two lines).
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
+  friend bool operator!=(const CacheLineAllocator&, const CacheLineAllocator&) { return false; }
+};
+using LineFloats = std::vector<float, CacheLineAllocator<float>>;
 
 // All recoverable failures (bad files, bad options, bad input) are reported as
 // huginn::Error with a one-line message naming the offending file/tensor/value.

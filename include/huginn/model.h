@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
+#include "huginn/common.h"
 #include "huginn/config.h"
 #include "huginn/kv_cache.h"
 #include "huginn/safetensors.h"
@@ -59,28 +59,19 @@ ModelWeights bind_weights(const ModelConfig& c, const float* flat);
 
 // Activations of one forward call, preallocated and reused (no allocation once
 // sized for the largest T and key count seen).
-// Storage on 64-byte lines: the GEMV reads its activation rows as whole
-// vectors again for every block of weight rows, and copies rows that are not
-// on lines (kern::matmul) first.
-template <class T>
-struct CacheLineAllocator {
-  using value_type = T;
-  CacheLineAllocator() = default;
-  template <class U>
-  CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
-  friend bool operator!=(const CacheLineAllocator&, const CacheLineAllocator&) { return false; }
-};
-using LineFloats = std::vector<float, CacheLineAllocator<float>>;
 
+// The activations sit on 64-byte lines (LineFloats: the GEMV reads its input
+// rows as whole vectors for every block of weight rows, and copies rows that
+// are not on lines first).
 struct Workspace {
   int cap_tokens = 0, cap_keys = 0;
-  LineFloats x, xn, qkv, att, tmp, hid, act, cat, scores;
-  std::vector<const float*> keys, vals;  // cap_keys per segment of a batch
+  LineFloats x, xn, qkv, att, tmp, hid, act, cat;
   std::vector<int> pos;
-  std::vector<int> seg_keys, seg_offset, seg_row0, row_seg;  // attention over a batch's segments
+  // attention over a batch's segments (Model::attention_segments sizes these):
+  // cap_keys key/value pointers per segment, cap_keys scores per thread
+  std::vector<const float*> keys, vals;
+  LineFloats scores;
+  std::vector<int> seg_keys, seg_offset, seg_row0, row_seg;
   void ensure(const ModelConfig& c, int tokens, int keys);
 };
 

@@ -60,9 +60,6 @@ void Workspace::ensure(const ModelConfig& c, int tokens, int keys) {
   hid.resize(T * 2 * I);
   act.resize(T * I);
   cat.resize(T * 2 * d);
-  scores.resize((size_t)kern::threads() * cap_keys + 16);
-  this->keys.resize(cap_keys);
-  vals.resize(cap_keys);
   pos.resize(T);
 }
 

@@ -53,9 +53,9 @@ const float* aligned_rows(const float* x, int& ldx, int T, int K) {
   const bool aligned = reinterpret_cast<uintptr_t>(x) % 64 == 0 && (T == 1 || (size_t)ldx * sizeof(float) % 64 == 0);
   if (aligned) return x;
   const int ld = (K + 15) / 16 * 16;
-  thread_local std::vector<float> buf;
-  if (buf.size() < (size_t)T * ld + 16) buf.resize((size_t)T * ld + 16);
-  float* a = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+  thread_local LineFloats buf;
+  if (buf.size() < (size_t)T * ld) buf.resize((size_t)T * ld);
+  float* a = buf.data();
   for (int t = 0; t < T; ++t) std::memcpy(a + (size_t)t * ld, x + (size_t)t * ldx, (size_t)K * sizeof(float));
   ldx = ld;
   return a;
