@@ -1,10 +1,14 @@
 // Kernels against naive double-precision implementations.
 #include <gtest/gtest.h>
+#include <omp.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "huginn/checkpoint.h"
@@ -13,6 +17,7 @@
 #include "huginn/quant.h"
 #include "huginn/quantize.h"
 #include "huginn/safetensors.h"
+#include "tensor/balanced_for.h"
 #include "tensor/kernels.h"
 #include "test_util.h"
 
@@ -301,6 +306,63 @@ TEST(Kernels, QuantGemvRowsEqualSingleRow) {
         }
       }
     }
+}
+
+// balanced_for: every item runs exactly once, in ranges within [0, n), for any
+// thread count and chunk; a thread that stalls on its first chunk has the back
+// of its share taken by the others (the point of the split).
+TEST(Kernels, BalancedForRunsEachItemOnceAndRebalances) {
+  const int saved = omp_get_max_threads();
+  for (int nt : {1, 2, 3, 4, 7})
+    for (int n : {0, 1, 5, 64, 1000})
+      for (int chunk : {1, 3, 16}) {
+        omp_set_num_threads(nt);
+        std::vector<std::atomic<int>> runs(n);
+        std::atomic<bool> bad_range{false};
+        kern::balanced_for(n, chunk, true, [&](int a, int e) {
+          if (a < 0 || e > n || a >= e) bad_range = true;
+          for (int i = a; i < e; ++i) runs[i]++;
+        });
+        EXPECT_FALSE(bad_range) << nt << " threads, n=" << n << " chunk " << chunk;
+        for (int i = 0; i < n; ++i) ASSERT_EQ(runs[i].load(), 1) << nt << " threads, n=" << n << " chunk " << chunk;
+      }
+  omp_set_num_threads(2);
+  const int n = 400;
+  std::vector<int> by(n, -1);
+  std::atomic<bool> slept{false};
+  kern::balanced_for(n, 4, true, [&](int a, int e) {
+    const int me = omp_get_thread_num();
+    if (me == 0 && !slept.exchange(true)) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    for (int i = a; i < e; ++i) by[i] = me;
+  });
+  omp_set_num_threads(saved);
+  if (by[0] != 0) GTEST_SKIP() << "the runtime gave a team of one thread";
+  // Thread 0's share is [0, 200): the other thread finished its own within the
+  // 200 ms and took thread 0's back.
+  EXPECT_NE(by[199], 0);
+  for (int i = 200; i < n; ++i) ASSERT_NE(by[i], 0) << i;
+}
+
+// The GEMVs' results do not depend on the thread count (the split into shares,
+// chunks and stolen chunks moves whole blocks of rows between threads only).
+TEST(Kernels, GemvBitsDoNotDependOnThreads) {
+  const int saved = omp_get_max_threads();
+  const int N = 1030, K = 512, T = 5;
+  auto w = randv((size_t)N * K, 21), x = randv((size_t)T * K, 22);
+  std::vector<uint8_t> q8(quant::row_bytes(quant::Type::Q8_0, K) * N);
+  quant::quantize_rows(quant::Type::Q8_0, w.data(), q8.data(), N, K);
+  for (const Weight& W : {Weight::f32(w.data(), N, K), Weight::blocks(quant::Type::Q8_0, q8.data(), N, K)})
+    for (int rows : {1, T}) {
+      std::vector<float> ref;
+      for (int nt : {1, 2, 3, 4}) {
+        omp_set_num_threads(nt);
+        std::vector<float> y((size_t)rows * N, NAN);
+        kern::matmul(x.data(), W, y.data(), rows);
+        if (ref.empty()) ref = y;
+        ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), y.size() * sizeof(float))) << nt << " threads, rows " << rows;
+      }
+    }
+  omp_set_num_threads(saved);
 }
 
 // Batched decode (all sequences' rows in one GEMV per weight) equals each

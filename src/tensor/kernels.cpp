@@ -11,6 +11,7 @@
 
 #include "huginn/common.h"
 #include "huginn/quant.h"
+#include "tensor/balanced_for.h"
 #include "tensor/gemm.h"
 #include "tensor/simd.h"
 
@@ -18,7 +19,13 @@ namespace huginn::kern {
 
 namespace {
 int g_threads = 0;
-}
+
+// Whether a per-row kernel over T rows of n elements shares the rows out
+// among the threads: from two rows of a few thousand elements. Run on one
+// thread, a batch of decodes' norms, RoPE and SwiGLU left the other threads
+// waiting between the GEMVs (each row is computed the same on any thread).
+bool rows_in_parallel(int T, int n) { return T > 1 && (int64_t)T * n >= 4096; }
+}  // namespace
 
 void set_threads(int n) {
   if (n <= 0) n = omp_get_num_procs();
@@ -74,28 +81,29 @@ void gemv(const float* x, int ldx, const void* W, DType wt, size_t ldw, float* y
   const int nblocks = (N + 3) / 4;
   const int pf_rows = (int)std::max<size_t>(4, (kPrefetchBytes / (ldw * es) + 3) / 4 * 4);
   x = aligned_rows(x, ldx, T, K);
-  // One contiguous share of the rows per thread: each thread's weights are one
-  // sequential stream for the prefetchers. (Dynamic chunks of 32 rows, which
-  // let a thread that starts late take fewer, measured 10-20% slower decode on
-  // the standard config: bench_forward -t 2, F32/BF16/F16 at r = 4 and 32.)
-  // Each block's result does not depend on the thread that computes it.
-#pragma omp parallel for schedule(static) if ((int64_t)N * K > 32768)
-  for (int b = 0; b < nblocks; ++b) {
-    const int n0 = b * 4;
-    if (n0 + 4 <= N) {
-      dot4(x, (size_t)ldx, (size_t)T, row(n0), ldw, (size_t)K, y + n0, (size_t)ldy, accumulate,
-           n0 + pf_rows + 4 <= N ? (size_t)pf_rows : 0);
-      continue;
-    }
-    for (int t = 0; t < T; ++t) {
-      const float* xt = x + (size_t)t * ldx;
-      float* yt = y + (size_t)t * ldy;
-      for (int n = n0; n < N; ++n) {
-        float v = dot1(xt, row(n), (size_t)K);
-        yt[n] = accumulate ? yt[n] + v : v;
+  // Each thread streams its own contiguous share of the rows (one sequential
+  // stream for the prefetchers), about 32 KB of weights per claim, and takes
+  // the back of another's share when its own runs out (balanced_for.h). Each
+  // block's result does not depend on the thread that computes it.
+  const int chunk = (int)std::max<size_t>(1, kPrefetchBytes / (4 * ldw * es));
+  balanced_for(nblocks, chunk, (int64_t)N * K > 32768, [&](int b0, int b1) {
+    for (int b = b0; b < b1; ++b) {
+      const int n0 = b * 4;
+      if (n0 + 4 <= N) {
+        dot4(x, (size_t)ldx, (size_t)T, row(n0), ldw, (size_t)K, y + n0, (size_t)ldy, accumulate,
+             n0 + pf_rows + 4 <= N ? (size_t)pf_rows : 0);
+        continue;
+      }
+      for (int t = 0; t < T; ++t) {
+        const float* xt = x + (size_t)t * ldx;
+        float* yt = y + (size_t)t * ldy;
+        for (int n = n0; n < N; ++n) {
+          float v = dot1(xt, row(n), (size_t)K);
+          yt[n] = accumulate ? yt[n] + v : v;
+        }
       }
     }
-  }
+  });
 }
 
 // Rows of W widened to F32 per panel, then single-threaded sgemm per panel
@@ -272,7 +280,7 @@ float inv_rms(const float* x, int d, float eps) {
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps) {
-#pragma omp parallel for schedule(static) if ((int64_t)T * d > 65536)
+#pragma omp parallel for schedule(static) if (rows_in_parallel(T, d))
   for (int t = 0; t < T; ++t) {
     const float* xt = x + (size_t)t * d;
     float* yt = y + (size_t)t * d;
@@ -288,6 +296,7 @@ template <bool kHalfSplit>
 void rope_pairs(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
                 const float* sin_tab) {
   const int half = head_dim / 2;
+#pragma omp parallel for schedule(static) if (rows_in_parallel(T, n_heads * head_dim))
   for (int t = 0; t < T; ++t) {
     const float* c = cos_tab + (size_t)pos[t] * half;
     const float* s = sin_tab + (size_t)pos[t] * half;
@@ -316,7 +325,7 @@ void rope_half(float* x, int T, int n_heads, int head_dim, int row_stride, const
 }
 
 void swiglu(const float* h, float* out, int T, int I) {
-#pragma omp parallel for schedule(static) if ((int64_t)T * I > 65536)
+#pragma omp parallel for schedule(static) if (rows_in_parallel(T, I))
   for (int t = 0; t < T; ++t) {
     const float* g = h + (size_t)t * 2 * I;
     const float* u = g + I;

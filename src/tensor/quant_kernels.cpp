@@ -27,6 +27,7 @@
 #include "huginn/common.h"
 #include "huginn/quant.h"
 #include "huginn/safetensors.h"
+#include "tensor/balanced_for.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/quant_kernels.cpp"
@@ -877,12 +878,16 @@ void gemv(Type t, const void* W, size_t rb, int N, int K, const float* x, int ro
     thread_local detail::QX qx_buf;
     const detail::QX* qx = &qx_buf;
     if (is_block(t)) HWY_DYNAMIC_DISPATCH(QuantizeXImpl)(t, x + (size_t)r0 * K, rr, K, &qx_buf);
-    // chunks of 16 output rows: enough work per chunk, and y's cache lines split cleanly
+    // chunks of 16 output rows: enough work per chunk, and y's cache lines
+    // split cleanly; each thread streams its own share, about 32 KB of weights
+    // per claim, and takes from another's when it runs out (balanced_for.h)
     const int chunks = (N + 15) / 16;
-#pragma omp parallel for schedule(static) if (N >= 64)
-    for (int c = 0; c < chunks; ++c) HWY_DYNAMIC_DISPATCH(GemvRangeImpl)
-    (t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, qx, rr, y + (size_t)r0 * N, 16 * c, std::min(N, 16 * c + 16),
-     vnni);
+    const int claim = (int)std::max<size_t>(1, (32 << 10) / (16 * rb));
+    kern::balanced_for(chunks, claim, N >= 64, [&](int c0, int c1) {
+      HWY_DYNAMIC_DISPATCH(GemvRangeImpl)
+      (t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, qx, rr, y + (size_t)r0 * N, 16 * c0, std::min(N, 16 * c1),
+       vnni);
+    });
   }
 }
 
