@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "huginn/checkpoint.h"
 #include "huginn/generate.h"
@@ -123,7 +124,7 @@ TEST(Checkpoint, InitFollowsTheSpec) {
 // line, and with a width of 16 floats or more every row does.
 TEST(MemoryLayout, RowsStartOnCacheLines) {
   for (int width : {512, 64, 48}) {
-    KVCache cache(1, 2, 1, width, 1000, CacheStrategy::parse("full"));
+    KVCache cache(1, 2, 1, width, 1000, CacheStrategy::parse("full"), width);  // one head
     std::vector<float> k((size_t)3 * width, 1.f), v((size_t)3 * width, 2.f);
     for (int step = 0; step < 4; ++step) cache.write(step, 3, k.data(), v.data(), width);
     std::vector<const float*> keys(1000), vals(1000);
@@ -137,6 +138,38 @@ TEST(MemoryLayout, RowsStartOnCacheLines) {
       }
     }
   }
+}
+
+// Head-major slots: a position's head h is head_stride() floats after the
+// pointer lookup returns, every head's entries start on 64-byte lines, and the
+// rows written come back exactly, for any capacity (the stride is rounded up
+// to whole lines) and after dropping positions.
+TEST(MemoryLayout, HeadMajorSlotsRoundTrip) {
+  for (auto [heads, hd, capacity] : {std::tuple{8, 64, 7}, std::tuple{3, 16, 5}, std::tuple{2, 96, 1000}}) {
+    const int width = heads * hd, T = 5;
+    KVCache cache(1, 2, 1, width, capacity + T, CacheStrategy::parse("full"), hd);
+    ASSERT_EQ(cache.head_dim(), hd);
+    ASSERT_GE(cache.head_stride(), (size_t)(capacity + T) * hd);
+    ASSERT_EQ(cache.head_stride() % 16, 0u);
+    std::vector<float> k = test::randv((size_t)T * (width + 3), 1), v = test::randv(k.size(), 2);
+    for (int step = 0; step < 4; ++step) cache.write(step, T, k.data(), v.data(), width + 3);  // rows ld apart
+    cache.drop_last(1);
+    std::vector<const float*> keys(capacity + T), vals(capacity + T);
+    for (int step = 0; step < 4; ++step) {
+      ASSERT_EQ(cache.lookup(step, keys.data(), vals.data()), T - 1);
+      for (int p = 0; p < T - 1; ++p)
+        for (int h = 0; h < heads; ++h) {
+          const float* kh = keys[p] + h * cache.head_stride();
+          const float* vh = vals[p] + h * cache.head_stride();
+          EXPECT_EQ(reinterpret_cast<uintptr_t>(kh - p * hd) % 64, 0u);  // the head's first entry
+          for (int i = 0; i < hd; ++i) {
+            ASSERT_EQ(kh[i], k[(size_t)p * (width + 3) + h * hd + i]) << heads << "x" << hd << " p" << p << " h" << h;
+            ASSERT_EQ(vh[i], v[(size_t)p * (width + 3) + h * hd + i]);
+          }
+        }
+    }
+  }
+  EXPECT_THROW(KVCache(1, 2, 1, 100, 10, CacheStrategy::parse("full"), 64), std::runtime_error);
 }
 
 // The activations the GEMVs read (x, xn, att, act, cat, ...) start on 64-byte
@@ -160,6 +193,25 @@ TEST(MemoryLayout, WorkspaceBuffersStartOnCacheLines) {
 
 // The central KV-cache property: a prompt prefilled in one pass and extended
 // token by token gives the logits of one full-sequence pass, at any depth.
+// A cache made for another head layout is refused with a clear error (its
+// head stride would read other heads' entries).
+TEST(Forward, CacheOfAnotherLayoutIsRefused) {
+  auto c = test::tiny_config();
+  ASSERT_GT(c.n_heads, 1);
+  auto flat = init_params(c, 3);
+  auto m = Model::from_flat(c, flat.data());
+  auto ids = some_ids(3, c.vocab_size, 5);
+  Workspace ws;
+  Model::ForwardResult r;
+  KVCache one_head(c.n_prelude, c.n_core, c.n_coda, c.n_embd, 8, CacheStrategy::parse("full"), c.n_embd);
+  try {
+    m->forward(ids.data(), 3, 2, r, ws, &one_head);
+    FAIL() << "a one-head cache was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("Model::make_cache"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Forward, PrefillPlusCachedDecodeEqualsFullPass) {
   auto c = test::tiny_config();
   auto flat = init_params(c, 3);
@@ -171,7 +223,7 @@ TEST(Forward, PrefillPlusCachedDecodeEqualsFullPass) {
     Model::ForwardResult full, part;
     m->forward(ids.data(), T, steps, full, ws);
     for (int prefill : {1, 4}) {
-      KVCache cache(c.n_prelude, c.n_core, c.n_coda, c.n_embd, T, CacheStrategy::parse("full"));
+      KVCache cache = m->make_cache(T, CacheStrategy::parse("full"));
       m->forward(ids.data(), prefill, steps, part, ws, &cache);
       for (int t = 0; t < prefill; ++t)
         for (int v = 0; v < V; ++v)

@@ -19,7 +19,7 @@ TEST(NoAlloc, DecodeStepsDoNotAllocate) {
   auto m = Model::from_flat(c, flat.data());
   std::vector<int> prompt = {3, 1, 4, 1, 5, 9, 2, 6};
   for (const char* strategy : {"full", "latest-m4-compress-s4", "compress-r4"}) {
-    KVCache cache(c.n_prelude, c.n_core, c.n_coda, c.n_embd, 40, CacheStrategy::parse(strategy));
+    KVCache cache = m->make_cache(40, CacheStrategy::parse(strategy));
     Workspace ws;
     Model::ForwardResult r;
     m->forward(prompt.data(), (int)prompt.size(), 6, r, ws, &cache, nullptr, 0.f, 0, 1);

@@ -53,14 +53,19 @@ int CacheStrategy::core_slots(int n_core, int iterations) const {
   return steps;
 }
 
-KVCache::KVCache(int n_prelude, int n_core, int n_coda, int width, int capacity, CacheStrategy strategy)
+KVCache::KVCache(int n_prelude, int n_core, int n_coda, int width, int capacity, CacheStrategy strategy, int head_dim)
     : P_(n_prelude),
       R_(n_core),
       C_(n_coda),
       width_(width),
       capacity_(capacity),
+      head_dim_(head_dim),
+      heads_(head_dim > 0 ? width / head_dim : 0),
+      head_stride_(((size_t)std::max(capacity, 0) * head_dim_ + 15) / 16 * 16),
       strategy_(std::move(strategy)),
       top_(capacity > 0 ? capacity : 0, -1) {
+  if (width <= 0 || head_dim_ <= 0 || width % head_dim_ != 0)
+    fail("KV cache: width ", width, " is not a whole number of heads of ", head_dim_);
   if (strategy_.compress == 's' && strategy_.compress_n == 0) strategy_.compress_n = R_ > 0 ? R_ : 1;  // last-loop
 }
 
@@ -80,7 +85,7 @@ KVCache::Slot* KVCache::slot(int stored) {
     s.used = true;
     // Uninitialised: the pages of a large slot are committed only as
     // positions are written (entries are never read before they are written).
-    const size_t bytes = ((size_t)capacity_ * width_ * sizeof(float) + 63) / 64 * 64;
+    const size_t bytes = (size_t)heads_ * head_stride_ * sizeof(float);  // whole lines (head_stride_)
     auto alloc = [&] {
       void* p = std::aligned_alloc(64, bytes);
       if (!p) fail("KV cache: out of memory (", bytes, " bytes for one layer's keys or values)");
@@ -108,8 +113,11 @@ void KVCache::write(int step, int T, const float* k, const float* v, int ld) {
   const int p0 = seen_ - T;
   for (int t = 0; t < T; ++t) {
     const int p = p0 + t;
-    std::memcpy(&s->k[(size_t)p * width_], k + (size_t)t * ld, sizeof(float) * width_);
-    std::memcpy(&s->v[(size_t)p * width_], v + (size_t)t * ld, sizeof(float) * width_);
+    for (int h = 0; h < heads_; ++h) {
+      const size_t at = h * head_stride_ + (size_t)p * head_dim_;
+      std::memcpy(&s->k[at], k + (size_t)t * ld + h * head_dim_, sizeof(float) * head_dim_);
+      std::memcpy(&s->v[at], v + (size_t)t * ld + h * head_dim_, sizeof(float) * head_dim_);
+    }
     if (!s->present[p]) {
       s->present[p] = 1;
       ++s->count;
@@ -149,8 +157,8 @@ int KVCache::lookup(int step, const float** keys, const float** vals) const {
   if (!s) fail("KV cache: lookup of step ", step, " that was never written");
   int n = 0;
   auto take = [&](const Slot* sl, int p) {
-    keys[n] = &sl->k[(size_t)p * width_];
-    vals[n] = &sl->v[(size_t)p * width_];
+    keys[n] = &sl->k[(size_t)p * head_dim_];
+    vals[n] = &sl->v[(size_t)p * head_dim_];
     ++n;
   };
   const CacheLookup lk = strategy_.lookup;
@@ -197,7 +205,7 @@ size_t KVCache::bytes_held() const {
 size_t KVCache::bytes_allocated() const {
   size_t n = 0;
   for (auto& s : slots_)
-    if (s.used) n += (size_t)capacity_ * width_ * 2 * sizeof(float);
+    if (s.used) n += (size_t)heads_ * head_stride_ * 2 * sizeof(float);
   return n;
 }
 

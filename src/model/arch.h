@@ -21,7 +21,8 @@ namespace huginn {
 // (-1-j); see KVCache.
 struct KVLayout {
   int prelude = 0, core = 0, coda = 0;
-  int width = 0;  // floats per position of K (and of V)
+  int width = 0;     // floats per position of K (and of V): kv heads x head_dim
+  int head_dim = 0;  // floats per head
 };
 
 class Architecture {

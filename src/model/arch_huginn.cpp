@@ -261,7 +261,9 @@ class Huginn final : public Architecture {
     kern::rmsnorm(s, m.weights().ln_f.f32(), out, T, m.config().n_embd, m.config().norm_eps);
   }
 
-  KVLayout kv_layout(const ModelConfig& c) const override { return {c.n_prelude, c.n_core, c.n_coda, c.n_embd}; }
+  KVLayout kv_layout(const ModelConfig& c) const override {
+    return {c.n_prelude, c.n_core, c.n_coda, c.n_embd, c.head_dim};
+  }
   // Huginn-0125's <|begin_text|>, <|end_text|>, <|end_turn|>.
   std::vector<int> default_stop_tokens(const ModelConfig&) const override { return {65504, 65505, 65508}; }
   const char* chat_format() const override { return "huginn"; }

@@ -363,7 +363,7 @@ class Ouro final : public Architecture {
     }
   }
 
-  KVLayout kv_layout(const ModelConfig& c) const override { return {0, c.n_core, 0, c.kv_width()}; }
+  KVLayout kv_layout(const ModelConfig& c) const override { return {0, c.n_core, 0, c.kv_width(), c.head_dim}; }
   std::vector<int> default_stop_tokens(const ModelConfig& c) const override {
     return c.eos_token_ids.empty() ? std::vector<int>{0} : c.eos_token_ids;
   }

@@ -170,7 +170,7 @@ void Model::check_tokens(const int* ids, int T, int pos0) const {
 
 KVCache Model::make_cache(int capacity, const CacheStrategy& cs) const {
   const KVLayout l = arch_->kv_layout(cfg_);
-  return KVCache(l.prelude, l.core, l.coda, l.width, capacity, cs);
+  return KVCache(l.prelude, l.core, l.coda, l.width, capacity, cs, l.head_dim);
 }
 
 void Model::matmul_segments(const float* x, const Weight& W, float* y, const Segment* seg, int nseg, bool joint) const {
@@ -255,6 +255,9 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
     const float** vi = ws.vals.data() + cap * i;
     int& lk = ws.seg_keys[i];
     if (KVCache* cache = seg[i].cache) {
+      if (cache->head_dim() != hd || cache->width() != Hkv * hd)
+        fail("KV cache: made for ", cache->width() / cache->head_dim(), " heads of ", cache->head_dim(),
+             " floats, the model has ", Hkv, " of ", hd, " (make it with Model::make_cache)");
       cache->write(step, Ts, k + off, v + off, ldkv);
       lk = cache->lookup(step, ki, vi);
       // The reference's masks: one new token sees everything; fewer queries than
@@ -282,7 +285,8 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
   for (int w = 0; w < T * H; ++w) {
     const int r = w / H, h = w % H, i = rsp[r], t = r - r0p[i];
     const int nk = op[i] < 0 ? lkp[i] : std::min(lkp[i], t + op[i] + 1);
-    kern::attention_head(q + (size_t)r * ldq + h * hd, kp + cap * i, vp + cap * i, nk, hd, (h / group) * hd,
+    const size_t head_stride = seg[i].cache ? seg[i].cache->head_stride() : (size_t)hd;
+    kern::attention_head(q + (size_t)r * ldq + h * hd, kp + cap * i, vp + cap * i, nk, hd, (h / group) * head_stride,
                          out + (size_t)r * d + h * hd, scores + (size_t)omp_get_thread_num() * cap);
   }
 }

@@ -345,7 +345,7 @@ void softmax(float* x, int n) {
 }
 
 void attention_head(const float* q, const float* const* keys, const float* const* vals, int nk, int head_dim,
-                    int kv_off, float* out, float* scratch) {
+                    size_t kv_off, float* out, float* scratch) {
   // The values' lines are requested while the scores are computed: axpys
   // adds the rows into one chain of registers, so its own loads run only a
   // few rows ahead, and a decode row's cache is cold (the weights streamed
@@ -372,7 +372,7 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
   for (int w = 0; w < work; ++w) {
     const int i = w / n_heads, h = w % n_heads;
     const int nk = causal_offset < 0 ? Lk : std::min(Lk, i + causal_offset + 1);
-    attention_head(q + (size_t)i * ldq + h * head_dim, keys, vals, nk, head_dim, (h / group) * head_dim,
+    attention_head(q + (size_t)i * ldq + h * head_dim, keys, vals, nk, head_dim, (size_t)(h / group) * head_dim,
                    out + (size_t)i * d + h * head_dim, scratch + (size_t)omp_get_thread_num() * Lk);
   }
 }

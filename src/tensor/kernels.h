@@ -102,10 +102,11 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
                int head_dim, int causal_offset, float* out, float* scratch, int n_kv_heads = 0);
 // One query head against keys/values j < nk, the unit `attention` shares out:
 // q and out point at the head's head_dim values, the head's keys and values
-// start `kv_off` floats into each row; scratch: nk floats. Callers that
+// start `kv_off` floats after each key's and value's pointer (within a row, or
+// in a head-major cache a head's stride on); scratch: nk floats. Callers that
 // gather several sequences' rows into one parallel loop call this per (row,
 // head) and get exactly attention's bits.
 void attention_head(const float* q, const float* const* keys, const float* const* vals, int nk, int head_dim,
-                    int kv_off, float* out, float* scratch);
+                    size_t kv_off, float* out, float* scratch);
 
 }  // namespace huginn::kern

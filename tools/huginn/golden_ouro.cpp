@@ -354,8 +354,8 @@ std::string run_generate(const Ctx& cx, const json& cs) {
         for (int p = 0; p < P; ++p)
           for (int i = 0; i < hd; ++i) {
             const size_t o = ((((size_t)t * L + l) * nkv + h) * P + p) * hd + i;
-            kc[o] = kp[p][h * hd + i];
-            vc[o] = vp[p][h * hd + i];
+            kc[o] = kp[p][h * cache.head_stride() + i];
+            vc[o] = vp[p][h * cache.head_stride() + i];
           }
     }
   add(err, cmp("kv_cache_k", kc, cx.expected.get(k + "/kv_cache_k"), tl.atol, tl.rtol));
