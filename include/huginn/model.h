@@ -58,11 +58,9 @@ struct ModelWeights {
 ModelWeights bind_weights(const ModelConfig& c, const float* flat);
 
 // Activations of one forward call, preallocated and reused (no allocation once
-// sized for the largest T and key count seen).
-
-// The activations sit on 64-byte lines (LineFloats: the GEMV reads its input
-// rows as whole vectors for every block of weight rows, and copies rows that
-// are not on lines first).
+// sized for the largest T and key count seen). They sit on 64-byte lines
+// (LineFloats: the GEMV reads its input rows as whole vectors for every block
+// of weight rows, and copies rows that are not on lines first).
 struct Workspace {
   int cap_tokens = 0, cap_keys = 0;
   LineFloats x, xn, qkv, att, tmp, hid, act, cat;

@@ -52,6 +52,12 @@ inline bool claim_back(Share& s, int chunk, int& a, int& e) {
 constexpr int kMaxShares = 256;
 }  // namespace detail
 
+// Items per claim for items of `item_bytes` of weights each: about 32 KB a
+// claim (a stolen claim is a short stream of its own; a CAS per claim is
+// nothing beside it), at least one item.
+constexpr size_t kClaimBytes = 32 << 10;
+inline int items_per_claim(size_t item_bytes) { return (int)std::max<size_t>(1, kClaimBytes / item_bytes); }
+
 // body(begin, end) for consecutive items; chunk: items per claim. Runs on the
 // calling thread alone when !parallel, inside another parallel region, or for
 // fewer items than two chunks.

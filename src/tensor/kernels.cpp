@@ -85,8 +85,7 @@ void gemv(const float* x, int ldx, const void* W, DType wt, size_t ldw, float* y
   // stream for the prefetchers), about 32 KB of weights per claim, and takes
   // the back of another's share when its own runs out (balanced_for.h). Each
   // block's result does not depend on the thread that computes it.
-  const int chunk = (int)std::max<size_t>(1, kPrefetchBytes / (4 * ldw * es));
-  balanced_for(nblocks, chunk, (int64_t)N * K > 32768, [&](int b0, int b1) {
+  balanced_for(nblocks, items_per_claim(4 * ldw * es), (int64_t)N * K > 32768, [&](int b0, int b1) {
     for (int b = b0; b < b1; ++b) {
       const int n0 = b * 4;
       if (n0 + 4 <= N) {

@@ -882,8 +882,7 @@ void gemv(Type t, const void* W, size_t rb, int N, int K, const float* x, int ro
     // split cleanly; each thread streams its own share, about 32 KB of weights
     // per claim, and takes from another's when it runs out (balanced_for.h)
     const int chunks = (N + 15) / 16;
-    const int claim = (int)std::max<size_t>(1, (32 << 10) / (16 * rb));
-    kern::balanced_for(chunks, claim, N >= 64, [&](int c0, int c1) {
+    kern::balanced_for(chunks, kern::items_per_claim(16 * rb), N >= 64, [&](int c0, int c1) {
       HWY_DYNAMIC_DISPATCH(GemvRangeImpl)
       (t, (const uint8_t*)W, rb, N, K, x + (size_t)r0 * K, qx, rr, y + (size_t)r0 * N, 16 * c0, std::min(N, 16 * c1),
        vnni);
