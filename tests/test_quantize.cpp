@@ -3,10 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "gguf_test_util.h"
 #include "huginn/checkpoint.h"
 #include "huginn/gguf.h"
 #include "huginn/loaded_model.h"
@@ -16,7 +19,6 @@
 #include "huginn/tasks.h"
 #include "huginn/train.h"
 #include "model/gguf_model.h"
-#include "gguf_test_util.h"
 #include "test_util.h"
 
 namespace huginn {
@@ -263,6 +265,19 @@ TEST(Quantize, CliWritesLoadableFilesAndRejectsBadInput) {
     w.finish();
   }
   one_error(test::run_cli("generate -m " + (dir / "missing.gguf").string() + " --ids 1,2"), "missing tensor");
+  // a tokenizer.json whose ids are not integers (1e300 converted to an integer is undefined behaviour)
+  for (const nlohmann::json& id : {nlohmann::json(1e300), nlohmann::json(-2), nlohmann::json("7")}) {
+    const fs::path src = dir / "badtok";
+    fs::remove_all(src);
+    fs::copy(kTasks, src, fs::copy_options::recursive);
+    nlohmann::json t = nlohmann::json::parse(test::slurp((src / "tokenizer.json").string()));
+    t["added_tokens"][0]["id"] = id;
+    std::ofstream(src / "tokenizer.json") << t.dump();
+    const auto res = test::run_cli("quantize " + src.string() + " " + (dir / "badtok.gguf").string() + " --type q8_0");
+    one_error(res, "tokenizer id " + id.dump());
+    EXPECT_NE(res.err.find("id"), std::string::npos) << res.err;
+    EXPECT_FALSE(fs::exists(dir / "badtok.gguf")) << id.dump();
+  }
   fs::remove_all(dir);
 }
 

@@ -275,6 +275,18 @@ TEST(TokenizerErrors, BadModelContents) {
   EXPECT_NE(error_of([&] { load(j); }).find("invalid regex"), std::string::npos);
   j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", "x"}}}, {"behavior", "Sideways"}};
   EXPECT_NE(error_of([&] { load(j); }).find("unknown split behavior 'Sideways'"), std::string::npos);
+  // Counts are checked before converting (1e300 to an integer would be undefined behaviour; the fuzzer found it).
+  j = bpe_json(kAbcVocab, json::array());
+  for (const json& bad : {json(1e300), json(-1), json(2.5), json("1")}) {
+    j["decoder"] = {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", bad}};
+    EXPECT_NE(error_of([&] { load(j); }).find("field \"stop\" must be an integer in [0, 2^31)"), std::string::npos)
+        << bad.dump();
+  }
+  j["decoder"] = {{"type", "Strip"}, {"content", " "}, {"stop", 0}};
+  EXPECT_NE(error_of([&] { load(j); }).find("field \"start\" must be an integer in [0, 2^31), got nothing"),
+            std::string::npos);
+  j["decoder"] = {{"type", "Strip"}, {"content", " "}, {"start", 1.0}, {"stop", 0}};
+  EXPECT_NO_THROW(load(j));
 }
 
 TEST(TokenizerErrors, BadInput) {

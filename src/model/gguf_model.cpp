@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "huginn/common.h"
+#include "huginn/json.h"
 #include "model/arch.h"
 #include "text/unicode.h"
 
@@ -169,11 +170,7 @@ ModelConfig read_config(const gguf::File& f) {
     if (key.compare(0, prefix.size(), prefix) != 0) continue;
     std::string k = key.substr(prefix.size());
     if (k.compare(0, 5, "json.") == 0) {
-      try {
-        j[k.substr(5)] = json::parse(v.as_string());
-      } catch (const json::exception& e) {
-        fail(f.path(), ": metadata '", key, "' is not valid JSON: ", e.what());
-      }
+      j[k.substr(5)] = parse_json(v.as_string(), f.path() + ": metadata '" + key + "'");
       continue;
     }
     for (const auto& [from, to] : kRenames)
@@ -210,12 +207,7 @@ Extras read_extras(const gguf::File& f) {
 
 void put_extras(gguf::Writer& w, const ModelConfig& c, const Extras& e) {
   if (!e.tokenizer_json.empty()) {
-    json t;
-    try {
-      t = json::parse(e.tokenizer_json);
-    } catch (const json::exception& ex) {
-      fail("tokenizer.json: invalid JSON: ", ex.what());
-    }
+    const json t = parse_json(e.tokenizer_json, "tokenizer.json");
     const json& model = t.contains("model") ? t["model"] : json::object();
     std::vector<std::string> tokens((size_t)c.vocab_size);
     std::vector<int> types((size_t)c.vocab_size, 5);
@@ -224,11 +216,23 @@ void put_extras(gguf::Writer& w, const ModelConfig& c, const Extras& e) {
       tokens[(size_t)id] = s;
       types[(size_t)id] = type;
     };
+    // Ids are checked before converting: a float such as 1e300 converted to an integer is undefined behaviour.
+    auto checked_id = [](const json& id, const std::string& what) {
+      int64_t i = -1;
+      if (!json_int(id, 0, INT32_MAX, &i))
+        fail("tokenizer.json: ", what, " has id ", json_brief(id), ", not an integer id");
+      return i;
+    };
     if (model.contains("vocab") && model["vocab"].is_object())
-      for (const auto& [s, id] : model["vocab"].items()) put(id.get<int64_t>(), s, 1);
+      for (const auto& [s, id] : model["vocab"].items()) put(checked_id(id, "token '" + s + "'"), s, 1);
     if (t.contains("added_tokens") && t["added_tokens"].is_array())
-      for (const auto& a : t["added_tokens"])
-        put(a.value("id", (int64_t)-1), a.value("content", std::string()), a.value("special", false) ? 3 : 4);
+      for (const auto& a : t["added_tokens"]) {
+        if (!a.is_object() || !a.contains("content") || !a["content"].is_string() || !a.contains("id"))
+          fail("tokenizer.json: an added token needs an \"id\" and a string \"content\", got ", json_brief(a));
+        const std::string content = a["content"].get<std::string>();
+        const bool special = a.contains("special") && a["special"].is_boolean() && a["special"].get<bool>();
+        put(checked_id(a["id"], "added token '" + content + "'"), content, special ? 3 : 4);
+      }
     for (size_t i = 0; i < tokens.size(); ++i)
       if (types[i] == 5) tokens[i] = str("[PAD", i, "]");
     std::vector<Value> tv, ty, mv;
