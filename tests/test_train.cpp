@@ -241,6 +241,11 @@ TEST(Trainer, ResumeIsBitExact) {
   ASSERT_TRUE(fs::exists(dir / "ck" / "optimizer.safetensors"));
   ASSERT_TRUE(fs::exists(dir / "ck" / "trainer_state.json"));
   ASSERT_TRUE(fs::exists(dir / "ck" / "config.json"));
+  {  // lines of another shape (a hand edit) are skipped on resume, not converted (1e300 to int is undefined)
+    std::ofstream ml(dir / "ck" / "metrics.jsonl", std::ios::app);
+    ml << "{\"step\": 2, \"loss\": 1.5}\n{\"step\": 1e300, \"loss\": 1}\n{\"step\": 2, \"loss\": \"x\"}\n"
+       << "{\"step\": 2, \"val_loss\": {\"deep\": 1}}\n{\"step\": 2.5, \"loss\": 1}\n[1]\n";
+  }
   {
     Trainer tr(tiny(), o, reverse_src(), reverse_src(true));
     tr.resume(o.out);
@@ -251,6 +256,11 @@ TEST(Trainer, ResumeIsBitExact) {
     // Saving over an existing checkpoint replaces it, and the result loads as a model.
     tr.save(o.out);
   }
+  std::ifstream mf(dir / "ck" / "metrics.jsonl");
+  const std::string metrics((std::istreambuf_iterator<char>(mf)), std::istreambuf_iterator<char>());
+  EXPECT_NE(metrics.find("{\"loss\":1.5,\"step\":2}"), std::string::npos) << metrics;  // a good line stays
+  for (const char* bad : {"1e300", "1e+300", "\"x\"", "deep", "2.5", "[1]"})
+    EXPECT_EQ(metrics.find(bad), std::string::npos) << bad << " in\n" << metrics;
   auto m = Model::load((dir / "ck").string());
   EXPECT_EQ(m->config().n_embd, 16);
   fs::remove_all(dir);

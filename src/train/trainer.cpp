@@ -45,6 +45,25 @@ std::string fmt_time(double s) {
   else std::snprintf(b, sizeof b, "%lds", t);
   return b;
 }
+
+// Whether a metrics.jsonl line read back on resume has the shape record()
+// reads: an integer "step", a numeric "loss" and a "val_loss" object of
+// numbers keyed by depth, where present. Other lines (a hand edit, a float
+// step such as 1e300 whose conversion would be undefined) are skipped.
+bool metrics_line_fits(const json& j) {
+  int64_t v = 0;
+  if (!j.is_object() || !j.contains("step") || !json_int(j["step"], 0, INT32_MAX, &v)) return false;
+  if (j.contains("loss") && !j["loss"].is_number()) return false;
+  if (!j.contains("val_loss")) return true;
+  if (!j["val_loss"].is_object()) return false;
+  for (auto it = j["val_loss"].begin(); it != j["val_loss"].end(); ++it) {
+    const std::string& k = it.key();
+    if (k.empty() || k.size() > 9 || !std::all_of(k.begin(), k.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        !it->is_number())
+      return false;
+  }
+  return true;
+}
 }  // namespace
 
 json train_options_to_json(const TrainOptions& o) {
@@ -234,7 +253,8 @@ void Trainer::resume(const std::string& dir) {
     if (line.empty()) continue;
     try {
       json j = parse_json(line, "metrics.jsonl");
-      if (j.is_object() && j.value("step", 0) <= step) P.record(j);
+      int64_t at = 0;
+      if (metrics_line_fits(j) && json_int(j["step"], 0, step, &at)) P.record(j);
     } catch (const json::exception&) {
     } catch (const Error&) {  // a line cut short by a crash during the last save
     }
