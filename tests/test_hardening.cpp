@@ -59,6 +59,27 @@ void expect_cli_error(const std::string& args, const std::string& needle, double
 json tiny_config_json() { return config_to_json(test::tiny_config()); }
 }  // namespace
 
+// Every integer read from untrusted JSON goes through json_int, which checks
+// before converting (a float out of range converted to an integer is undefined).
+TEST(Json, IntegersAreCheckedBeforeConverting) {
+  int64_t v = -7;
+  const int64_t kMax = INT64_MAX, kMin = INT64_MIN;
+  EXPECT_TRUE(json_int(json(512), 0, 1 << 30, &v) && v == 512);
+  EXPECT_TRUE(json_int(json(512.0), 0, 1 << 30, &v) && v == 512);
+  EXPECT_TRUE(json_int(json(-3), -5, 5, &v) && v == -3);
+  EXPECT_TRUE(json_int(json(uint64_t(1) << 62), 0, kMax, &v) && v == int64_t(1) << 62);
+  EXPECT_TRUE(json_int(json(-4611686018427387904.0), kMin, kMax, &v) && v == -(int64_t(1) << 62));
+  v = -7;
+  for (const json& bad : {json(1e300), json(-1e300), json(2.5), json(std::nan("")), json(9223372036854775808.0),
+                          json(uint64_t(1) << 63), json("1"), json(true), json(nullptr), json::array({1})})
+    EXPECT_FALSE(json_int(bad, kMin, kMax, &v)) << bad.dump();
+  EXPECT_FALSE(json_int(json(6), 0, 5, &v));
+  EXPECT_FALSE(json_int(json(-1), 0, 5, &v));
+  EXPECT_FALSE(json_int(json(1u), 2, 5, &v));
+  EXPECT_FALSE(json_int(json(5.0), -1, 4, &v));
+  EXPECT_EQ(v, -7);  // untouched on failure
+}
+
 TEST(Json, DepthLimitRejectsDeepInputBeforeBuildingIt) {
   EXPECT_NO_THROW(parse_json(nested(kJsonMaxDepth), "x"));
   expect_error([] { parse_json(nested(kJsonMaxDepth + 1), "x"); }, "nested deeper than");

@@ -95,7 +95,8 @@ nlohmann::json parse_json_file(const std::string& path, int max_depth, uint64_t 
 bool json_int(const nlohmann::json& v, int64_t lo, int64_t hi, int64_t* out) {
   if (v.is_number_float()) {
     const double d = v.get<double>();
-    if (!(d >= (double)lo && d <= (double)hi) || d != std::floor(d)) return false;  // NaN fails too
+    // NaN fails too; (double)INT64_MAX rounds up to 2^63, which does not convert
+    if (!(d >= (double)lo && d <= (double)hi) || d != std::floor(d) || d >= 9223372036854775808.0) return false;
     *out = (int64_t)d;
     return true;
   }
