@@ -47,12 +47,12 @@ std::string fmt_time(double s) {
 }
 
 // Whether a metrics.jsonl line read back on resume has the shape record()
-// reads: an integer "step", a numeric "loss" and a "val_loss" object of
-// numbers keyed by depth, where present. Other lines (a hand edit, a float
-// step such as 1e300 whose conversion would be undefined) are skipped.
-bool metrics_line_fits(const json& j) {
+// reads: an integer "step" up to max_step, a numeric "loss" and a "val_loss"
+// object of numbers keyed by depth, where present. Other lines (a hand edit,
+// a float step such as 1e300 whose conversion would be undefined) are skipped.
+bool metrics_line_fits(const json& j, int max_step) {
   int64_t v = 0;
-  if (!j.is_object() || !j.contains("step") || !json_int(j["step"], 0, INT32_MAX, &v)) return false;
+  if (!j.is_object() || !j.contains("step") || !json_int(j["step"], 0, max_step, &v)) return false;
   if (j.contains("loss") && !j["loss"].is_number()) return false;
   if (!j.contains("val_loss")) return true;
   if (!j["val_loss"].is_object()) return false;
@@ -253,8 +253,7 @@ void Trainer::resume(const std::string& dir) {
     if (line.empty()) continue;
     try {
       json j = parse_json(line, "metrics.jsonl");
-      int64_t at = 0;
-      if (metrics_line_fits(j) && json_int(j["step"], 0, step, &at)) P.record(j);
+      if (metrics_line_fits(j, step)) P.record(j);
     } catch (const json::exception&) {
     } catch (const Error&) {  // a line cut short by a crash during the last save
     }
