@@ -236,6 +236,18 @@ TEST(JumpsCot, EvalSoftThoughtsKOneEqualsGreedyAndJsonHasOneFormat) {
   EXPECT_NE(c.out.find("| 36* |"), std::string::npos) << c.out;
   ASSERT_TRUE(fs::exists(dir + "/cmp.svg"));
   EXPECT_NE(test::slurp(dir + "/cmp.svg").find("jumps-cot soft k=1"), std::string::npos);
+  // A hand-edited file: a float difficulty or depth is one clear error, not a conversion (1e300 to int is undefined).
+  for (const auto& [path, bad] : std::vector<std::pair<nlohmann::json::json_pointer, nlohmann::json>>{
+           {nlohmann::json::json_pointer("/by_difficulty/0/difficulty"), 1e300},
+           {nlohmann::json::json_pointer("/results/0/steps"), -1e300},
+           {nlohmann::json::json_pointer("/trained_difficulty/1"), 2.5}}) {
+    nlohmann::json e = nlohmann::json::parse(l.out);
+    e[path] = bad;
+    std::ofstream(dir + "/bad.json") << e.dump();
+    auto r = test::run_cli("eval --compare " + dir + "/l.json," + dir + "/bad.json");
+    EXPECT_EQ(r.code, 1) << path.to_string();
+    EXPECT_NE(r.err.find("not an integer"), std::string::npos) << path.to_string() << ": " << r.err;
+  }
   fs::remove_all(dir);
 }
 

@@ -1,6 +1,5 @@
 // huginn eval: accuracy of a task model on fresh test instances against the
 // number of iterations (test-time scaling), with optional per-token exit.
-#include <functional>
 #include <unistd.h>
 
 #include <chrono>
@@ -8,15 +7,17 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
-#include <tuple>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "commands.h"
 #include "huginn/common.h"
 #include "huginn/exit_criteria.h"
+#include "huginn/json.h"
 #include "huginn/loaded_model.h"
 #include "huginn/model.h"
 #include "huginn/plot.h"
@@ -205,29 +206,30 @@ int compare(const Opts& o) {
   std::set<int> diffs;
   int trained_max = -1;
   for (auto& f : files) {
-    std::ifstream in(f);
-    if (!in) fail("--compare: cannot read ", f);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--compare: ", f, ": invalid JSON: ", e.what());
-    }
+    const nlohmann::json j = parse_json_file(f);
+    // Integers are checked before converting (a hand-edited 1e300 converted to int is undefined).
+    auto int_of = [&](const nlohmann::json& v, const char* what) {
+      int64_t i = 0;
+      if (!json_int(v, INT32_MIN, INT32_MAX, &i))
+        fail("--compare: ", f, ": ", what, " is ", json_brief(v), ", not an integer");
+      return (int)i;
+    };
     if (!j.is_object() || !j.contains("results") || !j["results"].is_array() || !j.contains("label") ||
         !j["results"].size() || !j["results"][0].contains("flops_per_answer"))
       fail("--compare: ", f, ": not the output of `huginn eval --json` (with labels and compute per answer)");
-    if (j.contains("trained_difficulty") && j["trained_difficulty"].is_array())
-      trained_max = std::max(trained_max, j["trained_difficulty"][1].get<int>());
+    if (j.contains("trained_difficulty") && j["trained_difficulty"].is_array() && j["trained_difficulty"].size() == 2)
+      trained_max = std::max(trained_max, int_of(j["trained_difficulty"][1], "trained_difficulty[1]"));
     std::vector<std::pair<int, nlohmann::json>> per;  // (difficulty, results array)
     if (j.contains("by_difficulty"))
-      for (auto& b : j["by_difficulty"]) per.push_back({b.at("difficulty").get<int>(), b.at("results")});
-    else per.push_back({j.at("difficulty").get<int>(), j["results"]});
+      for (auto& b : j["by_difficulty"]) per.push_back({int_of(b.at("difficulty"), "difficulty"), b.at("results")});
+    else
+      per.push_back({int_of(j.at("difficulty"), "difficulty"), j["results"]});
     const size_t ns = j["results"].size();
-    const bool several = ns > 1 || j["results"][0].at("steps").get<int>() > 1;
+    const bool several = ns > 1 || int_of(j["results"][0].at("steps"), "steps") > 1;
     for (size_t si = 0; si < ns; ++si) {
       Line l;
       l.label = j["label"].get<std::string>();
-      if (several) l.label += str(" r=", j["results"][si].at("steps").get<int>());
+      if (several) l.label += str(" r=", int_of(j["results"][si].at("steps"), "steps"));
       for (auto& [d, rs] : per) {
         if (si >= rs.size()) fail("--compare: ", f, ": difficulty ", d, " lacks a setting");
         l.by[d] = rs[si];
