@@ -278,6 +278,16 @@ TEST(Quantize, CliWritesLoadableFilesAndRejectsBadInput) {
     EXPECT_NE(res.err.find("id"), std::string::npos) << res.err;
     EXPECT_FALSE(fs::exists(dir / "badtok.gguf")) << id.dump();
   }
+  {  // an invalid tokenizer_config.json is named, not silently dropped with its chat template
+    const fs::path src = dir / "badtok";
+    fs::remove_all(src);
+    fs::copy(kTasks, src, fs::copy_options::recursive);
+    std::ofstream(src / "tokenizer_config.json") << "{\"chat_template\": ";
+    const auto res = test::run_cli("quantize " + src.string() + " " + (dir / "badtok.gguf").string() + " --type q8_0");
+    one_error(res, "invalid tokenizer_config.json");
+    EXPECT_NE(res.err.find("tokenizer_config.json: invalid JSON"), std::string::npos) << res.err;
+    EXPECT_FALSE(fs::exists(dir / "badtok.gguf"));
+  }
   fs::remove_all(dir);
 }
 

@@ -186,12 +186,10 @@ Extras read_extras_dir(const std::string& dir) {
   e.generation_config_json = read_text(fs::path(dir) / "generation_config.json");
   e.task_manifest_json = read_text(fs::path(dir) / "tasks.json");
   const std::string tc = read_text(fs::path(dir) / "tokenizer_config.json");
-  if (!tc.empty()) {
-    try {
-      const json j = json::parse(tc);
-      if (j.contains("chat_template") && j["chat_template"].is_string()) e.chat_template = j["chat_template"];
-    } catch (const json::exception&) {
-    }
+  if (!tc.empty()) {  // only its chat template travels into the file
+    const json j = parse_json(tc, (fs::path(dir) / "tokenizer_config.json").string());
+    if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string())
+      e.chat_template = j["chat_template"];
   }
   return e;
 }

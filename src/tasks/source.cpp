@@ -159,13 +159,8 @@ TaskMix read_task_manifest(const std::string& dir) {
     const gguf::File f(dir);
     const gguf::Value* v = gguf_manifest(f);
     if (!v) fail(dir, ": no task manifest (huginn.task_manifest): the model was not trained on tasks");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(v->as_string());
-    } catch (const nlohmann::json::exception& e) {
-      fail(dir, ": huginn.task_manifest: invalid JSON: ", e.what());
-    }
-    return task_mix_from_json(j, dir + ": huginn.task_manifest");
+    return task_mix_from_json(parse_json(v->as_string(), dir + ": huginn.task_manifest"),
+                              dir + ": huginn.task_manifest");
   }
   const std::string path = manifest_path(dir);
   if (!std::filesystem::exists(path))
