@@ -303,6 +303,17 @@ TEST(Trainer, BadOptionsAreClearErrors) {
   std::ofstream(dir / "precious" / "notes.txt") << "keep me";
   EXPECT_THROW(tr.save((dir / "precious").string()), Error);
   EXPECT_TRUE(fs::exists(dir / "precious" / "notes.txt"));
+  // A checkpoint whose trainer_state.json step is not an integer (1e300 converted to int is undefined).
+  tr.save((dir / "ck").string());
+  for (const char* bad : {"1e300", "-1", "2.5", "\"3\"", "null"}) {
+    std::ofstream(dir / "ck" / "trainer_state.json") << "{\"step\": " << bad << "}";
+    try {
+      tr.resume((dir / "ck").string());
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("\"step\" must be an integer"), std::string::npos) << e.what();
+    }
+  }
   EXPECT_THROW(open_data("synthetic:sort", 32), Error);
   EXPECT_THROW(open_data("synthetic:copy,digits=100", 32), Error);  // vocab too small
   EXPECT_THROW(open_data("synthetic:copy,len=5x", 32), Error);   // the whole value must be a number

@@ -216,8 +216,11 @@ void Trainer::resume(const std::string& dir) {
     st = parse_json_file((d / "trainer_state.json").string(), kJsonMaxDepth, 1 << 24);
     if (!st.is_object()) fail((d / "trainer_state.json").string(), ": not a JSON object");
   }
-  const int step = st.value("step", -1);
-  if (step < 0) fail((d / "trainer_state.json").string(), ": no step");
+  int64_t step64 = -1;
+  if (!st.contains("step") || !json_int(st["step"], 0, INT32_MAX, &step64))
+    fail((d / "trainer_state.json").string(), ": \"step\" must be an integer in [0, 2^31), got ",
+         st.contains("step") ? json_brief(st["step"]) : std::string("nothing"));
+  const int step = (int)step64;
   TensorStore model = TensorStore::open_file((d / "model.safetensors").string());
   TensorStore optim = TensorStore::open_file((d / "optimizer.safetensors").string());
   auto check_step = [&](const TensorStore& s, const char* what) {
