@@ -40,6 +40,11 @@ std::string json_brief(const nlohmann::json& v);
 // converting an out-of-range float to an integer is undefined behaviour.
 bool json_int(const nlohmann::json& v, int64_t lo, int64_t hi, int64_t* out);
 
+// obj[key] as a count: an integer in [0, 2^31) (through json_int). Throws
+// huginn::Error "WHERE: field "KEY" must be an integer in [0, 2^31), got ..."
+// when it is missing or anything else.
+int json_count(const nlohmann::json& obj, const char* key, const std::string& where);
+
 // The depth of nesting of a JSON text (arrays and objects, outside strings);
 // stops counting and returns max_depth + 1 as soon as it exceeds max_depth.
 int json_nesting(std::string_view text, int max_depth);

@@ -33,17 +33,6 @@ std::string req_string(const json& j, const char* key, const std::string& where)
   return it->get<std::string>();
 }
 
-// A non-negative integer field (at most 2^31 - 1). Checked before converting:
-// a float such as 1e300 converted to an integer is undefined behaviour.
-size_t req_count(const json& j, const char* key, const std::string& where) {
-  auto it = j.find(key);
-  int64_t v = 0;
-  if (it == j.end() || !json_int(*it, 0, INT32_MAX, &v))
-    fail(where, ": field \"", key, "\" must be an integer in [0, 2^31), got ",
-         it == j.end() ? std::string("nothing") : json_brief(*it));
-  return (size_t)v;
-}
-
 uint32_t single_char(const std::string& s, const std::string& where) {
   size_t i = 0;
   if (s.empty()) fail(where, ": expected a single character, got an empty string");
@@ -816,8 +805,8 @@ std::unique_ptr<Decoder> make_decoder(const json& j, const std::string& where) {
   if (t == "Strip") {
     auto d = std::make_unique<StripDec>();
     d->content = single_char(req_string(j, "content", w), w + ".content");
-    d->start = req_count(j, "start", w);
-    d->stop = req_count(j, "stop", w);
+    d->start = json_count(j, "start", w);
+    d->stop = json_count(j, "stop", w);
     return d;
   }
   if (t == "BPEDecoder") {

@@ -216,11 +216,7 @@ void Trainer::resume(const std::string& dir) {
     st = parse_json_file((d / "trainer_state.json").string(), kJsonMaxDepth, 1 << 24);
     if (!st.is_object()) fail((d / "trainer_state.json").string(), ": not a JSON object");
   }
-  int64_t step64 = -1;
-  if (!st.contains("step") || !json_int(st["step"], 0, INT32_MAX, &step64))
-    fail((d / "trainer_state.json").string(), ": \"step\" must be an integer in [0, 2^31), got ",
-         st.contains("step") ? json_brief(st["step"]) : std::string("nothing"));
-  const int step = (int)step64;
+  const int step = json_count(st, "step", (d / "trainer_state.json").string());
   TensorStore model = TensorStore::open_file((d / "model.safetensors").string());
   TensorStore optim = TensorStore::open_file((d / "optimizer.safetensors").string());
   auto check_step = [&](const TensorStore& s, const char* what) {

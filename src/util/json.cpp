@@ -113,6 +113,15 @@ bool json_int(const nlohmann::json& v, int64_t lo, int64_t hi, int64_t* out) {
   return true;
 }
 
+int json_count(const nlohmann::json& obj, const char* key, const std::string& where) {
+  const auto it = obj.find(key);  // end() for a non-object too
+  int64_t v = 0;
+  if (it == obj.end() || !json_int(*it, 0, INT32_MAX, &v))
+    fail(where, ": field \"", key, "\" must be an integer in [0, 2^31), got ",
+         it == obj.end() ? std::string("nothing") : json_brief(*it));
+  return (int)v;
+}
+
 std::string json_brief(const nlohmann::json& v) {
   using T = nlohmann::json::value_t;
   switch (v.type()) {
