@@ -293,6 +293,26 @@ TEST(Scheduler, CancelFreesTheSlotWithinOnePass) {
   EXPECT_EQ(s.stats().cancelled, 2u);
 }
 
+// When a burst's last sequence has left, the generation thread gives the
+// freed memory back (malloc_trim) once, then sleeps until the next request.
+TEST(Scheduler, GivesMemoryBackOnceWhenIdle) {
+  const Model& m = tasks_model();
+  Scheduler s(m, SchedulerConfig{});
+  for (uint64_t burst = 1; burst <= 2; ++burst) {
+    std::vector<std::shared_ptr<Job>> jobs = {job_of(variants(2)[0]), job_of(variants(2)[1])};
+    ASSERT_EQ(s.submit(jobs), Scheduler::Admit::Ok);
+    wait_done(jobs);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (s.stats().idle_trims < burst && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(s.stats().idle_trims, burst);
+    const uint64_t passes = s.stats().passes;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(s.stats().idle_trims, burst);  // once per burst, not in a loop
+    EXPECT_EQ(s.stats().passes, passes);
+  }
+}
+
 TEST(Scheduler, ClosedClientSocketFreesTheSlotWithinOnePass) {
   // A job's client_fd is polled before every pass: once its peer closes, a
   // running job leaves its slot, and a queued one the queue, at the next pass,

@@ -241,7 +241,8 @@ void Scheduler::loop() {
     bool cancel_all = false, stopping = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !running.empty() || !queue_.empty(); });
+      // Also wakes once after the last sequence of a burst has left, to trim below.
+      cv_.wait(lock, [&] { return stop_ || !running.empty() || !queue_.empty() || !idle_trimmed; });
       stopping = stop_;
       if (stop_) {
         for (auto& j : queue_) expired.push_back(j);
@@ -359,11 +360,13 @@ void Scheduler::loop() {
     }
     if (running.empty() && stopping) return;
     if (running.empty()) {
-      if (!idle_trimmed) {  // give the burst's memory back
+      const bool trim = !idle_trimmed;
+      if (trim) {  // give the burst's memory back
         malloc_trim(0);
         idle_trimmed = true;
       }
       std::lock_guard<std::mutex> lock(mu_);
+      stats_.idle_trims += trim;
       stats_.kv_allocated = 0;
       stats_.prefilling = 0;
       continue;
