@@ -23,6 +23,16 @@ TEST(GenerateCli, GreedyIdsAndSummary) {
   EXPECT_NE(r.err.find("summary: 16 tokens"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("iterations per token mean 8.00 min 8 max 8"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("KV memory"), std::string::npos);
+  // an f16 cache: the same run in half the KV memory (tokens within f16's rounding: here the same)
+  auto kv_kib = [](const std::string& err) {
+    const size_t at = err.find("KV memory ");
+    return at == std::string::npos ? -1.0 : std::stod(err.substr(at + 10));
+  };
+  auto h = run_cli(gen("--steps 8 -n 16 --cache full-f16"));
+  ASSERT_EQ(h.code, 0) << h.err;
+  EXPECT_EQ(h.out, r.out);
+  EXPECT_GT(kv_kib(r.err), 0);
+  EXPECT_DOUBLE_EQ(kv_kib(h.err) * 2, kv_kib(r.err)) << h.err;
 }
 
 TEST(GenerateCli, ShowStepsMarksAdaptiveDepth) {

@@ -61,6 +61,43 @@ TEST(Kernels, DotsEqualDotPerRow) {
   }
 }
 
+// An f16 KV cache: to_f16 rounds as the scalar conversion does (nearest,
+// ties to even, subnormals and overflow included), and attention over f16
+// keys and values gives the bits of attention over the same entries widened
+// to f32.
+TEST(Kernels, F16EntriesRoundAndAttendAsTheirF32Widening) {
+  for (size_t n : {1, 15, 16, 64, 100}) {
+    std::vector<float> x = randv(n, 9);
+    const float specials[] = {0.f, -0.f, 1e-8f, -3e-6f, 6.1e-5f, 65504.f, 65520.f, -1e6f, 2049.f, 2051.f, 0.33333334f};
+    for (size_t i = 0; i < n && i < std::size(specials); ++i) x[i] = specials[i];
+    std::vector<uint16_t> h(n);
+    kern::to_f16(x.data(), h.data(), n);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(h[i], f32_to_f16(x[i])) << "n " << n << " x " << x[i];
+  }
+  const int hd = 64, nk = 37;
+  const auto q = randv(hd, 1), k = randv((size_t)nk * hd, 2), v = randv((size_t)nk * hd, 3);
+  std::vector<uint16_t> kh(k.size()), vh(v.size());
+  kern::to_f16(k.data(), kh.data(), k.size());
+  kern::to_f16(v.data(), vh.data(), v.size());
+  std::vector<float> kw(k.size()), vw(v.size());
+  for (size_t i = 0; i < k.size(); ++i) kw[i] = f16_to_f32(kh[i]), vw[i] = f16_to_f32(vh[i]);
+  std::vector<const void*> k16(nk), v16(nk), k32(nk), v32(nk);
+  for (int j = 0; j < nk; ++j) {
+    k16[j] = kh.data() + (size_t)j * hd, v16[j] = vh.data() + (size_t)j * hd;
+    k32[j] = kw.data() + (size_t)j * hd, v32[j] = vw.data() + (size_t)j * hd;
+  }
+  std::vector<float> out16(hd), out32(hd), exact(hd), scratch(nk);
+  for (int n : {1, 16, nk}) {
+    kern::attention_head(q.data(), k16.data(), v16.data(), DType::F16, n, hd, 0, out16.data(), scratch.data());
+    kern::attention_head(q.data(), k32.data(), v32.data(), DType::F32, n, hd, 0, out32.data(), scratch.data());
+    ASSERT_EQ(0, std::memcmp(out16.data(), out32.data(), sizeof(float) * hd)) << n << " keys";
+  }
+  // and within f16's rounding of attention over the unrounded entries
+  for (int j = 0; j < nk; ++j) k32[j] = k.data() + (size_t)j * hd, v32[j] = v.data() + (size_t)j * hd;
+  kern::attention_head(q.data(), k32.data(), v32.data(), DType::F32, nk, hd, 0, exact.data(), scratch.data());
+  for (int i = 0; i < hd; ++i) EXPECT_NEAR(out16[i], exact[i], 2e-3f) << i;
+}
+
 TEST(Kernels, MatmulGemvAndBlasPathsMatchNaive) {
   // T = 1..7 takes the GEMV path, T >= 8 the BLAS path; odd N exercises the tail rows.
   for (int T : {1, 2, 3, 7, 8, 9}) {

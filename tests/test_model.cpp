@@ -127,14 +127,14 @@ TEST(MemoryLayout, RowsStartOnCacheLines) {
     KVCache cache(1, 2, 1, width, 1000, CacheStrategy::parse("full"), width);  // one head
     std::vector<float> k((size_t)3 * width, 1.f), v((size_t)3 * width, 2.f);
     for (int step = 0; step < 4; ++step) cache.write(step, 3, k.data(), v.data(), width);
-    std::vector<const float*> keys(1000), vals(1000);
+    std::vector<const void*> keys(1000), vals(1000);
     for (int step = 0; step < 4; ++step) {
       ASSERT_EQ(cache.lookup(step, keys.data(), vals.data()), 3);
       for (int p = 0; p < 3; ++p) {
         EXPECT_EQ(reinterpret_cast<uintptr_t>(keys[p]) % 64, 0u) << "width " << width << " step " << step;
         EXPECT_EQ(reinterpret_cast<uintptr_t>(vals[p]) % 64, 0u) << "width " << width << " step " << step;
-        EXPECT_EQ(keys[p][width - 1], 1.f);
-        EXPECT_EQ(vals[p][0], 2.f);
+        EXPECT_EQ(static_cast<const float*>(keys[p])[width - 1], 1.f);
+        EXPECT_EQ(static_cast<const float*>(vals[p])[0], 2.f);
       }
     }
   }
@@ -154,13 +154,13 @@ TEST(MemoryLayout, HeadMajorSlotsRoundTrip) {
     std::vector<float> k = test::randv((size_t)T * (width + 3), 1), v = test::randv(k.size(), 2);
     for (int step = 0; step < 4; ++step) cache.write(step, T, k.data(), v.data(), width + 3);  // rows ld apart
     cache.drop_last(1);
-    std::vector<const float*> keys(capacity + T), vals(capacity + T);
+    std::vector<const void*> keys(capacity + T), vals(capacity + T);
     for (int step = 0; step < 4; ++step) {
       ASSERT_EQ(cache.lookup(step, keys.data(), vals.data()), T - 1);
       for (int p = 0; p < T - 1; ++p)
         for (int h = 0; h < heads; ++h) {
-          const float* kh = keys[p] + h * cache.head_stride();
-          const float* vh = vals[p] + h * cache.head_stride();
+          const float* kh = static_cast<const float*>(keys[p]) + h * cache.head_stride();
+          const float* vh = static_cast<const float*>(vals[p]) + h * cache.head_stride();
           EXPECT_EQ(reinterpret_cast<uintptr_t>(kh - p * hd) % 64, 0u);  // the head's first entry
           for (int i = 0; i < hd; ++i) {
             ASSERT_EQ(kh[i], k[(size_t)p * (width + 3) + h * hd + i]) << heads << "x" << hd << " p" << p << " h" << h;
@@ -170,6 +170,80 @@ TEST(MemoryLayout, HeadMajorSlotsRoundTrip) {
     }
   }
   EXPECT_THROW(KVCache(1, 2, 1, 100, 10, CacheStrategy::parse("full"), 64), std::runtime_error);
+}
+
+// An f16 cache ("-f16"): entries are the rows rounded to f16, head-major
+// on 64-byte lines as in F32, in half the bytes.
+TEST(MemoryLayout, F16SlotsHoldTheRoundedRowsInHalfTheBytes) {
+  const int heads = 3, hd = 16, width = heads * hd, T = 5, capacity = 9;
+  KVCache f32(1, 2, 1, width, capacity, CacheStrategy::parse("full"), hd);
+  KVCache f16(1, 2, 1, width, capacity, CacheStrategy::parse("full-f16"), hd);
+  ASSERT_EQ(f16.kv_type(), DType::F16);
+  ASSERT_EQ(f32.kv_type(), DType::F32);
+  std::vector<float> k = test::randv((size_t)T * width, 1), v = test::randv(k.size(), 2);
+  for (int step = 0; step < 4; ++step) {
+    f32.write(step, T, k.data(), v.data(), width);
+    f16.write(step, T, k.data(), v.data(), width);
+  }
+  EXPECT_EQ(f16.bytes_held() * 2, f32.bytes_held());
+  // 4 slots of K and V, each head's entries on whole 64-byte lines
+  EXPECT_EQ(f16.bytes_allocated(), 4u * 2 * heads * f16.head_stride() * 2);
+  EXPECT_EQ(f16.head_stride(), 160u);  // 9 positions x 16 entries x 2 bytes = 288 -> 320 bytes
+  EXPECT_EQ(f32.head_stride(), 144u);  // 576 bytes, whole lines already
+  std::vector<const void*> keys(capacity), vals(capacity);
+  for (int step = 0; step < 4; ++step) {
+    ASSERT_EQ(f16.lookup(step, keys.data(), vals.data()), T);
+    for (int p = 0; p < T; ++p)
+      for (int h = 0; h < heads; ++h) {
+        const uint16_t* kh = static_cast<const uint16_t*>(keys[p]) + h * f16.head_stride();
+        const uint16_t* vh = static_cast<const uint16_t*>(vals[p]) + h * f16.head_stride();
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(kh - p * hd) % 64, 0u);
+        for (int i = 0; i < hd; ++i) {
+          ASSERT_EQ(kh[i], f32_to_f16(k[(size_t)p * width + h * hd + i]));
+          ASSERT_EQ(vh[i], f32_to_f16(v[(size_t)p * width + h * hd + i]));
+        }
+      }
+  }
+  // the suffix goes with every strategy; anything else after it is refused
+  EXPECT_EQ(CacheStrategy::parse("f16").lookup, CacheLookup::Full);
+  EXPECT_EQ(CacheStrategy::parse("f16").kv_type, DType::F16);
+  const CacheStrategy c = CacheStrategy::parse("latest-m4-compress-s4-f16");
+  EXPECT_EQ(c.lookup, CacheLookup::LatestM4);
+  EXPECT_EQ(c.compress, 's');
+  EXPECT_EQ(c.compress_n, 4);
+  EXPECT_EQ(c.kv_type, DType::F16);
+  EXPECT_EQ(CacheStrategy::parse("last-loop-f16").compress, 's');
+  for (const char* bad : {"full-f17", "f16-full", "full-", "full--f16", "-f16", "full-bf16", "compress-s-f16"})
+    EXPECT_THROW(CacheStrategy::parse(bad), std::runtime_error) << bad;
+}
+
+// Generation with an f16 cache follows the f32 cache's within f16's
+// rounding: logits close at every depth, prefill and decode.
+TEST(Forward, F16CacheStaysCloseToF32) {
+  auto c = test::tiny_config();
+  auto flat = init_params(c, 3);
+  auto m = Model::from_flat(c, flat.data());
+  const int T = 11, V = c.vocab_size;
+  auto ids = some_ids(T, V, 5);
+  for (int steps : {1, 4, 9}) {
+    Workspace w32, w16;
+    Model::ForwardResult a, b;
+    KVCache c32 = m->make_cache(T, CacheStrategy::parse("full"));
+    KVCache c16 = m->make_cache(T, CacheStrategy::parse("full-f16"));
+    double worst = 0, scale = 0;
+    for (int t = 0; t < T; t += t == 0 ? 4 : 1) {  // a 4-token prefill, then one token at a time
+      const int n = t == 0 ? 4 : 1;
+      m->forward(&ids[t], n, steps, a, w32, &c32);
+      m->forward(&ids[t], n, steps, b, w16, &c16);
+      for (size_t i = 0; i < a.logits.size(); ++i) {
+        worst = std::max(worst, (double)std::fabs(a.logits[i] - b.logits[i]));
+        scale = std::max(scale, (double)std::fabs(a.logits[i]));
+      }
+    }
+    EXPECT_GT(worst, 0.0) << "steps " << steps;  // it really stored f16
+    EXPECT_LT(worst, 2e-3 * std::max(1.0, scale)) << "steps " << steps;
+    EXPECT_EQ(c16.bytes_held() * 2, c32.bytes_held());
+  }
 }
 
 // The activations the GEMVs read (x, xn, att, act, cat, ...) start on 64-byte

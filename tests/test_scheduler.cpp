@@ -46,7 +46,7 @@ std::vector<Variant> variants(int count) {
   const std::vector<std::string> prompts = {"2132122=", "323122331233133323333122222223333122=", "11=", "3213213="};
   const std::vector<std::string> exits = {
       "none", "kl:5e-4", "kl:1e-6", "entropy-diff", "latent-diff", "cosine", "argmax-stability:3", "minp-kl"};
-  const std::vector<std::string> caches = {"full", "latest-m4", "latest-m4-compress-s4", "last-loop"};
+  const std::vector<std::string> caches = {"full", "latest-m4", "latest-m4-compress-s4-f16", "last-loop", "full-f16"};
   std::vector<Variant> out;
   for (int i = 0; i < count; ++i) {
     Variant v;
@@ -397,6 +397,17 @@ TEST(Scheduler, QueueBoundAndKvBudget) {
   std::string why;
   EXPECT_EQ(s.submit({big}, &why), Scheduler::Admit::TooLarge);
   EXPECT_NE(why.find("--kv-budget"), std::string::npos) << why;
+  // an f16 cache needs half the memory: the same request twice as deep fits
+  big->options.steps = 2 * o.steps;
+  big->options.cache = "full-f16";
+  EXPECT_EQ(s.kv_bytes_for(big->options, 100) * 2, s.kv_bytes_for(
+                                                       [&] {
+                                                         GenerateOptions f = big->options;
+                                                         f.cache = "full";
+                                                         return f;
+                                                       }(),
+                                                       100));
+  EXPECT_LE(s.kv_bytes_for(big->options, (int)p.size() + 50), c.kv_budget);
   // the budget admits one at a time (stats are updated before a job is seen to end)
   const serve::SchedulerStats st = s.stats();
   std::unique_lock<std::mutex> lock(jobs[0]->sig->mu);

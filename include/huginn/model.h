@@ -67,7 +67,7 @@ struct Workspace {
   std::vector<int> pos;
   // attention over a batch's segments (Model::attention_segments sizes these):
   // cap_keys key/value pointers per segment, cap_keys scores per thread
-  std::vector<const float*> keys, vals;
+  std::vector<const void*> keys, vals;  // per key: its entry (F32 or F16, the cache's kv_type)
   LineFloats scores;
   std::vector<int> seg_keys, seg_offset, seg_row0, row_seg;
   void ensure(const ModelConfig& c, int tokens, int keys);

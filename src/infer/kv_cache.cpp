@@ -5,13 +5,28 @@
 #include <cstring>
 
 #include "huginn/common.h"
+#include "tensor/kernels.h"
 
 namespace huginn {
 
 CacheStrategy CacheStrategy::parse(const std::string& s) {
   CacheStrategy c;
   c.name = s;
+  auto unknown = [&] {
+    fail("unknown cache strategy '", s,
+         "' (use full, skip, latest-m4, available-m4, always-last-m4, compress-sN, compress-rN, last-loop or "
+         "combinations such as latest-m4-compress-s4; any of them with -f16 to store entries as f16, e.g. full-f16)");
+  };
+  if (!s.empty() && (s.back() == '-' || s.find("--") != std::string::npos)) unknown();  // e.g. "full-"
   std::string rest = s;
+  // storage type: a "-f16" suffix, or "f16" alone (full)
+  if (rest == "f16") {
+    c.kv_type = DType::F16;
+    rest = "full";
+  } else if (rest.size() > 4 && rest.compare(rest.size() - 4, 4, "-f16") == 0) {
+    c.kv_type = DType::F16;
+    rest.resize(rest.size() - 4);
+  }
   auto eat = [&](const std::string& p) {
     if (rest.rfind(p, 0) == 0) {
       rest = rest.substr(p.size());
@@ -39,10 +54,7 @@ CacheStrategy CacheStrategy::parse(const std::string& s) {
     if (c.compress_n <= 0) fail("cache strategy '", s, "': the compression factor must be positive");
     rest.clear();
   }
-  if (!rest.empty())
-    fail("unknown cache strategy '", s,
-         "' (use full, skip, latest-m4, available-m4, always-last-m4, compress-sN, compress-rN, last-loop or "
-         "combinations such as latest-m4-compress-s4)");
+  if (!rest.empty()) unknown();
   return c;
 }
 
@@ -61,9 +73,12 @@ KVCache::KVCache(int n_prelude, int n_core, int n_coda, int width, int capacity,
       capacity_(capacity),
       head_dim_(head_dim),
       heads_(head_dim > 0 ? width / head_dim : 0),
-      head_stride_(((size_t)std::max(capacity, 0) * head_dim_ + 15) / 16 * 16),
+      entry_bytes_(dtype_size(strategy.kv_type)),
+      head_stride_(((size_t)std::max(capacity, 0) * head_dim_ * entry_bytes_ + 63) / 64 * 64 / entry_bytes_),
       strategy_(std::move(strategy)),
       top_(capacity > 0 ? capacity : 0, -1) {
+  if (strategy_.kv_type != DType::F32 && strategy_.kv_type != DType::F16)
+    fail("KV cache: entries are stored as F32 or F16, not ", dtype_name(strategy_.kv_type));
   if (width <= 0 || head_dim_ <= 0 || width % head_dim_ != 0)
     fail("KV cache: width ", width, " is not a whole number of heads of ", head_dim_);
   if (strategy_.compress == 's' && strategy_.compress_n == 0) strategy_.compress_n = R_ > 0 ? R_ : 1;  // last-loop
@@ -75,7 +90,7 @@ int KVCache::stored_step(int step) const {
   return (step - P_) / strategy_.compress_n + P_;
 }
 
-void KVCache::FreeAligned::operator()(float* p) const { std::free(p); }
+void KVCache::FreeAligned::operator()(unsigned char* p) const { std::free(p); }
 
 KVCache::Slot* KVCache::slot(int stored) {
   size_t i = (size_t)(stored + C_);
@@ -85,11 +100,11 @@ KVCache::Slot* KVCache::slot(int stored) {
     s.used = true;
     // Uninitialised: the pages of a large slot are committed only as
     // positions are written (entries are never read before they are written).
-    const size_t bytes = (size_t)heads_ * head_stride_ * sizeof(float);  // whole lines (head_stride_)
+    const size_t bytes = (size_t)heads_ * head_stride_ * entry_bytes_;  // whole lines (head_stride_)
     auto alloc = [&] {
       void* p = std::aligned_alloc(64, bytes);
       if (!p) fail("KV cache: out of memory (", bytes, " bytes for one layer's keys or values)");
-      return static_cast<float*>(p);
+      return static_cast<unsigned char*>(p);
     };
     s.k.reset(alloc());
     s.v.reset(alloc());
@@ -114,9 +129,15 @@ void KVCache::write(int step, int T, const float* k, const float* v, int ld) {
   for (int t = 0; t < T; ++t) {
     const int p = p0 + t;
     for (int h = 0; h < heads_; ++h) {
-      const size_t at = h * head_stride_ + (size_t)p * head_dim_;
-      std::memcpy(&s->k[at], k + (size_t)t * ld + h * head_dim_, sizeof(float) * head_dim_);
-      std::memcpy(&s->v[at], v + (size_t)t * ld + h * head_dim_, sizeof(float) * head_dim_);
+      const size_t at = (h * head_stride_ + (size_t)p * head_dim_) * entry_bytes_;
+      const float *kh = k + (size_t)t * ld + h * head_dim_, *vh = v + (size_t)t * ld + h * head_dim_;
+      if (strategy_.kv_type == DType::F16) {
+        kern::to_f16(kh, reinterpret_cast<uint16_t*>(&s->k[at]), head_dim_);
+        kern::to_f16(vh, reinterpret_cast<uint16_t*>(&s->v[at]), head_dim_);
+      } else {
+        std::memcpy(&s->k[at], kh, sizeof(float) * head_dim_);
+        std::memcpy(&s->v[at], vh, sizeof(float) * head_dim_);
+      }
     }
     if (!s->present[p]) {
       s->present[p] = 1;
@@ -151,14 +172,14 @@ int KVCache::latest_same_layer(int stored, int pos, bool any_iteration) const {
        " (lookup strategy '", strategy_.name, "')");
 }
 
-int KVCache::lookup(int step, const float** keys, const float** vals) const {
+int KVCache::lookup(int step, const void** keys, const void** vals) const {
   const int stored = stored_step(step);
   const Slot* s = slot(stored);
   if (!s) fail("KV cache: lookup of step ", step, " that was never written");
   int n = 0;
   auto take = [&](const Slot* sl, int p) {
-    keys[n] = &sl->k[(size_t)p * head_dim_];
-    vals[n] = &sl->v[(size_t)p * head_dim_];
+    keys[n] = &sl->k[(size_t)p * head_dim_ * entry_bytes_];
+    vals[n] = &sl->v[(size_t)p * head_dim_ * entry_bytes_];
     ++n;
   };
   const CacheLookup lk = strategy_.lookup;
@@ -199,13 +220,13 @@ void KVCache::clear() { drop_last(seen_); }
 size_t KVCache::bytes_held() const {
   size_t n = 0;
   for (auto& s : slots_)
-    if (s.used) n += (size_t)s.count * width_ * 2 * sizeof(float);
+    if (s.used) n += (size_t)s.count * strategy_.position_bytes(width_);
   return n;
 }
 size_t KVCache::bytes_allocated() const {
   size_t n = 0;
   for (auto& s : slots_)
-    if (s.used) n += (size_t)heads_ * head_stride_ * 2 * sizeof(float);
+    if (s.used) n += (size_t)heads_ * head_stride_ * 2 * entry_bytes_;
   return n;
 }
 

@@ -251,8 +251,8 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
   for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
     const int Ts = seg[i].rows;
     const size_t off = (size_t)r0 * ldkv;
-    const float** ki = ws.keys.data() + cap * i;
-    const float** vi = ws.vals.data() + cap * i;
+    const void** ki = ws.keys.data() + cap * i;
+    const void** vi = ws.vals.data() + cap * i;
     int& lk = ws.seg_keys[i];
     if (KVCache* cache = seg[i].cache) {
       if (cache->head_dim() != hd || cache->width() != Hkv * hd)
@@ -275,8 +275,8 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
     for (int t = 0; t < Ts; ++t) ws.row_seg[r0 + t] = i;
     work += (int64_t)Ts * H * lk * hd;
   }
-  const float* const* kp = ws.keys.data();
-  const float* const* vp = ws.vals.data();
+  const void* const* kp = ws.keys.data();
+  const void* const* vp = ws.vals.data();
   const int *lkp = ws.seg_keys.data(), *op = ws.seg_offset.data(), *rsp = ws.row_seg.data(), *r0p = ws.seg_row0.data();
   float* scores = ws.scores.data();
   const int group = H / Hkv;
@@ -285,9 +285,11 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
   for (int w = 0; w < T * H; ++w) {
     const int r = w / H, h = w % H, i = rsp[r], t = r - r0p[i];
     const int nk = op[i] < 0 ? lkp[i] : std::min(lkp[i], t + op[i] + 1);
-    const size_t head_stride = seg[i].cache ? seg[i].cache->head_stride() : (size_t)hd;
-    kern::attention_head(q + (size_t)r * ldq + h * hd, kp + cap * i, vp + cap * i, nk, hd, (h / group) * head_stride,
-                         out + (size_t)r * d + h * hd, scores + (size_t)omp_get_thread_num() * cap);
+    const KVCache* c = seg[i].cache;
+    const size_t head_stride = c ? c->head_stride() : (size_t)hd;
+    kern::attention_head(q + (size_t)r * ldq + h * hd, kp + cap * i, vp + cap * i, c ? c->kv_type() : DType::F32, nk,
+                         hd, (h / group) * head_stride, out + (size_t)r * d + h * hd,
+                         scores + (size_t)omp_get_thread_num() * cap);
   }
 }
 

@@ -97,7 +97,7 @@ size_t Scheduler::kv_bytes_for(const GenerateOptions& o, int positions) const {
   const CacheStrategy cs = CacheStrategy::parse(o.cache);
   // Every slot a run of o.steps iterations may write allocates `capacity` rows of K and V (KVCache).
   const size_t slots = (size_t)c.n_prelude + cs.core_slots(c.n_core, o.steps) + c.n_coda;
-  return slots * (size_t)positions * c.n_embd * 2 * sizeof(float);
+  return slots * (size_t)positions * cs.position_bytes(c.n_embd);
 }
 
 Scheduler::Admit Scheduler::submit(const std::vector<std::shared_ptr<Job>>& jobs, std::string* why) {

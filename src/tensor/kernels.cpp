@@ -343,20 +343,34 @@ void softmax(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void attention_head(const float* q, const float* const* keys, const float* const* vals, int nk, int head_dim,
-                    size_t kv_off, float* out, float* scratch) {
+void attention_head(const float* q, const void* const* keys, const void* const* vals, DType kv_type, int nk,
+                    int head_dim, size_t kv_off, float* out, float* scratch) {
   // The values' lines are requested while the scores are computed: axpys
   // adds the rows into one chain of registers, so its own loads run only a
   // few rows ahead, and a decode row's cache is cold (the weights streamed
   // since the last token).
   // measured (perf, bench_generate -t 2 --batch-sizes 8 --batch-depths 8 --gen 32):
   // axpys 1020-1030 samples -> 300-360, plus 210-250 for this loop.
+  const float scale = 1.0f / std::sqrt((float)head_dim);
+  if (kv_type == DType::F16) {
+    auto k = reinterpret_cast<const uint16_t* const*>(keys);
+    auto v = reinterpret_cast<const uint16_t* const*>(vals);
+    for (int j = 0; j < nk; ++j)
+      for (int e = 0; e < head_dim; e += 32) __builtin_prefetch(v[j] + kv_off + e, /*rw=*/0, /*locality=*/2);
+    dots_f16(q, k, kv_off, nk, head_dim, scale, scratch);
+    softmax(scratch, nk);
+    std::memset(out, 0, sizeof(float) * head_dim);
+    axpys_f16(scratch, v, kv_off, nk, out, head_dim);
+    return;
+  }
+  auto k = reinterpret_cast<const float* const*>(keys);
+  auto v = reinterpret_cast<const float* const*>(vals);
   for (int j = 0; j < nk; ++j)
-    for (int e = 0; e < head_dim; e += 16) __builtin_prefetch(vals[j] + kv_off + e, /*rw=*/0, /*locality=*/2);
-  dots(q, keys, kv_off, nk, head_dim, 1.0f / std::sqrt((float)head_dim), scratch);
+    for (int e = 0; e < head_dim; e += 16) __builtin_prefetch(v[j] + kv_off + e, /*rw=*/0, /*locality=*/2);
+  dots(q, k, kv_off, nk, head_dim, scale, scratch);
   softmax(scratch, nk);
   std::memset(out, 0, sizeof(float) * head_dim);
-  axpys(scratch, vals, kv_off, nk, out, head_dim);
+  axpys(scratch, v, kv_off, nk, out, head_dim);
 }
 
 void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk, int n_heads,
@@ -371,7 +385,8 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
   for (int w = 0; w < work; ++w) {
     const int i = w / n_heads, h = w % n_heads;
     const int nk = causal_offset < 0 ? Lk : std::min(Lk, i + causal_offset + 1);
-    attention_head(q + (size_t)i * ldq + h * head_dim, keys, vals, nk, head_dim, (size_t)(h / group) * head_dim,
+    attention_head(q + (size_t)i * ldq + h * head_dim, reinterpret_cast<const void* const*>(keys),
+                   reinterpret_cast<const void* const*>(vals), DType::F32, nk, head_dim, (size_t)(h / group) * head_dim,
                    out + (size_t)i * d + h * head_dim, scratch + (size_t)omp_get_thread_num() * Lk);
   }
 }

@@ -26,6 +26,12 @@ void exp_shift(float* x, float m, size_t n);
 // (the same operations per row as dot and axpy, without a dispatch per row).
 void dots(const float* a, const float* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out);
 void axpys(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n);
+// The same over rows of f16 elements (an f16 KV cache), each widened to f32
+// in the register: the same bits as over the rows converted to f32.
+void dots_f16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out);
+void axpys_f16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, float* y, size_t n);
+// out[i] = x[i] rounded to the nearest f16 (ties to even), n values.
+void to_f16(const float* x, uint16_t* out, size_t n);
 
 // y[T, N] = x[T, K] · W[N, K]ᵀ (+ y if accumulate). Small T uses a
 // multithreaded memory-bound GEMV; larger T uses BLAS sgemm.
@@ -102,11 +108,12 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
                int head_dim, int causal_offset, float* out, float* scratch, int n_kv_heads = 0);
 // One query head against keys/values j < nk, the unit `attention` shares out:
 // q and out point at the head's head_dim values, the head's keys and values
-// start `kv_off` floats after each key's and value's pointer (within a row, or
-// in a head-major cache a head's stride on); scratch: nk floats. Callers that
-// gather several sequences' rows into one parallel loop call this per (row,
-// head) and get exactly attention's bits.
-void attention_head(const float* q, const float* const* keys, const float* const* vals, int nk, int head_dim,
-                    size_t kv_off, float* out, float* scratch);
+// start `kv_off` elements after each key's and value's pointer (within a row,
+// or in a head-major cache a head's stride on); keys and values are F32 or F16
+// (`kv_type`); scratch: nk floats. Callers that gather several sequences' rows
+// into one parallel loop call this per (row, head) and get exactly
+// attention's bits.
+void attention_head(const float* q, const void* const* keys, const void* const* vals, DType kv_type, int nk,
+                    int head_dim, size_t kv_off, float* out, float* scratch);
 
 }  // namespace huginn::kern

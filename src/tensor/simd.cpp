@@ -394,7 +394,8 @@ void SwigluF32(const float* g, const float* u, float* out, size_t n) {
 void ExpShiftF32(float* x, float m, size_t n) {
   MapRows(x, x, x, n, [m](DF d, hn::Vec<DF> xv, hn::Vec<DF>) HWY_ATTR { return ExpV(d, hn::Sub(xv, hn::Set(d, m))); });
 }
-void DotsF32(const float* a, const float* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out) {
+template <class W>
+void DotsT(const float* a, const W* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out) {
   size_t j = 0;
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
   // 16 rows at a time, their lane sums together (SumsOf16: the same bits as DotT's)
@@ -410,7 +411,8 @@ void DotsF32(const float* a, const float* const* rows, size_t off, size_t nrows,
 // y stays in registers, four vectors at a time, while every row is added (per
 // element the same FMAs in the same order as AxpyT row after row, without a
 // store and reload of y per row).
-void AxpysF32(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n) {
+template <class W>
+void AxpysT(const float* a, const W* const* rows, size_t off, size_t nrows, float* y, size_t n) {
   const DF d;
   const size_t N = hn::Lanes(d);
   size_t i = 0;
@@ -419,22 +421,50 @@ void AxpysF32(const float* a, const float* const* rows, size_t off, size_t nrows
          y3 = hn::LoadU(d, y + i + 3 * N);
     for (size_t j = 0; j < nrows; ++j) {
       const auto av = hn::Set(d, a[j]);
-      const float* x = rows[j] + off + i;
-      y0 = hn::MulAdd(av, hn::LoadU(d, x), y0);
-      y1 = hn::MulAdd(av, hn::LoadU(d, x + N), y1);
-      y2 = hn::MulAdd(av, hn::LoadU(d, x + 2 * N), y2);
-      y3 = hn::MulAdd(av, hn::LoadU(d, x + 3 * N), y3);
+      const W* x = rows[j] + off + i;
+      y0 = hn::MulAdd(av, LoadW(d, x), y0);
+      y1 = hn::MulAdd(av, LoadW(d, x + N), y1);
+      y2 = hn::MulAdd(av, LoadW(d, x + 2 * N), y2);
+      y3 = hn::MulAdd(av, LoadW(d, x + 3 * N), y3);
     }
     hn::StoreU(y0, d, y + i), hn::StoreU(y1, d, y + i + N), hn::StoreU(y2, d, y + i + 2 * N);
     hn::StoreU(y3, d, y + i + 3 * N);
   }
   for (; i + N <= n; i += N) {
     auto y0 = hn::LoadU(d, y + i);
-    for (size_t j = 0; j < nrows; ++j) y0 = hn::MulAdd(hn::Set(d, a[j]), hn::LoadU(d, rows[j] + off + i), y0);
+    for (size_t j = 0; j < nrows; ++j) y0 = hn::MulAdd(hn::Set(d, a[j]), LoadW(d, rows[j] + off + i), y0);
     hn::StoreU(y0, d, y + i);
   }
   if (i < n)  // the tail, AxpyT's zero-padded vector per row
     for (size_t j = 0; j < nrows; ++j) AxpyT(a[j], rows[j] + off + i, y + i, n - i);
+}
+void DotsF32(const float* a, const float* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out) {
+  DotsT(a, rows, off, nrows, n, scale, out);
+}
+void AxpysF32(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n) {
+  AxpysT(a, rows, off, nrows, y, n);
+}
+void DotsF16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out) {
+  DotsT(a, reinterpret_cast<const F16* const*>(rows), off, nrows, n, scale, out);
+}
+void AxpysF16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, float* y, size_t n) {
+  AxpysT(a, reinterpret_cast<const F16* const*>(rows), off, nrows, y, n);
+}
+// out = x rounded to f16 (the tail as one zero-padded vector: one rounding for every element)
+void ToF16(const float* HWY_RESTRICT x, uint16_t* HWY_RESTRICT out, size_t n) {
+  const DF d;
+  const hn::Rebind<hwy::float16_t, DF> d16;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::DemoteTo(d16, hn::LoadU(d, x + i)), d16, reinterpret_cast<hwy::float16_t*>(out + i));
+  if (i < n) {
+    alignas(64) float xb[kMaxLanes] = {};
+    alignas(64) hwy::float16_t ob[kMaxLanes];
+    std::copy(x + i, x + n, xb);
+    hn::Store(hn::DemoteTo(d16, hn::Load(d, xb)), d16, ob);
+    std::copy_n(reinterpret_cast<const uint16_t*>(ob), n - i, out + i);
+  }
 }
 void WidenF32(const void* w, float s, float* o, size_t n) { WidenScaleT(static_cast<const float*>(w), s, o, n); }
 void WidenBF16(const void* w, float s, float* o, size_t n) { WidenScaleT(static_cast<const BF16*>(w), s, o, n); }
@@ -481,6 +511,9 @@ HWY_EXPORT(SwigluF32);
 HWY_EXPORT(ExpShiftF32);
 HWY_EXPORT(DotsF32);
 HWY_EXPORT(AxpysF32);
+HWY_EXPORT(DotsF16);
+HWY_EXPORT(AxpysF16);
+HWY_EXPORT(ToF16);
 HWY_EXPORT(WidenF32);
 HWY_EXPORT(WidenBF16);
 HWY_EXPORT(WidenF16);
@@ -495,6 +528,14 @@ void dots(const float* a, const float* const* rows, size_t off, size_t nrows, si
 void axpys(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(AxpysF32)(a, rows, off, nrows, y, n);
 }
+void dots_f16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, size_t n, float scale,
+              float* out) {
+  HWY_DYNAMIC_DISPATCH(DotsF16)(a, rows, off, nrows, n, scale, out);
+}
+void axpys_f16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, float* y, size_t n) {
+  HWY_DYNAMIC_DISPATCH(AxpysF16)(a, rows, off, nrows, y, n);
+}
+void to_f16(const float* x, uint16_t* out, size_t n) { HWY_DYNAMIC_DISPATCH(ToF16)(x, out, n); }
 
 namespace simd {
 DotFn dot_fn(DType t) {

@@ -346,7 +346,8 @@ std::string run_generate(const Ctx& cx, const json& cs) {
   // The cache: [T, L, nkv, positions, d] from slot t*L + l.
   const int L = c.n_core, nkv = c.kv_heads(), hd = c.head_dim, P = cache.length();
   std::vector<float> kc((size_t)T * L * nkv * P * hd), vc(kc.size());
-  std::vector<const float*> kp(P), vp(P);
+  std::vector<const void*> kp(P), vp(P);
+  if (cache.kv_type() != DType::F32) return "the cache check needs an F32 cache";
   for (int t = 0; t < T; ++t)
     for (int l = 0; l < L; ++l) {
       if (cache.lookup(t * L + l, kp.data(), vp.data()) != P) return str("cache slot ", t * L + l, " is incomplete");
@@ -354,8 +355,8 @@ std::string run_generate(const Ctx& cx, const json& cs) {
         for (int p = 0; p < P; ++p)
           for (int i = 0; i < hd; ++i) {
             const size_t o = ((((size_t)t * L + l) * nkv + h) * P + p) * hd + i;
-            kc[o] = kp[p][h * cache.head_stride() + i];
-            vc[o] = vp[p][h * cache.head_stride() + i];
+            kc[o] = static_cast<const float*>(kp[p])[h * cache.head_stride() + i];
+            vc[o] = static_cast<const float*>(vp[p])[h * cache.head_stride() + i];
           }
     }
   add(err, cmp("kv_cache_k", kc, cx.expected.get(k + "/kv_cache_k"), tl.atol, tl.rtol));
