@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   CLI::App app{"huginn generation benchmark: every mode against the plain fixed-depth decoder"};
   std::string model_dir, only, batch_sizes_s = "1,2,4,8,16", batch_depths_s = "32,8";
   int prompt = 128, gen = 16, threads = 0, steps = 32, nprompts = 2, batch_prompt = 16, batch_reps = 2;
+  std::string batch_caches_s = "full";
   bool batch_only = false;
   app.add_option("-m,--model", model_dir, "model directory (default: the standard d=512 config, random weights)");
   app.add_option("--steps", steps, "depth r of the plain decoder (the maximum for adaptive modes)")
@@ -66,6 +67,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--batch-reps", batch_reps, "repetitions per batched-decode cell; the fastest counts")
       ->check(CLI::Range(1, 100));
+  app.add_option("--batch-caches", batch_caches_s,
+                 "cache strategies of the batched-decode table, one row each per depth (default full), e.g. "
+                 "full,full-f16");
   app.add_flag("--batch-only", batch_only, "only the batched-decode table");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -239,6 +243,9 @@ int main(int argc, char** argv) {
     }
     // Batched decode: B sequences decoded together (one weight pass per matmul for all rows).
     std::vector<int> bsizes, bdepths;
+    std::vector<std::string> bcaches;
+    for (auto& x : CLI::detail::split(batch_caches_s, ','))
+      if (!x.empty()) bcaches.push_back(CacheStrategy::parse(x).name);  // a bad name fails before any run
     for (auto& x : CLI::detail::split(batch_sizes_s, ','))
       if (!x.empty()) bsizes.push_back(std::stoi(x));
     for (auto& x : CLI::detail::split(batch_depths_s, ','))
@@ -259,36 +266,41 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < bsizes.size(); ++i) std::printf("---|");
       std::printf("\n");
       std::fflush(stdout);
-      for (int r : bdepths) {
-        std::printf("| %d |", r);
-        double base1 = 0;
-        for (int B : bsizes) {
-          const std::vector<std::vector<int>> ps(bp.begin(), bp.begin() + B);
-          // Decode time: from the moment every sequence has its first token
-          // (the prompt pass) to the end.
-          double best = 0;
-          for (int rep = 0; rep < batch_reps; ++rep) {  // the fastest: timing on a shared machine is noisy
-            GenerateOptions o;
-            o.steps = r;
-            o.max_new_tokens = gen;
-            o.stop_tokens.clear();
-            long events = 0;
-            clk::time_point t_first{};
-            auto res = generate(M, ps, o, [&](const TokenEvent&) {
-              if (++events == B) t_first = clk::now();
-            });
-            const double t = secs_since(t_first);
-            long ntok = 0;
-            for (auto& x : res) ntok += (long)x.tokens.size();
-            best = std::max(best, (ntok - B) / std::max(1e-9, t));
+      for (int r : bdepths)
+        for (const std::string& cache : bcaches) {
+          if (cache == "full")
+            std::printf("| %d |", r);
+          else
+            std::printf("| %d %s |", r, cache.c_str());
+          double base1 = 0;
+          for (int B : bsizes) {
+            const std::vector<std::vector<int>> ps(bp.begin(), bp.begin() + B);
+            // Decode time: from the moment every sequence has its first token
+            // (the prompt pass) to the end.
+            double best = 0;
+            for (int rep = 0; rep < batch_reps; ++rep) {  // the fastest: timing on a shared machine is noisy
+              GenerateOptions o;
+              o.steps = r;
+              o.cache = cache;
+              o.max_new_tokens = gen;
+              o.stop_tokens.clear();
+              long events = 0;
+              clk::time_point t_first{};
+              auto res = generate(M, ps, o, [&](const TokenEvent&) {
+                if (++events == B) t_first = clk::now();
+              });
+              const double t = secs_since(t_first);
+              long ntok = 0;
+              for (auto& x : res) ntok += (long)x.tokens.size();
+              best = std::max(best, (ntok - B) / std::max(1e-9, t));
+            }
+            const double dec = best;
+            if (base1 == 0) base1 = dec;
+            std::printf(" %.2f (%.2fx) |", dec, dec / base1);
+            std::fflush(stdout);
           }
-          const double dec = best;
-          if (base1 == 0) base1 = dec;
-          std::printf(" %.2f (%.2fx) |", dec, dec / base1);
-          std::fflush(stdout);
+          std::printf("\n");
         }
-        std::printf("\n");
-      }
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
