@@ -96,6 +96,16 @@ TEST(Kernels, F16EntriesRoundAndAttendAsTheirF32Widening) {
   for (int j = 0; j < nk; ++j) k32[j] = k.data() + (size_t)j * hd, v32[j] = v.data() + (size_t)j * hd;
   kern::attention_head(q.data(), k32.data(), v32.data(), DType::F32, nk, hd, 0, exact.data(), scratch.data());
   for (int i = 0; i < hd; ++i) EXPECT_NEAR(out16[i], exact[i], 2e-3f) << i;
+  // an entry beyond f16's range is stored as infinite, and the output is not finite
+  // (the decoder's logits check then stops the pass with a clear error)
+  std::vector<float> big(hd, 0.5f);
+  big[3] = 1e6f;
+  kern::to_f16(big.data(), vh.data(), hd);  // the first key's value
+  EXPECT_EQ(vh[3], 0x7c00);
+  kern::attention_head(q.data(), k16.data(), v16.data(), DType::F16, nk, hd, 0, out16.data(), scratch.data());
+  bool finite = true;
+  for (float x : out16) finite = finite && std::isfinite(x);
+  EXPECT_FALSE(finite);
 }
 
 TEST(Kernels, MatmulGemvAndBlasPathsMatchNaive) {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "huginn/chat.h"
 #include "huginn/checkpoint.h"
@@ -258,6 +259,22 @@ TEST(OuroCli, GenerateInfoForwardTrace) {
   EXPECT_NE(info.out.find("KV last-loop"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("(2 layer slots per token)"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("(8 layer slots per token)"), std::string::npos) << info.out;
+  // an f16 cache: half of full's bytes
+  auto kv_bytes = [&](const std::string& name) {
+    const size_t at = info.out.find("KV " + name + " ");
+    if (at == std::string::npos) return -1.0;
+    std::istringstream in(info.out.substr(at + 3 + name.size()));
+    double v = 0;
+    std::string unit;
+    in >> v >> unit;
+    for (const char* u : {"B", "KiB", "MiB", "GiB"}) {
+      if (unit == u) return v;
+      v *= 1024;
+    }
+    return -2.0;
+  };
+  EXPECT_GT(kv_bytes("full"), 0) << info.out;
+  EXPECT_NEAR(kv_bytes("full-f16") * 2, kv_bytes("full"), 0.01 * kv_bytes("full")) << info.out;
 
   auto fwd = run_cli("forward -m " + kModel + " --ids " + p7);
   ASSERT_EQ(fwd.code, 0) << fwd.err;

@@ -88,12 +88,13 @@ void print_architecture(const ModelConfig& c, const std::string& rope) {
 // The KV cache per strategy that makes sense for the family (Ouro: every
 // loop's K/V, or only the last loop's).
 void print_kv(const ModelConfig& c, int steps, int ctx) {
-  const double per_slot = 2.0 * c.kv_width() * 4 * ctx;  // K and V, one layer application
   const int fixed = c.n_prelude + c.n_coda;
-  std::vector<const char*> strategies = {"full", "compress-s4", "compress-r4"};
-  if (c.arch == "ouro") strategies = {"full", "last-loop"};
+  std::vector<const char*> strategies = {"full", "full-f16", "compress-s4", "compress-r4"};
+  if (c.arch == "ouro") strategies = {"full", "full-f16", "last-loop"};
   for (const char* s : strategies) {
-    const int slots = fixed + CacheStrategy::parse(s).core_slots(c.n_core, steps);
+    const CacheStrategy cs = CacheStrategy::parse(s);
+    const double per_slot = (double)cs.position_bytes(c.kv_width()) * ctx;  // K and V, one layer application
+    const int slots = fixed + cs.core_slots(c.n_core, steps);
     std::printf("  KV %-12s %s (%d layer slots per token)\n", s, human_bytes(per_slot * slots).c_str(), slots);
   }
 }
