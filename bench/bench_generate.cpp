@@ -14,6 +14,14 @@
 // has its first token), and its ratio to batch 1.
 //   build/bin/bench_generate --batch-only -t 2          # r=32 and r=8, prompts of 16 tokens
 //   build/bin/bench_generate --batch-only --batch-sizes 1,8 --batch-depths 32
+//
+// --alternate-caches A,B compares two cache strategies on a machine whose
+// speed drifts between (and within) processes: one batch per strategy, their
+// decode passes alternated one by one in this process, the median pass time
+// of each (prompts refilled every --gen passes, so the context stays in
+// [prompt, prompt + gen)).
+//   build/bin/bench_generate -t 2 --alternate-caches full,full-f16 --batch-sizes 1,8 --batch-depths 8 --batch-prompt
+//   512
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -27,6 +35,7 @@
 #include "huginn/common.h"
 #include "huginn/generate.h"
 #include "huginn/model.h"
+#include "infer/decoder.h"
 #include "tensor/kernels.h"
 
 using namespace huginn;
@@ -45,13 +54,93 @@ struct Outcome {
 // A mode: runs every prompt, producing `gen` tokens each.
 using Mode = std::function<Outcome(const std::vector<std::vector<int>>& prompts, int gen)>;
 
+std::vector<int> int_list(const std::string& s) {
+  std::vector<int> v;
+  for (auto& x : CLI::detail::split(s, ','))
+    if (!x.empty()) v.push_back(std::stoi(x));
+  return v;
+}
+
+// --alternate-caches: see the top of the file.
+int alternate_caches(const Model& M, const std::string& caches_s, const std::string& sizes_s,
+                     const std::string& depths_s, int prompt, int gen, int passes) {
+  std::vector<std::string> names;
+  for (auto& x : CLI::detail::split(caches_s, ',')) names.push_back(CacheStrategy::parse(x).name);
+  if (names.size() != 2) fail("--alternate-caches takes two cache strategies, e.g. full,full-f16");
+  const ModelConfig& c = M.config();
+  if (prompt + gen > c.block_size) fail("--batch-prompt + --gen exceeds the context of ", c.block_size);
+  std::printf(
+      "# decode passes alternated between two batches, %d prompt tokens, context in [%d, %d), %d passes each, "
+      "%d threads; ms per pass: median (p10-p90)\n",
+      prompt, prompt, prompt + gen, passes, kern::threads());
+  std::printf("| r | batch | %s | %s | %s / %s |\n|---|---|---|---|---|\n", names[0].c_str(), names[1].c_str(),
+              names[1].c_str(), names[0].c_str());
+  std::mt19937 rng(1);
+  for (int r : int_list(depths_s))
+    for (int B : int_list(sizes_s)) {
+      std::vector<std::vector<int>> ids(B, std::vector<int>(prompt));
+      for (auto& p : ids)
+        for (auto& x : p) x = (int)(rng() % c.vocab_size);
+      std::vector<std::unique_ptr<infer::Decoder>> dec[2];
+      std::vector<std::unique_ptr<infer::BatchRunner>> runner;
+      std::vector<infer::Lane> lanes(B);
+      std::vector<int> next(B, 0);
+      infer::DepthPolicy pol;
+      pol.max_steps = r;
+      auto prefill = [&](int k) {
+        for (int i = 0; i < B; ++i) {
+          dec[k][i]->cache().clear();
+          lanes[i] = infer::Lane{};
+          lanes[i].dec = dec[k][i].get();
+          lanes[i].in.ids = ids[i].data();
+          lanes[i].in.T = prompt;
+        }
+        runner[k]->run(lanes.data(), B, pol);
+      };
+      for (int k = 0; k < 2; ++k) {
+        for (int i = 0; i < B; ++i)
+          dec[k].push_back(std::make_unique<infer::Decoder>(M, prompt + gen, CacheStrategy::parse(names[k]), prompt,
+                                                            ExitCriterion{}));
+        runner.push_back(std::make_unique<infer::BatchRunner>(M, prompt * B, B, prompt + gen, B));
+        prefill(k);
+      }
+      std::vector<double> t[2];
+      for (int p = 0; p < 2 * passes; ++p) {
+        const int k = p % 2;
+        if (dec[k][0]->cache().length() >= prompt + gen) prefill(k);
+        for (int i = 0; i < B; ++i) {
+          lanes[i] = infer::Lane{};
+          lanes[i].dec = dec[k][i].get();
+          next[i] = (int)((next[i] * 31u + 7u + (unsigned)i) % (unsigned)c.vocab_size);  // any token: timing only
+          lanes[i].in.ids = &next[i];
+          lanes[i].in.T = 1;
+        }
+        const auto t0 = clk::now();
+        runner[k]->run(lanes.data(), B, pol);
+        t[k].push_back(secs_since(t0) * 1e3);
+      }
+      double med[2];
+      std::printf("| %d | %d |", r, B);
+      for (int k = 0; k < 2; ++k) {
+        std::sort(t[k].begin(), t[k].end());
+        const size_t n = t[k].size();
+        med[k] = t[k][n / 2];
+        std::printf(" %.2f (%.2f-%.2f) |", med[k], t[k][n / 10], t[k][n * 9 / 10]);
+      }
+      std::printf(" %.3f |\n", med[1] / med[0]);
+      std::fflush(stdout);
+    }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"huginn generation benchmark: every mode against the plain fixed-depth decoder"};
   std::string model_dir, only, batch_sizes_s = "1,2,4,8,16", batch_depths_s = "32,8";
   int prompt = 128, gen = 16, threads = 0, steps = 32, nprompts = 2, batch_prompt = 16, batch_reps = 2;
-  std::string batch_caches_s = "full";
+  std::string batch_caches_s = "full", alternate_s;
+  int alternate_passes = 200;
   bool batch_only = false;
   app.add_option("-m,--model", model_dir, "model directory (default: the standard d=512 config, random weights)");
   app.add_option("--steps", steps, "depth r of the plain decoder (the maximum for adaptive modes)")
@@ -71,6 +160,11 @@ int main(int argc, char** argv) {
                  "cache strategies of the batched-decode table, one row each per depth (default full), e.g. "
                  "full,full-f16");
   app.add_flag("--batch-only", batch_only, "only the batched-decode table");
+  app.add_option("--alternate-caches", alternate_s,
+                 "instead of the tables: two cache strategies A,B, decode passes of a batch of each alternated one by "
+                 "one (per --batch-sizes and --batch-depths, after --batch-prompt tokens); median pass ms of each");
+  app.add_option("--alternate-passes", alternate_passes, "passes per strategy with --alternate-caches (default 200)")
+      ->check(CLI::Range(10, 100000));
   CLI11_PARSE(app, argc, argv);
   try {
     kern::set_threads(threads);
@@ -79,6 +173,8 @@ int main(int argc, char** argv) {
     const std::string& name = bm.name;
     const Model& M = *m;
     const ModelConfig& c = M.config();
+    if (!alternate_s.empty())
+      return alternate_caches(M, alternate_s, batch_sizes_s, batch_depths_s, batch_prompt, gen, alternate_passes);
     if (prompt + gen + 16 > c.block_size) fail("prompt + gen exceeds the context of ", c.block_size);
     std::mt19937 rng(1);
     std::vector<std::vector<int>> prompts(nprompts, std::vector<int>(prompt));
