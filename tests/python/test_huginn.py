@@ -143,6 +143,7 @@ def test_generate_equals_cli_tasks(args, tasks_model, cli):
 @pytest.mark.parametrize("args", [
     ["--steps", 8, "-n", 12],
     ["--steps", 16, "--exit", "kl:5e-4", "--cache", "latest-m4", "-n", 12],
+    ["--steps", 16, "--exit", "kl:5e-4", "--cache", "latest-m4-f16", "-n", 12],
     ["--steps", 8, "-n", 10, "--temperature", 0.8, "--top-k", 20, "--seed", 7],
     ["--steps", 8, "-n", 10, "--continuous"],
     ["--steps", 8, "-n", 8, "--soft-thoughts", "3,k=8"],
@@ -162,14 +163,16 @@ def test_generate_equals_cli_tiny(args, tiny, cli):
     assert cli_stream_text(tiny.generate(ids, stream=True, **kw), False) == ref
 
 
-def test_batch_equals_single(tiny):
+@pytest.mark.parametrize("cache", ["latest-m4", "latest-m4-f16"])
+def test_batch_equals_single(tiny, cache):
     prompts = [[1, 5, 9], [300, 42, 7, 7, 1], [3]]
-    kw = dict(steps=16, exit="kl:5e-4", cache="latest-m4", max_tokens=8)
+    kw = dict(steps=16, exit="kl:5e-4", cache=cache, max_tokens=8)
     batch = tiny.generate(prompts, **kw)
     assert len(batch) == 3
     for p, g in zip(prompts, batch):
         one = tiny.generate(p, **kw)
         assert g.tokens == one.tokens and g.steps == one.steps
+        assert one.kv_bytes == tiny.generate(p, **dict(kw, cache="latest-m4")).kv_bytes // (2 if "f16" in cache else 1)
     toks = list(tiny.generate(prompts, stream=True, **kw))
     assert sorted({t.seq for t in toks}) == [0, 1, 2]
 
