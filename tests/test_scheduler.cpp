@@ -46,7 +46,8 @@ std::vector<Variant> variants(int count) {
   const std::vector<std::string> prompts = {"2132122=", "323122331233133323333122222223333122=", "11=", "3213213="};
   const std::vector<std::string> exits = {
       "none", "kl:5e-4", "kl:1e-6", "entropy-diff", "latent-diff", "cosine", "argmax-stability:3", "minp-kl"};
-  const std::vector<std::string> caches = {"full", "latest-m4", "latest-m4-compress-s4-f16", "last-loop", "full-f16"};
+  const std::vector<std::string> caches = {
+      "full", "latest-m4", "latest-m4-compress-s4", "last-loop", "latest-m4-compress-s4-f16", "full-f16"};
   std::vector<Variant> out;
   for (int i = 0; i < count; ++i) {
     Variant v;
