@@ -343,34 +343,34 @@ void softmax(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void attention_head(const float* q, const void* const* keys, const void* const* vals, DType kv_type, int nk,
-                    int head_dim, size_t kv_off, float* out, float* scratch) {
+namespace {
+// E: float or uint16_t (f16) entries (kern::dots / kern::axpys per type).
+template <class E>
+void attention_head_t(const float* q, const E* const* keys, const E* const* vals, int nk, int head_dim, size_t kv_off,
+                      float* out, float* scratch) {
   // The values' lines are requested while the scores are computed: axpys
   // adds the rows into one chain of registers, so its own loads run only a
   // few rows ahead, and a decode row's cache is cold (the weights streamed
   // since the last token).
   // measured (perf, bench_generate -t 2 --batch-sizes 8 --batch-depths 8 --gen 32):
   // axpys 1020-1030 samples -> 300-360, plus 210-250 for this loop.
-  const float scale = 1.0f / std::sqrt((float)head_dim);
-  if (kv_type == DType::F16) {
-    auto k = reinterpret_cast<const uint16_t* const*>(keys);
-    auto v = reinterpret_cast<const uint16_t* const*>(vals);
-    for (int j = 0; j < nk; ++j)
-      for (int e = 0; e < head_dim; e += 32) __builtin_prefetch(v[j] + kv_off + e, /*rw=*/0, /*locality=*/2);
-    dots_f16(q, k, kv_off, nk, head_dim, scale, scratch);
-    softmax(scratch, nk);
-    std::memset(out, 0, sizeof(float) * head_dim);
-    axpys_f16(scratch, v, kv_off, nk, out, head_dim);
-    return;
-  }
-  auto k = reinterpret_cast<const float* const*>(keys);
-  auto v = reinterpret_cast<const float* const*>(vals);
+  constexpr int kLine = 64 / sizeof(E);
   for (int j = 0; j < nk; ++j)
-    for (int e = 0; e < head_dim; e += 16) __builtin_prefetch(v[j] + kv_off + e, /*rw=*/0, /*locality=*/2);
-  dots(q, k, kv_off, nk, head_dim, scale, scratch);
+    for (int e = 0; e < head_dim; e += kLine) __builtin_prefetch(vals[j] + kv_off + e, /*rw=*/0, /*locality=*/2);
+  dots(q, keys, kv_off, nk, head_dim, 1.0f / std::sqrt((float)head_dim), scratch);
   softmax(scratch, nk);
   std::memset(out, 0, sizeof(float) * head_dim);
-  axpys(scratch, v, kv_off, nk, out, head_dim);
+  axpys(scratch, vals, kv_off, nk, out, head_dim);
+}
+}  // namespace
+
+void attention_head(const float* q, const void* const* keys, const void* const* vals, DType kv_type, int nk,
+                    int head_dim, size_t kv_off, float* out, float* scratch) {
+  if (kv_type == DType::F16)
+    return attention_head_t(q, reinterpret_cast<const uint16_t* const*>(keys),
+                            reinterpret_cast<const uint16_t* const*>(vals), nk, head_dim, kv_off, out, scratch);
+  attention_head_t(q, reinterpret_cast<const float* const*>(keys), reinterpret_cast<const float* const*>(vals), nk,
+                   head_dim, kv_off, out, scratch);
 }
 
 void attention(const float* q, int ldq, const float* const* keys, const float* const* vals, int Tq, int Lk, int n_heads,

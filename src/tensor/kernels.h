@@ -28,8 +28,8 @@ void dots(const float* a, const float* const* rows, size_t off, size_t nrows, si
 void axpys(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n);
 // The same over rows of f16 elements (an f16 KV cache), each widened to f32
 // in the register: the same bits as over the rows converted to f32.
-void dots_f16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out);
-void axpys_f16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, float* y, size_t n);
+void dots(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out);
+void axpys(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, float* y, size_t n);
 // out[i] = x[i] rounded to the nearest f16 (ties to even), n values.
 void to_f16(const float* x, uint16_t* out, size_t n);
 

@@ -528,11 +528,10 @@ void dots(const float* a, const float* const* rows, size_t off, size_t nrows, si
 void axpys(const float* a, const float* const* rows, size_t off, size_t nrows, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(AxpysF32)(a, rows, off, nrows, y, n);
 }
-void dots_f16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, size_t n, float scale,
-              float* out) {
+void dots(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out) {
   HWY_DYNAMIC_DISPATCH(DotsF16)(a, rows, off, nrows, n, scale, out);
 }
-void axpys_f16(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, float* y, size_t n) {
+void axpys(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(AxpysF16)(a, rows, off, nrows, y, n);
 }
 void to_f16(const float* x, uint16_t* out, size_t n) { HWY_DYNAMIC_DISPATCH(ToF16)(x, out, n); }
