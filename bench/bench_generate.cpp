@@ -338,14 +338,10 @@ int main(int argc, char** argv) {
       }
     }
     // Batched decode: B sequences decoded together (one weight pass per matmul for all rows).
-    std::vector<int> bsizes, bdepths;
+    const std::vector<int> bsizes = int_list(batch_sizes_s), bdepths = int_list(batch_depths_s);
     std::vector<std::string> bcaches;
     for (auto& x : CLI::detail::split(batch_caches_s, ','))
       if (!x.empty()) bcaches.push_back(CacheStrategy::parse(x).name);  // a bad name fails before any run
-    for (auto& x : CLI::detail::split(batch_sizes_s, ','))
-      if (!x.empty()) bsizes.push_back(std::stoi(x));
-    for (auto& x : CLI::detail::split(batch_depths_s, ','))
-      if (!x.empty()) bdepths.push_back(std::stoi(x));
     if (!bsizes.empty() && !bdepths.empty()) {
       if (batch_prompt + gen + 16 > c.block_size) fail("--batch-prompt + gen exceeds the context of ", c.block_size);
       const int bmax = *std::max_element(bsizes.begin(), bsizes.end());
