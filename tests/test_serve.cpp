@@ -810,7 +810,9 @@ TEST(ServeHttp, SlowReaderIsDroppedAndNeverStallsTheBatch) {
   // --max-unread, then it is dropped with the reason logged; the others get
   // exactly what they get alone, and the passes go on.
   ServerProcess srv(
-      {"serve", "-m", chat_model_dir(), "--port", "0", "--parallel", "4", "--max-unread", "8", "--read-timeout", "2"});
+      // --read-timeout is also the write timeout: it must outlast the 8 passes that fill --max-unread after the
+      // stalled client's socket fills, or its pending write gives up first (seen under ASan with 2 s)
+      {"serve", "-m", chat_model_dir(), "--port", "0", "--parallel", "4", "--max-unread", "8", "--read-timeout", "8"});
   ASSERT_GT(srv.port, 0) << srv.err();
   auto req = [](int seed, int max_tokens, bool logprobs) {
     json r = {{"messages", {{{"role", "user"}, {"content", "a+b?"}}}},
@@ -856,7 +858,7 @@ TEST(ServeHttp, SlowReaderIsDroppedAndNeverStallsTheBatch) {
   }
   // the stalled one: dropped (a slow reader), logged with its reason once its pending write gives up
   std::vector<json> logs;
-  for (int k = 0; k < 500 && logs.empty(); ++k) {
+  for (int k = 0; k < 1500 && logs.empty(); ++k) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     logs = request_logs(srv.err(), 499);
   }
