@@ -3,8 +3,9 @@
 // streaming clients (raw sockets, one thread each) and reports aggregate
 // tokens/s (all tokens / wall time), aggregate decode tokens/s (see
 // decode_tokens_per_s), time to first token p50/p99, inter-token gap p50/p99, errors,
-// replies that differ from the same request served alone, and the server's
-// RSS before and after. Without -m: the standard d=512 config (random
+// replies that differ from the same request served alone, the mean pass and
+// the mean pass that only decoded, the share of pass time in passes that also
+// fed prompts, and the server's RSS before and after. Without -m: the standard d=512 config (random
 // weights, written to a temporary directory; prompts as token ids).
 //
 // With --disturb stall|disconnect, each client count runs twice on the same
@@ -290,6 +291,18 @@ double mean_step_ms(std::map<std::string, double>& m0, std::map<std::string, dou
   return passes > 0 ? 1e3 * (m1["huginn_busy_seconds_total"] - m0["huginn_busy_seconds_total"]) / passes : 0.0;
 }
 
+// Between two /metrics readings: the mean time of the passes that only
+// decoded (ms), and the share of the time in passes that went to passes that
+// also fed prompt positions (0-1). Served one at a time no decoding pass has
+// prompt rows; served together, a new request's prompt rows join the decodes.
+std::pair<double, double> pass_split(std::map<std::string, double>& m0, std::map<std::string, double>& m1) {
+  const double passes = m1["huginn_passes_total"] - m0["huginn_passes_total"];
+  const double busy = m1["huginn_busy_seconds_total"] - m0["huginn_busy_seconds_total"];
+  const double pp = m1["huginn_prompt_passes_total"] - m0["huginn_prompt_passes_total"];
+  const double ps = m1["huginn_prompt_pass_seconds_total"] - m0["huginn_prompt_pass_seconds_total"];
+  return {passes > pp ? 1e3 * (busy - ps) / (passes - pp) : 0.0, busy > 0 ? ps / busy : 0.0};
+}
+
 // Reads until the first token event (or the end); false if none came.
 bool read_first_token(int fd, const std::atomic<bool>& stop) {
   std::string buf;
@@ -415,9 +428,12 @@ int main(int argc, char** argv) {
               model_name.c_str(), steps, exit.c_str(), max_tokens, per_client, threads);
   if (disturb_mode == "none") {
     std::printf(
-        "| parallel | clients | requests | errors | differ | tokens/s | decode tokens/s | TTFT p50 ms | TTFT p99 ms | gap p50 ms | "
-        "gap p99 ms | mean step ms | mean iters | RSS before MB | RSS after MB |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "| parallel | clients | requests | errors | differ | tokens/s | decode tokens/s | TTFT p50 ms | TTFT p99 ms | "
+        "gap p50 ms | "
+        "gap p99 ms | mean step ms | decode-only step ms | prompt passes' share | mean iters | RSS before MB | RSS "
+        "after MB "
+        "|\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   } else if (max_unread >= stall_tokens && disturb_mode == "stall") {
     std::fprintf(stderr, "--disturb stall needs --max-unread below --stall-tokens (%d): a stall must be dropped\n",
                  stall_tokens);
@@ -571,6 +587,7 @@ int main(int argc, char** argv) {
       auto m1 = metrics(srv.port);
       const long rss1 = srv.rss_kb();
       const double step_ms = mean_step_ms(m0, m1);
+      const auto [decode_step_ms, prompt_share] = pass_split(m0, m1);
       int errors = 0, differ = 0;
       long toks = 0, iters = 0;
       std::vector<double> ttft, gaps;
@@ -588,9 +605,12 @@ int main(int argc, char** argv) {
         for (double g : r.gaps) gaps.push_back(g * 1e3);
       }
       const double tps = toks / wall, decode_tps = decode_tokens_per_s(out);
-      std::printf("| %d | %d | %zu | %d | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f |\n",
-                  par, C, out.size(), errors, differ, tps, decode_tps, pct(ttft, 50), pct(ttft, 99), pct(gaps, 50),
-                  pct(gaps, 99), step_ms, toks ? (double)iters / toks : 0.0, rss0 / 1024.0, rss1 / 1024.0);
+      std::printf(
+          "| %d | %d | %zu | %d | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.0f%% | %.2f | %.1f | "
+          "%.1f |\n",
+          par, C, out.size(), errors, differ, tps, decode_tps, pct(ttft, 50), pct(ttft, 99), pct(gaps, 50),
+          pct(gaps, 99), step_ms, decode_step_ms, 100 * prompt_share, toks ? (double)iters / toks : 0.0, rss0 / 1024.0,
+          rss1 / 1024.0);
       std::fflush(stdout);
       all.push_back({{"parallel", par},
                      {"repeat", rep},
@@ -605,6 +625,8 @@ int main(int argc, char** argv) {
                      {"gap_p50_ms", pct(gaps, 50)},
                      {"gap_p99_ms", pct(gaps, 99)},
                      {"step_ms", step_ms},
+                     {"decode_step_ms", decode_step_ms},
+                     {"prompt_pass_share", prompt_share},
                      {"rss_before_kb", rss0},
                      {"rss_after_kb", rss1}});
     }

@@ -266,6 +266,32 @@ TEST(Scheduler, PromptRowsPerPassAreBoundedOnlyBesideDecodes) {
   EXPECT_EQ(burst(true), 4u);   // one prompt per pass
 }
 
+TEST(Scheduler, CountsThePassesThatFedPrompts) {
+  // One sequence alone, a prompt of P positions in chunks of 4: ceil(P / 4)
+  // passes feed it (the last gives the first token), then one pass per
+  // further token only decodes; the prompt passes' time is part of the busy time.
+  const Model& m = tasks_model();
+  SchedulerConfig c;
+  c.prefill_chunk = 4;
+  Scheduler s(m, c);
+  auto j = std::make_shared<Job>();
+  j->prompt = encode("3231223312331=");
+  j->options.steps = 4;
+  j->options.max_new_tokens = 6;
+  j->options.stop_tokens.clear();
+  const int P = (int)j->prompt.size();
+  ASSERT_EQ(s.submit({j}), Scheduler::Admit::Ok);
+  wait_done({j});
+  ASSERT_EQ(j->state, Job::State::Done) << j->error;
+  ASSERT_EQ(j->result.tokens.size(), 6u);
+  const serve::SchedulerStats st = s.stats();
+  EXPECT_EQ(st.prompt_passes, (uint64_t)(P + 3) / 4);
+  EXPECT_EQ(st.passes, st.prompt_passes + 5);
+  EXPECT_EQ(st.prompt_tokens, (uint64_t)P);
+  EXPECT_GT(st.prompt_pass_seconds, 0.0);
+  EXPECT_LE(st.prompt_pass_seconds, st.busy_seconds);
+}
+
 TEST(Scheduler, CancelFreesTheSlotWithinOnePass) {
   const Model& m = tasks_model();
   SchedulerConfig c;

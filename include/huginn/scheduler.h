@@ -108,6 +108,10 @@ struct SchedulerStats {
   size_t kv_budget = 0, kv_reserved = 0, kv_allocated = 0;
   double tokens_per_second = 0;  // generated tokens per second over the last few seconds
   double busy_seconds = 0;       // time spent in passes
+  // the passes that fed prompt positions (beside any decoding rows) and their
+  // time; the rest of passes and busy_seconds is passes that only decoded
+  uint64_t prompt_passes = 0;
+  double prompt_pass_seconds = 0;
   uint64_t idle_trims = 0;       // times the freed memory of a finished burst went back to the system (malloc_trim)
   // time to first token (seconds, from submission): cumulative bucket counts for ttft_bounds
   static const std::vector<double>& ttft_bounds();

@@ -473,6 +473,10 @@ void Scheduler::loop() {
       stats_.core_iterations += iters;
       stats_.token_iterations += token_iters;
       stats_.busy_seconds += seconds(t1 - t0);
+      if (prompt_rows > 0) {
+        stats_.prompt_passes += 1;
+        stats_.prompt_pass_seconds += seconds(t1 - t0);
+      }
       stats_.running = (int)running.size();
       stats_.prefilling = prefilling;
       stats_.kv_reserved = kv_reserved;

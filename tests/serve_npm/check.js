@@ -100,6 +100,11 @@ async function main() {
   assert.equal(value('huginn_running_sequences'), 0);
   assert.equal(value('huginn_queue_length'), 0);
   assert.ok(value('huginn_iterations_per_token_mean') > 0);
+  // passes that fed prompts: some, not more than all passes, and within the time in passes
+  assert.ok(value('huginn_prompt_passes_total') >= 1);
+  assert.ok(value('huginn_prompt_passes_total') <= value('huginn_passes_total'));
+  assert.ok(value('huginn_prompt_pass_seconds_total') > 0);
+  assert.ok(value('huginn_prompt_pass_seconds_total') <= value('huginn_busy_seconds_total'));
   const req = fam('huginn_requests_total');
   assert.equal(req.type, 'COUNTER');
   const completed = req.metrics.find((m) => m.labels.outcome === 'completed');

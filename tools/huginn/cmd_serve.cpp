@@ -208,6 +208,11 @@ std::string metrics_text(const serve::SchedulerStats& s, const std::string& mode
          (double)s.core_iterations);
   metric("huginn_passes_total", "counter", "Batched passes (decode steps) run.", (double)s.passes);
   metric("huginn_busy_seconds_total", "counter", "Time spent in batched passes.", s.busy_seconds);
+  metric("huginn_prompt_passes_total", "counter",
+         "Batched passes that fed prompt positions (beside any decoding sequences); the other passes only decoded.",
+         (double)s.prompt_passes);
+  metric("huginn_prompt_pass_seconds_total", "counter", "Time spent in batched passes that fed prompt positions.",
+         s.prompt_pass_seconds);
   metric("huginn_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.", s.tokens_per_second);
   metric("huginn_iterations_per_token_mean", "gauge", "Mean recurrent iterations of the passes that produced tokens.",
          s.generated_tokens ? (double)s.token_iterations / (double)s.generated_tokens : 0.0);
