@@ -5,8 +5,9 @@
 // decode_tokens_per_s), time to first token p50/p99, inter-token gap p50/p99, errors,
 // replies that differ from the same request served alone, the mean pass and
 // the mean pass that only decoded, the share of pass time in passes that also
-// fed prompts, and the server's RSS before and after. Without -m: the standard d=512 config (random
-// weights, written to a temporary directory; prompts as token ids).
+// fed prompts, and the server's RSS before and after. Without -m: the
+// standard d=512 config (random weights, written to a temporary directory;
+// prompts as token ids).
 //
 // With --disturb stall|disconnect, each client count runs twice on the same
 // server, without and then with one disturbing client (one that stops
@@ -429,10 +430,8 @@ int main(int argc, char** argv) {
   if (disturb_mode == "none") {
     std::printf(
         "| parallel | clients | requests | errors | differ | tokens/s | decode tokens/s | TTFT p50 ms | TTFT p99 ms | "
-        "gap p50 ms | "
-        "gap p99 ms | mean step ms | decode-only step ms | prompt passes' share | mean iters | RSS before MB | RSS "
-        "after MB "
-        "|\n");
+        "gap p50 ms | gap p99 ms | mean step ms | decode-only step ms | prompt passes' share | mean iters | "
+        "RSS before MB | RSS after MB |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   } else if (max_unread >= stall_tokens && disturb_mode == "stall") {
     std::fprintf(stderr, "--disturb stall needs --max-unread below --stall-tokens (%d): a stall must be dropped\n",
