@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -106,6 +107,45 @@ TEST(Kernels, F16EntriesRoundAndAttendAsTheirF32Widening) {
   bool finite = true;
   for (float x : out16) finite = finite && std::isfinite(x);
   EXPECT_FALSE(finite);
+}
+
+// attention_head4's contract: four queries at once (a prompt chunk's rows under
+// one head) give, query for query, attention_head's bits for that query and
+// its own key count, for F32 and F16 entries, head sizes with and without a
+// tail beyond whole vectors, and key counts equal, increasing or mixed.
+TEST(Kernels, FourQueriesAttendAsEachAlone) {
+  for (int hd : {64, 48, 80, 72, 8, 128}) {
+    const int nk_max = 41, off = 5, row = hd + off + 3;  // entries start `off` floats into rows of `row`
+    const auto qm = randv((size_t)4 * hd, 11), km = randv((size_t)nk_max * row, 12),
+               vm = randv((size_t)nk_max * row, 13);
+    std::vector<uint16_t> kh(km.size()), vh(vm.size());
+    kern::to_f16(km.data(), kh.data(), km.size());
+    kern::to_f16(vm.data(), vh.data(), vm.size());
+    std::vector<const void*> k32(nk_max), v32(nk_max), k16(nk_max), v16(nk_max);
+    for (int j = 0; j < nk_max; ++j) {  // keys in reverse memory order: pointers, not a stride
+      const size_t at = (size_t)(nk_max - 1 - j) * row;
+      k32[j] = km.data() + at, v32[j] = vm.data() + at, k16[j] = kh.data() + at, v16[j] = vh.data() + at;
+    }
+    const std::vector<std::array<int, 4>> counts = {{1, 2, 3, 4},   {38, 39, 40, 41}, {16, 16, 16, 16},
+                                                    {5, 1, 41, 17}, {33, 34, 35, 36}, {4, 8, 12, 20}};
+    for (DType t : {DType::F32, DType::F16}) {
+      const void* const* kp = t == DType::F32 ? k32.data() : k16.data();
+      const void* const* vp = t == DType::F32 ? v32.data() : v16.data();
+      for (const auto& nk : counts) {
+        std::vector<float> out((size_t)4 * hd, NAN), alone(hd), scratch((size_t)4 * (nk_max + 2)), s1(nk_max);
+        const float* qs[4];
+        float* outs[4];
+        for (int i = 0; i < 4; ++i) qs[i] = qm.data() + (size_t)i * hd, outs[i] = out.data() + (size_t)i * hd;
+        kern::attention_head4(qs, kp, vp, t, nk.data(), hd, off, outs, scratch.data(), nk_max + 2);
+        for (int i = 0; i < 4; ++i) {
+          kern::attention_head(qs[i], kp, vp, t, nk[i], hd, off, alone.data(), s1.data());
+          ASSERT_EQ(0, std::memcmp(outs[i], alone.data(), sizeof(float) * hd))
+              << dtype_name(t) << " hd " << hd << " query " << i << " of nk " << nk[0] << "," << nk[1] << "," << nk[2]
+              << "," << nk[3];
+        }
+      }
+    }
+  }
 }
 
 TEST(Kernels, MatmulGemvAndBlasPathsMatchNaive) {

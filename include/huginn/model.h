@@ -70,6 +70,7 @@ struct Workspace {
   std::vector<const void*> keys, vals;  // per key: its entry (F32 or F16, the cache's kv_type)
   LineFloats scores;
   std::vector<int> seg_keys, seg_offset, seg_row0, row_seg;
+  std::vector<int> row_groups;  // (first row, rows) per unit of the attention loop
   void ensure(const ModelConfig& c, int tokens, int keys);
 };
 

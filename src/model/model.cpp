@@ -245,7 +245,7 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
   auto grow = [](auto& vec, size_t n) {
     if (vec.size() < n) vec.resize(std::max(n, 2 * vec.size()));
   };
-  grow(ws.keys, cap * nseg), grow(ws.vals, cap * nseg), grow(ws.scores, cap * (size_t)omp_get_max_threads());
+  grow(ws.keys, cap * nseg), grow(ws.vals, cap * nseg), grow(ws.scores, 4 * cap * (size_t)omp_get_max_threads());
   grow(ws.seg_keys, nseg), grow(ws.seg_offset, nseg), grow(ws.seg_row0, nseg), grow(ws.row_seg, T);
   int64_t work = 0;
   for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
@@ -275,6 +275,18 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
     for (int t = 0; t < Ts; ++t) ws.row_seg[r0 + t] = i;
     work += (int64_t)Ts * H * lk * hd;
   }
+  // The loop's units: a segment's rows four at a time (a prompt chunk's
+  // positions: attention_head4 reads each key and value once for the four),
+  // the last 1-3 rows and every decode row alone; times the heads. Each row's
+  // result is the same either way (attention_head4's contract).
+  ws.row_groups.clear();  // (first row, rows) pairs; the capacity is kept
+  for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
+    int t = 0;
+    for (; t + 4 <= seg[i].rows; t += 4) ws.row_groups.insert(ws.row_groups.end(), {r0 + t, 4});
+    for (; t < seg[i].rows; ++t) ws.row_groups.insert(ws.row_groups.end(), {r0 + t, 1});
+  }
+  const int units = (int)ws.row_groups.size() / 2 * H;
+  const int* groups = ws.row_groups.data();
   const void* const* kp = ws.keys.data();
   const void* const* vp = ws.vals.data();
   const int *lkp = ws.seg_keys.data(), *op = ws.seg_offset.data(), *rsp = ws.row_seg.data(), *r0p = ws.seg_row0.data();
@@ -282,14 +294,31 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
   const int group = H / Hkv;
   // As in kern::attention: below ~32K multiply-adds waking the other threads costs more.
 #pragma omp parallel for schedule(dynamic, 1) if (work > 32768 && !omp_in_parallel())
-  for (int w = 0; w < T * H; ++w) {
-    const int r = w / H, h = w % H, i = rsp[r], t = r - r0p[i];
-    const int nk = op[i] < 0 ? lkp[i] : std::min(lkp[i], t + op[i] + 1);
+  for (int w = 0; w < units; ++w) {
+    const int r = groups[2 * (w / H)], rows = groups[2 * (w / H) + 1], h = w % H, i = rsp[r];
+    auto keys_seen = [&](int row) {
+      const int t = row - r0p[i];
+      return op[i] < 0 ? lkp[i] : std::min(lkp[i], t + op[i] + 1);
+    };
     const KVCache* c = seg[i].cache;
     const size_t head_stride = c ? c->head_stride() : (size_t)hd;
-    kern::attention_head(q + (size_t)r * ldq + h * hd, kp + cap * i, vp + cap * i, c ? c->kv_type() : DType::F32, nk,
-                         hd, (h / group) * head_stride, out + (size_t)r * d + h * hd,
-                         scores + (size_t)omp_get_thread_num() * cap);
+    const DType kv_type = c ? c->kv_type() : DType::F32;
+    float* scratch = scores + (size_t)omp_get_thread_num() * 4 * cap;
+    if (rows == 4) {
+      const float* qs[4];
+      float* outs[4];
+      int nk[4];
+      for (int k = 0; k < 4; ++k) {
+        qs[k] = q + (size_t)(r + k) * ldq + h * hd;
+        outs[k] = out + (size_t)(r + k) * d + h * hd;
+        nk[k] = keys_seen(r + k);
+      }
+      kern::attention_head4(qs, kp + cap * i, vp + cap * i, kv_type, nk, hd, (h / group) * head_stride, outs, scratch,
+                            cap);
+      continue;
+    }
+    kern::attention_head(q + (size_t)r * ldq + h * hd, kp + cap * i, vp + cap * i, kv_type, keys_seen(r), hd,
+                         (h / group) * head_stride, out + (size_t)r * d + h * hd, scratch);
   }
 }
 

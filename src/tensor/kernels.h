@@ -30,6 +30,13 @@ void axpys(const float* a, const float* const* rows, size_t off, size_t nrows, f
 // in the register: the same bits as over the rows converted to f32.
 void dots(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out);
 void axpys(const float* a, const uint16_t* const* rows, size_t off, size_t nrows, float* y, size_t n);
+// axpys for four weight vectors a[0..3] at once (a prompt chunk's positions
+// under one head): y[q] gets exactly what axpys gives a[q] over its own
+// nrows[q] rows, and each row is read once for the four.
+void axpys4(const float* const* a, const float* const* rows, size_t off, const size_t* nrows, float* const* y,
+            size_t n);
+void axpys4(const float* const* a, const uint16_t* const* rows, size_t off, const size_t* nrows, float* const* y,
+            size_t n);
 // out[i] = x[i] rounded to the nearest f16 (ties to even), n values.
 void to_f16(const float* x, uint16_t* out, size_t n);
 
@@ -115,5 +122,12 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
 // attention's bits.
 void attention_head(const float* q, const void* const* keys, const void* const* vals, DType kv_type, int nk,
                     int head_dim, size_t kv_off, float* out, float* scratch);
+// Four query heads (q[i], out[i]) against the same keys and values, query i
+// seeing keys j < nk[i] (a prompt chunk's consecutive positions under one
+// head): each out[i] gets exactly attention_head's bits for q[i] and nk[i];
+// the values are read once for the four. scratch: 4 x ld floats, ld >= every
+// nk[i].
+void attention_head4(const float* const* q, const void* const* keys, const void* const* vals, DType kv_type,
+                     const int* nk, int head_dim, size_t kv_off, float* const* out, float* scratch, size_t ld);
 
 }  // namespace huginn::kern

@@ -438,6 +438,69 @@ void AxpysT(const float* a, const W* const* rows, size_t off, size_t nrows, floa
   if (i < n)  // the tail, AxpyT's zero-padded vector per row
     for (size_t j = 0; j < nrows; ++j) AxpyT(a[j], rows[j] + off + i, y + i, n - i);
 }
+
+// y[q] += a[q][j] * rows[j] for j < nrows[q], q < 4, each y[q] with exactly
+// AxpysT's operations in its order (rows one after another), each row's
+// vectors loaded once for every query that takes it.
+template <class W>
+void Axpys4T(const float* const* a, const W* const* rows, size_t off, const size_t* nrows, float* const* y, size_t n) {
+#if HWY_HAVE_SCALABLE
+  for (int q = 0; q < 4; ++q) AxpysT(a[q], rows, off, nrows[q], y[q], n);
+#else
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const size_t common = std::min(std::min(nrows[0], nrows[1]), std::min(nrows[2], nrows[3]));
+  size_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    hn::Vec<DF> yv[4][4];
+    for (int q = 0; q < 4; ++q)
+      for (int c = 0; c < 4; ++c) yv[q][c] = hn::LoadU(d, y[q] + i + c * N);
+    for (size_t j = 0; j < common; ++j) {
+      const W* x = rows[j] + off + i;
+      const auto x0 = LoadW(d, x), x1 = LoadW(d, x + N), x2 = LoadW(d, x + 2 * N), x3 = LoadW(d, x + 3 * N);
+      for (int q = 0; q < 4; ++q) {
+        const auto av = hn::Set(d, a[q][j]);
+        yv[q][0] = hn::MulAdd(av, x0, yv[q][0]);
+        yv[q][1] = hn::MulAdd(av, x1, yv[q][1]);
+        yv[q][2] = hn::MulAdd(av, x2, yv[q][2]);
+        yv[q][3] = hn::MulAdd(av, x3, yv[q][3]);
+      }
+    }
+    for (int q = 0; q < 4; ++q) {
+      for (size_t j = common; j < nrows[q]; ++j) {  // the rows only this query takes, still in order
+        const auto av = hn::Set(d, a[q][j]);
+        const W* x = rows[j] + off + i;
+        for (int c = 0; c < 4; ++c) yv[q][c] = hn::MulAdd(av, LoadW(d, x + c * N), yv[q][c]);
+      }
+      for (int c = 0; c < 4; ++c) hn::StoreU(yv[q][c], d, y[q] + i + c * N);
+    }
+  }
+  for (; i + N <= n; i += N) {
+    hn::Vec<DF> yv[4];
+    for (int q = 0; q < 4; ++q) yv[q] = hn::LoadU(d, y[q] + i);
+    for (size_t j = 0; j < common; ++j) {
+      const auto x0 = LoadW(d, rows[j] + off + i);
+      for (int q = 0; q < 4; ++q) yv[q] = hn::MulAdd(hn::Set(d, a[q][j]), x0, yv[q]);
+    }
+    for (int q = 0; q < 4; ++q) {
+      for (size_t j = common; j < nrows[q]; ++j)
+        yv[q] = hn::MulAdd(hn::Set(d, a[q][j]), LoadW(d, rows[j] + off + i), yv[q]);
+      hn::StoreU(yv[q], d, y[q] + i);
+    }
+  }
+  if (i < n)  // AxpysT's tail, per query
+    for (int q = 0; q < 4; ++q)
+      for (size_t j = 0; j < nrows[q]; ++j) AxpyT(a[q][j], rows[j] + off + i, y[q] + i, n - i);
+#endif
+}
+void Axpys4F32(const float* const* a, const float* const* rows, size_t off, const size_t* nrows, float* const* y,
+               size_t n) {
+  Axpys4T(a, rows, off, nrows, y, n);
+}
+void Axpys4F16(const float* const* a, const uint16_t* const* rows, size_t off, const size_t* nrows, float* const* y,
+               size_t n) {
+  Axpys4T(a, reinterpret_cast<const F16* const*>(rows), off, nrows, y, n);
+}
 void DotsF32(const float* a, const float* const* rows, size_t off, size_t nrows, size_t n, float scale, float* out) {
   DotsT(a, rows, off, nrows, n, scale, out);
 }
@@ -513,6 +576,8 @@ HWY_EXPORT(DotsF32);
 HWY_EXPORT(AxpysF32);
 HWY_EXPORT(DotsF16);
 HWY_EXPORT(AxpysF16);
+HWY_EXPORT(Axpys4F32);
+HWY_EXPORT(Axpys4F16);
 HWY_EXPORT(ToF16);
 HWY_EXPORT(WidenF32);
 HWY_EXPORT(WidenBF16);
@@ -535,6 +600,14 @@ void axpys(const float* a, const uint16_t* const* rows, size_t off, size_t nrows
   HWY_DYNAMIC_DISPATCH(AxpysF16)(a, rows, off, nrows, y, n);
 }
 void to_f16(const float* x, uint16_t* out, size_t n) { HWY_DYNAMIC_DISPATCH(ToF16)(x, out, n); }
+void axpys4(const float* const* a, const float* const* rows, size_t off, const size_t* nrows, float* const* y,
+            size_t n) {
+  HWY_DYNAMIC_DISPATCH(Axpys4F32)(a, rows, off, nrows, y, n);
+}
+void axpys4(const float* const* a, const uint16_t* const* rows, size_t off, const size_t* nrows, float* const* y,
+            size_t n) {
+  HWY_DYNAMIC_DISPATCH(Axpys4F16)(a, rows, off, nrows, y, n);
+}
 
 namespace simd {
 DotFn dot_fn(DType t) {
