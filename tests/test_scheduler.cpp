@@ -284,7 +284,12 @@ TEST(Scheduler, CountsThePassesThatFedPrompts) {
   wait_done({j});
   ASSERT_EQ(j->state, Job::State::Done) << j->error;
   ASSERT_EQ(j->result.tokens.size(), 6u);
-  const serve::SchedulerStats st = s.stats();
+  // the job is told it is done before its last pass is counted: wait for the count
+  serve::SchedulerStats st = s.stats();
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       (st.running != 0 || st.generated_tokens < 6) && std::chrono::steady_clock::now() < until; st = s.stats())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(st.generated_tokens, 6u);
   EXPECT_EQ(st.prompt_passes, (uint64_t)(P + 3) / 4);
   EXPECT_EQ(st.passes, st.prompt_passes + 5);
   EXPECT_EQ(st.prompt_tokens, (uint64_t)P);
