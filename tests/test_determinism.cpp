@@ -110,8 +110,12 @@ TEST(Determinism, GemmBlocksDependOnTheShapeOnly) {
     EXPECT_EQ(rows % 32, 0);
     const int blocks = (M + rows - 1) / rows;
     EXPECT_LE(blocks, 16) << M;
-    if (M >= 512) EXPECT_GE(rows, 256) << M;
-    if (M >= 128) EXPECT_GE(blocks, 2) << M;
+    if (M >= 512) {
+      EXPECT_GE(rows, 256) << M;
+    }
+    if (M >= 128) {
+      EXPECT_GE(blocks, 2) << M;
+    }
   }
   // fewer than 128 rows: columns cut instead (for two threads from 256 on)
   EXPECT_EQ(kern::gemm_block_cols(16, 200), 200);

@@ -279,7 +279,9 @@ TEST(Quant, NonFinite) {
     std::vector<uint8_t> b(quant::row_bytes(t, K));
     std::vector<float> w = test::randv(K, 3);
     w[K - 1] = -INFINITY;
-    if (is_block(t)) EXPECT_THROW(quant::quantize_row(t, w.data(), b.data(), K), Error) << quant::name(t);
+    if (is_block(t)) {
+      EXPECT_THROW(quant::quantize_row(t, w.data(), b.data(), K), Error) << quant::name(t);
+    }
   }
 }
 
@@ -294,7 +296,9 @@ TEST(Quant, QuantizeRowsInParallelEqualsRowByRow) {
     quant::quantize_rows(t, w.data(), b.data(), N, K);
     EXPECT_EQ(b, m.bytes) << quant::name(t);
     w[(size_t)5 * K + 1] = NAN;
-    if (is_block(t)) EXPECT_THROW(quant::quantize_rows(t, w.data(), b.data(), N, K), Error);
+    if (is_block(t)) {
+      EXPECT_THROW(quant::quantize_rows(t, w.data(), b.data(), N, K), Error);
+    }
   }
 }
 

@@ -127,7 +127,9 @@ TEST(Quantize, KTypesFallBackWhereRowsDoNotAllow) {
   int fell = 0;
   for (const auto& t : r.tensors) {
     EXPECT_NE(t.type, "Q4_K") << t.name;
-    if (t.shape.size() != 2) EXPECT_EQ(t.type, "F32") << t.name;
+    if (t.shape.size() != 2) {
+      EXPECT_EQ(t.type, "F32") << t.name;
+    }
     fell += t.note.find("not a multiple of 256") != std::string::npos;
   }
   EXPECT_GT(fell, 0);

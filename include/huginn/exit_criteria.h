@@ -28,7 +28,7 @@ struct ExitCriterion {
   double threshold = 0;
   // kind Custom: the rule, and whether it reads the logits (then every check
   // runs the coda and the head, as the logit criteria do).
-  ExitRule rule;
+  ExitRule rule{};
   bool rule_needs_logits = true;
   static ExitCriterion custom(ExitRule rule, bool needs_logits = true);
   // "none", "kl", "kl:5e-4", "minp-kl", "entropy-diff:1e-3", "latent-diff",

@@ -12,7 +12,7 @@ struct QuantizeOptions {
   // The mix: q8_0, q4_0, q4_1, q5_0, q4_k_m, q5_k_m, q6_k, bf16, f16, f32.
   std::string type = "q8_0";
   // Called before each tensor is written: (index from 0, count, GGUF name, ggml type name).
-  std::function<void(size_t, size_t, const std::string&, const char*)> progress;
+  std::function<void(size_t, size_t, const std::string&, const char*)> progress{};
 };
 
 struct QuantizeResult {

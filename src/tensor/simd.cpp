@@ -274,8 +274,11 @@ void Dot4RowsT(const float* HWY_RESTRICT x, size_t ldx, size_t T, const W* HWY_R
 #else
   const DF d;
   const size_t N = hn::Lanes(d);
+  // Read only for a tail, but always zeroed (four vector stores, nothing
+  // beside the rows' stream): GCC cannot see that the reads need a tail and
+  // warned that they might see it uninitialised.
   alignas(64) float wt[4 * kMaxLanes];
-  if (n % N != 0) std::fill(wt, wt + 4 * kMaxLanes, 0.f);  // only read for a tail
+  for (size_t r = 0; r < 4; ++r) std::fill_n(wt + r * kMaxLanes, N, 0.f);
   for (size_t i = n / N * N, j = 0; i < n; ++i, ++j)
     for (size_t r = 0; r < 4; ++r) wt[r * kMaxLanes + j] = widen(w0[r * ldw + i]);
   // Every block of activation rows prefetches the rows `prefetch_rows` ahead
