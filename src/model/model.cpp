@@ -276,7 +276,7 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
     work += (int64_t)Ts * H * lk * hd;
   }
   // The loop's units: a segment's rows four at a time (a prompt chunk's
-  // positions: attention_head4 reads each key and value once for the four),
+  // positions: attention_head4 reads each value row once for the four),
   // the last 1-3 rows and every decode row alone; times the heads. Each row's
   // result is the same either way (attention_head4's contract).
   ws.row_groups.clear();  // (first row, rows) pairs; the capacity is kept
