@@ -323,7 +323,9 @@ TEST(Kernels, TypedWeightsEqualTheirF32Widening) {
 TEST(Kernels, MultiRowGemvRowsEqualSingleRow) {
   const int kMax = 33;
   for (DType dt : {DType::F32, DType::BF16, DType::F16})
-    for (auto [N, K] : {std::pair{37, 29}, std::pair{9, 515}, std::pair{64, 512}, std::pair{6, 3}}) {
+    // K > 512: rows taken in stretches with the partial sums carried (1541: three and a tail; 1024: two exactly)
+    for (auto [N, K] : {std::pair{37, 29}, std::pair{9, 515}, std::pair{64, 512}, std::pair{6, 3}, std::pair{8, 1541},
+                        std::pair{5, 1024}}) {
       auto w = randv((size_t)N * K, 11), x = randv((size_t)kMax * K, 12);
       std::vector<uint16_t> stored(w.size());
       for (size_t i = 0; i < w.size(); ++i) stored[i] = dt == DType::BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
