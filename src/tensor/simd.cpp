@@ -343,7 +343,8 @@ void Dot4RowsT(const float* HWY_RESTRICT x, size_t ldx, size_t T, const W* HWY_R
   // GFLOP/s with the weights in cache, 139 -> 115 us per call streamed from
   // memory (the one-row call: 112 us); 5280x5280 3.6-3.8 ms against 4.2-4.4;
   // stretches of 256 or 768 were slower than 512. Not for BF16/F16: at 8 rows
-  // their widening keeps the cores busy, and stretches measured 0-8% slower.
+  // they already run near the cores' multiply-add rate (half the bytes per
+  // weight), and stretches measured 0-8% slower.
   const size_t stretch = std::is_same_v<W, float> && T > (size_t)kRows && n > kStretch ? kStretch : n;
   alignas(64) float acc[kStretchRows * 4 * kFixedLanes];
   size_t t = 0, i0 = 0, i1 = n;
