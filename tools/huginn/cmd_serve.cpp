@@ -291,24 +291,48 @@ int run(const ServeOptions& o) {
     res.set_content(metrics_text(sched.stats(), api.name()), "text/plain; version=0.0.4; charset=utf-8");
   });
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) { send_json(res, 200, api.models()); });
+  // Every POST route reads its body through a ContentReader, whatever its
+  // Content-Type: httplib's own reading parses an
+  // application/x-www-form-urlencoded body (what `curl -d` sends) into
+  // parameters and refuses one above 8 KB with a 413, a limit built into the
+  // library; read this way only --max-body applies.
+  using BodyHandler = std::function<void(const httplib::Request&, const std::string&, httplib::Response&)>;
+  auto with_body = [](BodyHandler h) {
+    return
+        [h = std::move(h)](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+          if (req.is_multipart_form_data()) {
+            send_json(res, 415, error_json("multipart/form-data bodies are not accepted; send the request as JSON"));
+            return;
+          }
+          std::string body;
+          if (!reader([&](const char* data, size_t n) {
+                body.append(data, n);
+                return true;
+              })) {
+            if (res.status < 400) res.status = 400;  // httplib sets 413 (over --max-body) or 400 itself
+            return;
+          }
+          h(req, body, res);
+        };
+  };
   auto simple_post = [&](json (Api::*fn)(std::string_view) const) {
-    return [&, fn](const httplib::Request& req, httplib::Response& res) {
+    return with_body([&, fn](const httplib::Request&, const std::string& body, httplib::Response& res) {
       try {
-        send_json(res, 200, (api.*fn)(req.body));
+        send_json(res, 200, (api.*fn)(body));
       } catch (const ApiError& e) {
         send_json(res, e.status, error_json(e.what()));
       }
-    };
+    });
   };
   svr.Post("/tokenize", simple_post(&Api::tokenize));
   svr.Post("/detokenize", simple_post(&Api::detokenize));
 
   auto completion = [&](bool chat) {
-    return [&, chat](const httplib::Request& req, httplib::Response& res) {
+    return with_body([&, chat](const httplib::Request& req, const std::string& body, httplib::Response& res) {
       const auto t0 = Clock::now();
       auto r = std::make_shared<ApiRequest>();
       try {
-        *r = api.parse(req.body, chat);
+        *r = api.parse(body, chat);
       } catch (const ApiError& e) {
         send_json(res, e.status, error_json(e.what()));
         log_request(req, e.status, t0, nullptr, {}, e.what());
@@ -529,7 +553,7 @@ int run(const ServeOptions& o) {
         log_request(req_copy, status, t0, r.get(), jobs, reason);
         return true;
       });
-    };
+    });
   };
   svr.Post("/v1/completions", completion(false));
   svr.Post("/v1/chat/completions", completion(true));
