@@ -165,6 +165,28 @@ TEST(Config, MustMatchTheWeightsPresent) {
   ModelConfig wider = c;
   wider.intermediate_size = c.intermediate_size + 2;
   expect_error([&] { check_config_against_weights(wider, store); }, "the config needs [");
+  // Weights the config does not use: qk_bias tensors under "qk_bias": false
+  // (they were ignored: silently a different model), or any other tensor.
+  ModelConfig no_qk = c;
+  no_qk.qk_bias = false;
+  expect_error([&] { check_config_against_weights(no_qk, store); },
+               "4 tensors that this config does not use, e.g. 'transformer.coda.0.attn.qk_bias' (config.json has "
+               "\"qk_bias\": false, but the weights hold qk_bias tensors)");
+  {
+    auto dir3 = test::temp_dir("cfgw3");
+    std::vector<TensorToWrite> ts;
+    for (const ParamSpec& p : param_layout(c)) ts.push_back({p.name, p.shape, flat.data() + p.offset});
+    const float one = 1.f;
+    ts.push_back({"freqs_cis", {1, c.block_size, 1, c.head_dim / 2, 2}, flat.data()});  // the reference's buffer
+    ts.push_back({"lm_head.weight", {c.vocab_size, c.n_embd}, flat.data()});            // its tied copy
+    write_safetensors((dir3 / "model.safetensors").string(), ts);
+    EXPECT_NO_THROW(check_config_against_weights(c, TensorStore::open_dir(dir3.string())));
+    ts.push_back({"transformer.bogus\x01.weight", {1}, &one});
+    write_safetensors((dir3 / "model.safetensors").string(), ts);
+    expect_error([&] { check_config_against_weights(c, TensorStore::open_dir(dir3.string())); },
+                 "the weights hold 1 tensor that this config does not use, e.g. 'transformer.bogus\\x01.weight'");
+    fs::remove_all(dir3);
+  }
   ModelConfig longer = c;
   longer.block_size = 1 << 20;  // 2^20 positions x 16 x 4 B = 64 MiB of tables: within the 128 MiB floor
   EXPECT_NO_THROW(check_config_against_weights(longer, store));

@@ -61,5 +61,8 @@ bool parse_double(const std::string& s, double& out);  // finite values only
 // Whole numbers separated by commas, spaces, tabs, newlines or brackets
 // ("1,2 3", "[1, 2]"); throws Error "invalid WHAT 'ENTRY'" for a bad entry.
 std::vector<long long> parse_int_list(const std::string& s, const std::string& what);
+// A name read from a file, fit for an error message: bytes outside printable
+// ASCII as \xNN, cut to `max` characters with "..." after.
+std::string printable(const std::string& s, size_t max = 80);
 
 }  // namespace huginn

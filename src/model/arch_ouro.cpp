@@ -151,7 +151,7 @@ class Ouro final : public Architecture {
   ModelConfig parse_config(const json& j, const std::string& src) const override {
     for (auto it = j.begin(); it != j.end(); ++it)
       if (!known_keys().count(it.key()))
-        fail(src, ": unknown config key '", it.key(), "' (not part of the Ouro config)");
+        fail(src, ": unknown config key '", printable(it.key()), "' (not part of the Ouro config)");
     ModelConfig c;
     c.name = "ouro";
     // OuroConfig's defaults where a key is absent.

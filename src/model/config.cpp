@@ -106,7 +106,7 @@ ModelConfig parse_huginn_config(const json& j, const std::string& src) {
   if (!j.is_object()) fail(src, ": config must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!ignored_keys().count(it.key()))
-      fail(src, ": unknown config key '", it.key(), "' (not part of the recurrent-depth model config)");
+      fail(src, ": unknown config key '", printable(it.key()), "' (not part of the recurrent-depth model config)");
 
   ModelConfig c;
   if (j.contains("name") && j["name"].is_string()) c.name = j["name"].get<std::string>();

@@ -57,4 +57,21 @@ std::vector<long long> parse_int_list(const std::string& s, const std::string& w
   return out;
 }
 
+std::string printable(const std::string& s, size_t max) {
+  std::string r;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (r.size() >= max) return r + "...";
+    const unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c < 0x7f) {
+      r += (char)c;
+    } else {
+      static const char* hex = "0123456789abcdef";
+      r += "\\x";
+      r += hex[c >> 4];
+      r += hex[c & 15];
+    }
+  }
+  return r;
+}
+
 }  // namespace huginn
