@@ -9,18 +9,20 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "huginn/check.h"
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
+#include "huginn/gguf.h"
 #include "huginn/json.h"
 #include "huginn/model.h"
 #include "huginn/safetensors.h"
 #include "huginn/server_api.h"
 #include "huginn/tasks.h"
 #include "huginn/tokenizer.h"
-#include "huginn/check.h"
 #include "test_util.h"
 #include "text/regex.h"
 #include "text/unicode.h"
@@ -121,6 +123,39 @@ TEST(Json, OnlyRegularFilesAreRead) {
   expect_error([&] { TensorStore::open_file((dir / "model.safetensors").string()); }, "not a regular file");
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 2.0);
   expect_error([&] { read_regular_file(dir.string()); }, "not a regular file");
+  fs::remove_all(dir);
+}
+
+// Atomic writes (temporary file, then rename) replace what is at the path:
+// a symbolic link is followed instead (the file it names is replaced, the
+// link stays), and a FIFO, device or directory there is refused, never
+// replaced (a quantize to /dev/full as root replaced the device node).
+TEST(Hardening, AtomicWritesFollowLinksAndRefuseSpecialFiles) {
+  auto dir = test::temp_dir("atomic");
+  auto read = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  write_file_atomic((dir / "a.txt").string(), "first");
+  fs::create_symlink("a.txt", dir / "link.txt");
+  write_file_atomic((dir / "link.txt").string(), "second");
+  EXPECT_TRUE(fs::is_symlink(dir / "link.txt"));
+  EXPECT_EQ(read(dir / "a.txt"), "second");
+  fs::create_symlink(dir / "b.txt", dir / "dangling.txt");  // absolute, to a file not there yet
+  write_file_atomic((dir / "dangling.txt").string(), "third");
+  EXPECT_TRUE(fs::is_symlink(dir / "dangling.txt"));
+  EXPECT_EQ(read(dir / "b.txt"), "third");
+  const std::string fifo = (dir / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expect_error([&] { write_file_atomic(fifo, "x"); }, "exists and is not a regular file");
+  fs::create_symlink("fifo", dir / "to_fifo");
+  expect_error([&] { write_file_atomic((dir / "to_fifo").string(), "x"); }, "not a regular file");
+  expect_error([&] { gguf::Writer w(fifo); }, "not a regular file");
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  fs::create_directory(dir / "sub");
+  expect_error([&] { write_file_atomic((dir / "sub").string(), "x"); }, "is a directory");
+  for (auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
   fs::remove_all(dir);
 }
 

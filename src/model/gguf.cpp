@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "huginn/common.h"
+#include "huginn/safetensors.h"
 
 namespace huginn::gguf {
 namespace {
@@ -311,7 +312,7 @@ std::vector<float> File::to_f32(const Tensor& t) const {
 
 // --- writer ------------------------------------------------------------------
 
-Writer::Writer(std::string path, uint32_t alignment) : path_(std::move(path)), alignment_(alignment) {
+Writer::Writer(std::string path, uint32_t alignment) : path_(atomic_write_path(path)), alignment_(alignment) {
   if (!alignment || (alignment & (alignment - 1))) fail("gguf: alignment ", alignment, " is not a power of two");
   tmp_ = path_ + ".tmp." + std::to_string(getpid());
   if (alignment != 32) set("general.alignment", Value::uint(ValueType::U32, alignment));

@@ -309,7 +309,30 @@ std::vector<std::string> TensorStore::files() const {
   return v;
 }
 
-void write_file_atomic(const std::string& path, const std::string& contents) {
+std::string atomic_write_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path p = path;
+  for (int links = 0;; ++links) {
+    std::error_code ec;
+    const fs::file_status st = fs::symlink_status(p, ec);
+    if (ec || !fs::exists(st)) return p.string();  // a new file (or open() reports why not)
+    if (fs::is_symlink(st)) {
+      if (links == 40) fail(path, ": too many levels of symbolic links");
+      const fs::path to = fs::read_symlink(p, ec);
+      if (ec) fail(path, ": cannot read the symbolic link: ", ec.message());
+      p = to.is_absolute() ? to : p.parent_path() / to;
+      continue;
+    }
+    if (!fs::is_regular_file(st))
+      fail(path,
+           fs::is_directory(st) ? ": is a directory" : ": exists and is not a regular file (a device, FIFO or socket)",
+           "; not replacing it");
+    return p.string();
+  }
+}
+
+void write_file_atomic(const std::string& path_in, const std::string& contents) {
+  const std::string path = atomic_write_path(path_in);
   std::string tmp = path + ".tmp." + std::to_string(getpid());
   {
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -343,7 +366,8 @@ namespace {
 // removed otherwise.
 class AtomicWriter {
  public:
-  explicit AtomicWriter(const std::string& path) : path_(path), tmp_(path + ".tmp." + std::to_string(getpid())) {
+  explicit AtomicWriter(const std::string& path)
+      : path_(atomic_write_path(path)), tmp_(path_ + ".tmp." + std::to_string(getpid())) {
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd_ < 0) fail(tmp_, ": cannot create: ", std::strerror(errno));
   }
