@@ -90,6 +90,12 @@ TEST(GenerateCli, BadOptionsAreClearErrors) {
            {"generate -m " + kModel + " --ids 1,99999", "outside the vocabulary"},
            {"generate -m " + kModel + " --ids 1,x", "invalid token id"},
            {"generate -m /nonexistent --ids 1", "not a model directory"},
+           // a prompt file that is a directory, or empty (like -p ""), is no prompt
+           {"generate -m " + std::string(HUGINN_SOURCE_DIR) + "/models/huginn-tasks --prompt-file " +
+                std::string(HUGINN_SOURCE_DIR) + "/models",
+            "is a directory"},
+           {"generate -m " + std::string(HUGINN_SOURCE_DIR) + "/models/huginn-tasks --prompt-file /dev/null",
+            "is empty"},
        }) {
     auto r = run_cli(c.args);
     EXPECT_EQ(r.code, 1) << c.args << "\n" << r.err;

@@ -179,11 +179,16 @@ std::vector<int> prompt_ids(const Tokenizer* tok, const PromptSource& p, const s
   }
   std::string text = p.text;
   if (!p.file.empty()) {
+    // (a pipe is fine: --prompt-file <(command))
+    std::error_code ec;
+    if (std::filesystem::is_directory(p.file, ec)) fail("prompt file '", p.file, "' is a directory");
     std::ifstream f(p.file, std::ios::binary);
     if (!f) fail("cannot open prompt file '", p.file, "'");
     std::ostringstream ss;
     ss << f.rdbuf();
+    if (f.bad()) fail("cannot read prompt file '", p.file, "'");
     text = ss.str();
+    if (text.empty()) fail("prompt file '", p.file, "' is empty");
   }
   if (!tok)
     fail("model directory '", model_dir,
