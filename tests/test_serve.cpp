@@ -730,6 +730,43 @@ int send_request(int port, const std::string& path, const std::string& body, int
   return fd;
 }
 
+// Framing that a proxy could read differently from this server (RFC 9112
+// 6.3): one 400 before any body is read (the body is not answered as a
+// second request), and the connection ends.
+TEST(ServeHttp, AmbiguousBodyFramingIs400AndCloses) {
+  ServerProcess srv({"serve", "-m", kTasks, "--port", "0"});
+  ASSERT_GT(srv.port, 0) << srv.err();
+  const std::string body = R"({"prompt": "1=", "max_tokens": 1})";
+  const std::string head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\n";
+  const std::string n = std::to_string(body.size());
+  struct Case {
+    std::string headers, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"Content-Length: -5\r\n", "Content-Length '-5' is not a whole number"},
+           {"Content-Length: abc\r\n", "Content-Length 'abc' is not a whole number"},
+           {"Content-Length: " + n + "\r\nContent-Length: 7\r\n", "more than one Content-Length"},
+           {"Content-Length: " + n + "\r\nTransfer-Encoding: chunked\r\n", "both Content-Length and Transfer-Encoding"},
+       }) {
+    const int fd = connect_to(srv.port);
+    ASSERT_GE(fd, 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const std::string req = head + c.headers + "\r\n" + body;
+    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), (ssize_t)req.size());
+    std::string got;
+    char buf[4096];
+    ssize_t k;
+    while ((k = ::recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, (size_t)k);
+    EXPECT_EQ(k, 0) << "the connection stays open: " << c.headers;  // 0: closed by the server; -1: timed out
+    ::close(fd);
+    EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
+    EXPECT_NE(got.find(c.message), std::string::npos) << got;
+    EXPECT_EQ(got.find("HTTP/1.1", 1), std::string::npos) << "a second response: " << got;
+  }
+  EXPECT_EQ(srv.stop(), 0) << srv.err();
+}
+
 // The server's per-request log lines (JSON on stderr) with this status.
 std::vector<json> request_logs(const std::string& err, int status) {
   std::vector<json> out;

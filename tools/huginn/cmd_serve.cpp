@@ -291,6 +291,26 @@ int run(const ServeOptions& o) {
     res.set_content(metrics_text(sched.stats(), api.name()), "text/plain; version=0.0.4; charset=utf-8");
   });
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) { send_json(res, 200, api.models()); });
+  // Before any body is read: framing that would let a client or proxy see a
+  // different request than this server does (RFC 9112 6.3) is refused with a
+  // 400 and "Connection: close" (the body is never taken for a request).
+  svr.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+    std::string why;
+    const size_t lengths = req.get_header_value_count("Content-Length");
+    if (lengths > 1) {
+      why = "more than one Content-Length header";
+    } else if (lengths == 1) {
+      const std::string v = req.get_header_value("Content-Length");
+      if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos)
+        why = "Content-Length '" + printable(v, 24) + "' is not a whole number of bytes";
+      else if (req.has_header("Transfer-Encoding"))
+        why = "both Content-Length and Transfer-Encoding";
+    }
+    if (why.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    res.set_header("Connection", "close");
+    send_json(res, 400, error_json("bad request: " + why));
+    return httplib::Server::HandlerResponse::Handled;
+  });
   // Every POST route reads its body through a ContentReader, whatever its
   // Content-Type: httplib's own reading parses an
   // application/x-www-form-urlencoded body (what `curl -d` sends) into
