@@ -179,6 +179,18 @@ TEST(Config, SizesAreBoundedBeforeAnythingIsAllocated) {
   expect_error([&] { parse_config(with({{"vocab_size", -1e19}}), "c"); }, "out of range");
   expect_error([&] { parse_config(with({{"vocab_size", 18446744073709551615ull}}), "c"); }, "out of range");
   EXPECT_EQ(parse_config(with({{"vocab_size", 512.0}}), "c").vocab_size, 512);
+  // The message names the key that is wrong (it named num_key_value_heads, or an alias absent from the file).
+  expect_error(
+      [&] {
+        parse_config(with({{"n_heads", 0}, {"num_key_value_heads", 4}}), "c");
+      },
+      "n_heads must be positive, got 0");
+  {
+    json j = tiny_config_json();
+    j.erase("n_embd");
+    j.erase("hidden_size");
+    expect_error([&] { parse_config(j, "c"); }, "missing required key 'n_embd' (or 'hidden_size')");
+  }
   expect_error([&] { parse_config(with({{"vocab_size", json::parse(nested(50))}}), "c"); },
                "must be an integer, got an array");
   // Large but consistent sizes still parse (a 65536-wide model is allowed).

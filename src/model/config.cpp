@@ -110,11 +110,15 @@ ModelConfig parse_huginn_config(const json& j, const std::string& src) {
 
   ModelConfig c;
   if (j.contains("name") && j["name"].is_string()) c.name = j["name"].get<std::string>();
-  c.n_embd = j.contains("n_embd") ? get_int(j, "n_embd", src, true) : get_int(j, "hidden_size", src, true);
-  // n_heads wins over num_attention_heads (see the fixtures README).
-  if (j.contains("n_heads")) c.n_heads = get_int(j, "n_heads", src, true);
-  else if (j.contains("num_attention_heads")) c.n_heads = get_int(j, "num_attention_heads", src, true);
-  else fail(src, ": missing required key 'n_heads' (or 'num_attention_heads')");
+  // A key or its alias; the key wins when both are there, as in the reference
+  // (its config class takes the head count from n_heads: see the fixtures README).
+  auto aliased = [&](const char* key, const char* alias) -> int64_t {
+    if (!j.contains(key) && !j.contains(alias)) fail(src, ": missing required key '", key, "' (or '", alias, "')");
+    return j.contains(key) ? get_int(j, key, src, true) : get_int(j, alias, src, true);
+  };
+  c.n_embd = aliased("n_embd", "hidden_size");
+  c.n_heads = aliased("n_heads", "num_attention_heads");
+  if (c.n_heads <= 0) fail(src, ": n_heads must be positive, got ", c.n_heads);
   if (j.contains("num_key_value_heads") && get_int(j, "num_key_value_heads", src, true) != c.n_heads)
     fail(src, ": num_key_value_heads != n_heads (grouped-query attention) is not supported");
   c.intermediate_size = get_int(j, "intermediate_size", src, true);
