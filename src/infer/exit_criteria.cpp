@@ -92,6 +92,7 @@ ExitCriterion ExitCriterion::parse(const std::string& s) {
   c.threshold = default_threshold(c.kind);
   if (colon != std::string::npos) {
     const std::string num = s.substr(colon + 1);
+    if (c.kind == ExitKind::None) fail("exit criterion '", s, "': none (fixed depth) takes no threshold");
     double v = 0;
     if (!parse_double(num, v))
       fail("exit criterion '", s, "': threshold '", num, "' is not a number");

@@ -31,6 +31,7 @@ int run(ChatOpts& co) {
   if (o.mode() != "sequential") fail("chat decodes sequentially; --speculative and --parallel are for generate");
   if (!co.raw_ids) lm.need_tokenizer("the chat format");  // the clear "needs tokenizer" error
   o.model_stops = lm.stop_ids();
+  o.check_stop_ids(m.config().vocab_size);
   TokenPrinter printer(lm.tokenizer());
   GenerateOptions g = o.generate_options(m.config(), printer.token_text());
   const bool tty = isatty(0);

@@ -52,6 +52,7 @@ int run(GenCliOptions& o) {
   const LoadedModel lm = load_model(o.model, o.load_options());  // weights, tokenizer, stop ids: read once
   const Model& m = lm.model();
   o.model_stops = lm.stop_ids();
+  o.check_stop_ids(m.config().vocab_size);
   auto prompts = read_prompts(o.prompt, lm);
   const std::string mode = o.mode();
   if (mode != "sequential" && prompts.size() > 1)

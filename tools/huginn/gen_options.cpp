@@ -114,6 +114,12 @@ std::string GenCliOptions::mode() const {
   return sp ? "speculative" : pa ? "parallel" : "sequential";
 }
 
+void GenCliOptions::check_stop_ids(int vocab_size) const {
+  for (int id : stop_ids)
+    if (id < 0 || id >= vocab_size)
+      fail("--stop-token ", id, " is outside the model's vocabulary (0..", vocab_size - 1, ")");
+}
+
 std::vector<int> GenCliOptions::stop_tokens() const {
   std::vector<int> s = no_default_stops ? std::vector<int>{} : !model_stops.empty() ? model_stops : default_stop_tokens();
   s.insert(s.end(), stop_ids.begin(), stop_ids.end());

@@ -52,6 +52,7 @@ struct GenCliOptions {
     return steps >= 0 ? steps : c.mean_recurrence;
   }
   std::vector<int> stop_tokens() const;
+  void check_stop_ids(int vocab_size) const;  // --stop-token ids within the vocabulary
   // The parsed, checked spec of this command line for a model.
   DecodeSpec decode_spec(const ModelConfig& c) const;
   GenerateOptions generate_options(const ModelConfig& c, std::function<std::string(int)> token_text) const;
