@@ -112,7 +112,10 @@ void QuantizeXImpl(Type t, const float* HWY_RESTRICT x, int rows, int K, QX* out
       else
         s1 = hn::Add(s1, qi);
     }
-    const int32_t s[2] = {hn::GetLane(hn::SumOfLanes(di, s0)), hn::GetLane(hn::SumOfLanes(di, s1))};
+    // (a non-finite block's integers are meaningless: NaN * 0 converts to INT_MIN; its sums are kept at 0 so the
+    // offset products below cannot overflow, and the NaN scale carries the block)
+    const int32_t s[2] = {finite ? hn::GetLane(hn::SumOfLanes(di, s0)) : 0,
+                          finite ? hn::GetLane(hn::SumOfLanes(di, s1)) : 0};
     out->d[b] = d;
     // lane 0 covers elements 0..3, lane 4 elements 16..19 of the 8 partial sums
     if (t == Type::Q6_K) {
@@ -443,7 +446,9 @@ void PairTile(const uint8_t* HWY_RESTRICT W, size_t rb, int K, const QX& qx, int
         if constexpr (B::kMins) _mm_store_ps(mm, dm);
 #pragma GCC unroll 4
         for (int j = 0; j < XR; ++j) {
-          const __m128 dd = _mm_mul_ps(dm, _mm_castpd_ps(_mm_load_sd((const double*)(xr.d[j] + ub))));
+          double d2;  // the two scales, through memcpy: they are only 4-byte aligned (one movsd all the same)
+          std::memcpy(&d2, xr.d[j] + ub, sizeof d2);
+          const __m128 dd = _mm_mul_ps(dm, _mm_castpd_ps(_mm_set_sd(d2)));
           const __m256 sc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dd), lanes01);
           // lanes 0-3 of the sums: block ub, 4-7: block ub+1 (its offset in lane 4, see QuantizeXImpl)
           __m256i s0 = B::kOffsets ? _mm256_loadu_si256((const __m256i*)(xr.o[j] + 8 * ub)) : _mm256_setzero_si256();
