@@ -331,36 +331,6 @@ std::string atomic_write_path(const std::string& path) {
   }
 }
 
-void write_file_atomic(const std::string& path_in, const std::string& contents) {
-  const std::string path = atomic_write_path(path_in);
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) fail(tmp, ": cannot create: ", std::strerror(errno));
-    size_t done = 0;
-    while (done < contents.size()) {
-      ssize_t w = ::write(fd, contents.data() + done, contents.size() - done);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        int e = errno;
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        fail(tmp, ": write failed: ", std::strerror(e));
-      }
-      done += (size_t)w;
-    }
-    if (fsync(fd) != 0 || ::close(fd) != 0) {
-      ::unlink(tmp.c_str());
-      fail(tmp, ": cannot flush to disk");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    fail(path, ": rename failed: ", std::strerror(e));
-  }
-}
-
 namespace {
 // An open temporary file, renamed over its destination on commit() and
 // removed otherwise.
@@ -401,6 +371,12 @@ class AtomicWriter {
   bool done_ = false;
 };
 }  // namespace
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  AtomicWriter w(path);
+  w.write(contents.data(), contents.size());
+  w.commit();
+}
 
 namespace {
 // The writer behind both entry points: tensor i's floats come from get(i, scratch).
