@@ -98,6 +98,26 @@ TEST(Json, DepthLimitRejectsDeepInputBeforeBuildingIt) {
   }
 }
 
+TEST(Json, RepeatedKeyInOneObjectIsAnError) {
+  // nlohmann alone keeps the last value; which of two n_embd a config meant is unknowable.
+  expect_error([] { parse_json(R"({"n_embd": 64, "n_head": 4, "n_embd": 128})", "config.json"); },
+               "config.json: invalid JSON: the key \"n_embd\" appears twice in one object");
+  expect_error([] { parse_json(R"([1, {"a": {"b": 1, "c": [{"d": 1, "d": 2}]}}])", "x"); }, "key \"d\" appears twice");
+  // Nested objects and strings with ':' and quotes do not confuse the count.
+  const json j =
+      parse_json(R"({"a:b": "x:\":y", "o": {"a": 1, "b": {"a": 2}}, "l": [{"a": 1}, {"a": 2}], "e": {}})", "x");
+  EXPECT_EQ(j["o"]["b"]["a"], 2);
+  EXPECT_EQ(j["a:b"], "x:\":y");
+  // The name is quoted printable and bounded.
+  try {
+    const std::string key = "\"" + std::string(1000, 'k') + "\\u0001\"";
+    parse_json("{" + key + ": 1, " + key + ": 2}", "x");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_LT(std::strlen(e.what()), 200u);
+  }
+}
+
 TEST(Json, BriefNeverSerialisesContainers) {
   json deep = json::array();
   json* cur = &deep;
@@ -267,6 +287,9 @@ TEST(Config, CliReprosEndInOneErrorLine) {
   const std::string good = test::slurp(dir / "config.json");
   std::ofstream(dir / "config.json", std::ios::trunc) << "{\"n_embd\":" + nested(100000) + "}";
   expect_cli_error("info " + dir.string(), "nested deeper than");
+  // A key written twice (the second would have won silently).
+  std::ofstream(dir / "config.json", std::ios::trunc) << good.substr(0, good.rfind('}')) << ", \"n_embd\": 32}";
+  expect_cli_error("info " + dir.string(), "the key \"n_embd\" appears twice");
   // block_size 2^27 in a small model.
   json big = json::parse(good);
   big["block_size"] = 1 << 27;

@@ -236,6 +236,7 @@ TEST(ServeApi, BadInputIsAClearError) {
            {"{", false, "invalid JSON"},
            {"", false, "invalid JSON"},
            {"[1, 2]", false, "must be a JSON object"},
+           {R"({"prompt": "1=", "max_tokens": 4, "max_tokens": 400})", false, "\"max_tokens\" appears twice"},
            {R"({"prompt": "1=", "bogus": 1})", false, "unknown field 'bogus'"},
            {R"({"messages": [{"role": "user", "content": "x"}]})", false, "unknown field 'messages'"},
            {R"({"prompt": "1="})", true, "unknown field 'prompt'"},

@@ -15,8 +15,9 @@ namespace huginn {
 constexpr int kJsonMaxDepth = 64;
 
 // Parses text as one JSON value. Throws huginn::Error "WHAT: invalid JSON: ..."
-// for bad syntax or nesting deeper than max_depth (checked before anything is
-// built). The message quotes at most a few bytes of the input.
+// for bad syntax, a key repeated within one object, or nesting deeper than
+// max_depth (checked before anything is built). The message quotes at most a
+// few bytes of the input.
 nlohmann::json parse_json(std::string_view text, const std::string& what, int max_depth = kJsonMaxDepth);
 
 // Reads a whole regular file (a FIFO, device or directory is refused, so a
@@ -44,9 +45,5 @@ bool json_int(const nlohmann::json& v, int64_t lo, int64_t hi, int64_t* out);
 // huginn::Error "WHERE: field "KEY" must be an integer in [0, 2^31), got ..."
 // when it is missing or anything else.
 int json_count(const nlohmann::json& obj, const char* key, const std::string& where);
-
-// The depth of nesting of a JSON text (arrays and objects, outside strings);
-// stops counting and returns max_depth + 1 as soon as it exceeds max_depth.
-int json_nesting(std::string_view text, int max_depth);
 
 }  // namespace huginn

@@ -7,31 +7,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <unordered_set>
+#include <vector>
 
 #include "huginn/common.h"
 
 namespace huginn {
-
-int json_nesting(std::string_view text, int max_depth) {
-  int depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char ch : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (ch == '\\') escaped = true;
-      else if (ch == '"') in_string = false;
-      continue;
-    }
-    if (ch == '"') in_string = true;
-    else if (ch == '[' || ch == '{') {
-      if (++depth > deepest) {
-        deepest = depth;
-        if (deepest > max_depth) return max_depth + 1;
-      }
-    } else if ((ch == ']' || ch == '}') && depth > 0) --depth;
-  }
-  return deepest;
-}
 
 namespace {
 // nlohmann's messages quote the last token read; keep the line short.
@@ -45,14 +26,88 @@ std::string short_message(const char* what) {
 }
 }  // namespace
 
-nlohmann::json parse_json(std::string_view text, const std::string& what, int max_depth) {
-  if (json_nesting(text, max_depth) > max_depth)
-    fail(what, ": invalid JSON: nested deeper than ", max_depth, " levels");
+namespace {
+// One pass over a JSON text, outside strings: the nesting depth of arrays and
+// objects (counting stops past max_depth) and the number of ':', which in
+// valid JSON is one per object member.
+struct JsonShape {
+  int depth = 0;
+  size_t members = 0;
+};
+JsonShape json_shape(std::string_view text, int max_depth) {
+  JsonShape r;
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (ch == '\\') escaped = true;
+      else if (ch == '"') in_string = false;
+      continue;
+    }
+    if (ch == '"') in_string = true;
+    else if (ch == ':')
+      ++r.members;
+    else if (ch == '[' || ch == '{') {
+      if (++depth > r.depth) {
+        r.depth = depth;
+        if (r.depth > max_depth) return r;
+      }
+    } else if ((ch == ']' || ch == '}') && depth > 0) --depth;
+  }
+  return r;
+}
+
+size_t object_members(const nlohmann::json& v) {
+  size_t n = v.is_object() ? v.size() : 0;
+  if (v.is_structured())
+    for (const auto& e : v) n += object_members(e);
+  return n;
+}
+
+// The first key that appears twice in one object, found by parsing again with
+// a set of keys per open object (only when object_members came up short).
+std::string first_duplicate_key(std::string_view text) {
+  std::vector<std::unordered_set<std::string>> keys;
+  std::string duplicate;
+  struct Found {};
+  const auto check = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& v) {
+    using E = nlohmann::json::parse_event_t;
+    if (ev == E::object_start)
+      keys.emplace_back();
+    else if (ev == E::object_end)
+      keys.pop_back();
+    else if (ev == E::key && !keys.back().insert(v.get<std::string>()).second) {
+      duplicate = v.get<std::string>();
+      throw Found{};
+    }
+    return true;
+  };
   try {
-    return nlohmann::json::parse(text.begin(), text.end());
+    (void)nlohmann::json::parse(text.begin(), text.end(), check);
+  } catch (const Found&) {
+  }
+  return duplicate;
+}
+}  // namespace
+
+nlohmann::json parse_json(std::string_view text, const std::string& what, int max_depth) {
+  const JsonShape shape = json_shape(text, max_depth);
+  if (shape.depth > max_depth) fail(what, ": invalid JSON: nested deeper than ", max_depth, " levels");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {
     fail(what, ": invalid JSON: ", short_message(e.what()));
   }
+  // RFC 8259 leaves a repeated name's meaning open and nlohmann keeps the last
+  // one: a config.json edited by hand with "n_embd" twice would load whichever
+  // came second. A repeated key is an error; the count costs one scan and a
+  // walk, the search for the key's name is done only when it fails.
+  if (object_members(j) != shape.members)
+    fail(what, ": invalid JSON: the key \"", printable(first_duplicate_key(text), 60),
+         "\" appears twice in one object");
+  return j;
 }
 
 void require_regular_file(const std::string& path) {
