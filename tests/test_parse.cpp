@@ -43,4 +43,16 @@ TEST(Parse, IntegerListsTakeCommasSpacesAndBrackets) {
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "invalid token id '2x'");
   }
+  EXPECT_EQ(parse_int_list("[1, 2]\r\n[3]", "id"), (std::vector<long long>{1, 2, 3}));
+  EXPECT_TRUE(parse_int_list("[ ]", "id").empty());
+  EXPECT_EQ(parse_int_list("[1, 2,]", "id"), (std::vector<long long>{1, 2}));
+  // A number left out between commas (or before the first) is not a shorter list.
+  for (const char* bad : {"1,,2", "1, ,2", ",1", "1,2,,", "[,]", ","}) {
+    try {
+      parse_int_list(bad, "token id");
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), std::string("a token id is missing between commas in '") + bad + "'");
+    }
+  }
 }

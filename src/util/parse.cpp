@@ -42,16 +42,28 @@ bool parse_double(const std::string& s, double& out) {
 std::vector<long long> parse_int_list(const std::string& s, const std::string& what) {
   std::vector<long long> out;
   std::string cur;
+  bool after_comma = true;  // no number since the last comma (or the start)
   auto flush = [&] {
     if (cur.empty()) return;
     long long v = 0;
-    if (!parse_int(cur, v)) fail("invalid ", what, " '", cur, "'");
+    if (!parse_int(cur, v)) fail("invalid ", what, " '", printable(cur, 40), "'");
     out.push_back(v);
     cur.clear();
+    after_comma = false;
   };
+  // "1,,2" or ",1" is a number left out, not a shorter list (a trailing comma,
+  // as a loop that prints "1," writes, is harmless).
+  auto missing = [&] { fail("a ", what, " is missing between commas in '", printable(s, 60), "'"); };
   for (char ch : s) {
-    if (ch == ',' || ch == ' ' || ch == '[' || ch == ']' || ch == '\n' || ch == '\t') flush();
-    else cur.push_back(ch);
+    if (ch == ',') {
+      flush();
+      if (after_comma) missing();
+      after_comma = true;
+    } else if (ch == ' ' || ch == '[' || ch == ']' || ch == '\n' || ch == '\t' || ch == '\r') {
+      flush();
+    } else {
+      cur.push_back(ch);
+    }
   }
   flush();
   return out;
