@@ -35,6 +35,12 @@ TEST(DecodeSpec, ParsersAcceptTheSpellingsAndNameBadValues) {
   EXPECT_NE(error_of([] { DecodeSpec::parse_exit("kl:x"); }).find("is not a number"), std::string::npos);
   EXPECT_EQ(DecodeSpec::parse_cache("latest-m4-compress-s4"), "latest-m4-compress-s4");
   EXPECT_THROW(DecodeSpec::parse_cache("fastest"), Error);
+  EXPECT_NE(error_of([] { DecodeSpec::parse_cache("compress-sx"); }).find("compress-s needs a positive number"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { DecodeSpec::parse_cache("compress-s0"); }).find("must be positive"), std::string::npos);
+  EXPECT_NE(error_of([] { DecodeSpec::parse_cache("compress-r99999999999"); }).find("must be at most 9999"),
+            std::string::npos);
+  EXPECT_EQ(DecodeSpec::parse_cache("compress-r9999"), "compress-r9999");
   EXPECT_EQ(DecodeSpec::parse_continuous_from("latent"), ContinuousFrom::Latent);
   EXPECT_NE(error_of([] { DecodeSpec::parse_continuous_from("warm"); }).find("continuous-from 'warm'"), std::string::npos);
   DecodeSpec d;

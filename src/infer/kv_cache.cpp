@@ -48,8 +48,9 @@ CacheStrategy CacheStrategy::parse(const std::string& s) {
   if (rest.rfind("compress-", 0) == 0 && rest.size() > 10 && (rest[9] == 's' || rest[9] == 'r')) {
     c.compress = rest[9];
     std::string num = rest.substr(10);
-    if (num.empty() || num.size() > 4 || num.find_first_not_of("0123456789") != std::string::npos)
+    if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos)
       fail("cache strategy '", s, "': compress-", c.compress, " needs a positive number, e.g. compress-s4");
+    if (num.size() > 4) fail("cache strategy '", s, "': the compression factor must be at most 9999");
     c.compress_n = std::stoi(num);
     if (c.compress_n <= 0) fail("cache strategy '", s, "': the compression factor must be positive");
     rest.clear();
