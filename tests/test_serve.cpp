@@ -768,6 +768,20 @@ TEST(ServeHttp, AmbiguousBodyFramingIs400AndCloses) {
   EXPECT_EQ(srv.stop(), 0) << srv.err();
 }
 
+TEST(ServeHttp, OverlongUriIs414WithItsReason) {
+  ServerProcess srv({"serve", "-m", kTasks, "--port", "0"});
+  ASSERT_GT(srv.port, 0) << srv.err();
+  httplib::Client cli("127.0.0.1", srv.port);
+  auto r = cli.Get("/v1/models?x=" + std::string(9000, 'a'));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 414);
+  EXPECT_EQ(body_json(r)["error"]["message"], "the request URI is too long") << r->body;
+  r = cli.Get("/health");  // the server goes on
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(srv.stop(), 0) << srv.err();
+}
+
 // The server's per-request log lines (JSON on stderr) with this status.
 std::vector<json> request_logs(const std::string& err, int status) {
   std::vector<json> out;

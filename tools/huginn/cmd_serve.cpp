@@ -610,6 +610,8 @@ int run(const ServeOptions& o) {
       msg = str("the request body exceeds the server's --max-body of ", o.max_body, " bytes");
     else if (res.status == 404)
       msg = "not found";
+    else if (res.status == 414)
+      msg = "the request URI is too long";
     else if (res.status >= 500)
       msg = "server error";
     send_json(res, res.status, error_json(msg, res.status >= 500 ? "server_error" : "invalid_request_error"));
