@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "huginn/atomic_file.h"
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
 #include "huginn/generate.h"

@@ -13,6 +13,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "huginn/atomic_file.h"
 #include "huginn/check.h"
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "huginn/atomic_file.h"
 #include "huginn/safetensors.h"  // MappedFile
 #include "huginn/quant.h"
 
@@ -117,15 +118,13 @@ class Writer {
  private:
   void put(const void* p, size_t n);
   void write_header();
-  std::string path_, tmp_;
+  AtomicWriter out_;
   uint32_t alignment_;
   std::vector<std::pair<std::string, Value>> kv_;
   std::vector<Tensor> tensors_;
   uint64_t data_size_ = 0;
   size_t next_ = 0;
-  int fd_ = -1;
-  uint64_t pos_ = 0;
-  bool header_done_ = false, finished_ = false;
+  bool header_done_ = false;
 };
 
 }  // namespace huginn::gguf

@@ -86,13 +86,6 @@ struct TensorToWrite {
 // Writes a safetensors file atomically: to `path.tmp.<pid>`, fsync, then rename.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
-// Writes a text file atomically (temporary file, then rename).
-void write_file_atomic(const std::string& path, const std::string& contents);
-// Where an atomic write of `path` (temporary file beside it, then rename)
-// must land: a symbolic link is followed, so the file it names is replaced
-// and the link stays; a directory, device, FIFO or socket there is an error,
-// since the rename would replace it.
-std::string atomic_write_path(const std::string& path);
 
 uint16_t f32_to_bf16(float x);  // round to nearest even
 float bf16_to_f32(uint16_t x);

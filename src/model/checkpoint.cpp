@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "huginn/atomic_file.h"
 #include "huginn/common.h"
 #include "huginn/stream_write.h"
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 
+#include "huginn/atomic_file.h"
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
 
@@ -312,15 +313,11 @@ std::vector<float> File::to_f32(const Tensor& t) const {
 
 // --- writer ------------------------------------------------------------------
 
-Writer::Writer(std::string path, uint32_t alignment) : path_(atomic_write_path(path)), alignment_(alignment) {
+Writer::Writer(std::string path, uint32_t alignment) : out_(path), alignment_(alignment) {
   if (!alignment || (alignment & (alignment - 1))) fail("gguf: alignment ", alignment, " is not a power of two");
-  tmp_ = path_ + ".tmp." + std::to_string(getpid());
   if (alignment != 32) set("general.alignment", Value::uint(ValueType::U32, alignment));
 }
-Writer::~Writer() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!finished_ && header_done_) ::unlink(tmp_.c_str());
-}
+Writer::~Writer() = default;
 void Writer::set(const std::string& key, Value v) {
   if (header_done_) fail("gguf: metadata '", key, "' set after tensor data started");
   if (key == "general.alignment" && (v.type != ValueType::U32 || v.u != alignment_))
@@ -347,15 +344,7 @@ uint64_t Writer::add_tensor(const std::string& name, quant::Type type, std::vect
   tensors_.push_back(std::move(t));
   return tensors_.back().offset;
 }
-void Writer::put(const void* p, size_t n) {
-  const char* c = (const char*)p;
-  while (n) {
-    const ssize_t w = ::write(fd_, c, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) fail(tmp_, ": write failed: ", std::strerror(errno));
-    c += w, n -= (size_t)w, pos_ += (uint64_t)w;
-  }
-}
+void Writer::put(const void* p, size_t n) { out_.write(p, n); }
 namespace {
 void put_str(std::string& out, const std::string& s) {
   const uint64_t n = s.size();
@@ -387,8 +376,6 @@ void put_value(std::string& out, const Value& v) {
 }
 }  // namespace
 void Writer::write_header() {
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd_ < 0) fail(tmp_, ": cannot create: ", std::strerror(errno));
   header_done_ = true;
   std::string h = "GGUF";
   put_pod<uint32_t>(h, 3);
@@ -422,11 +409,7 @@ void Writer::write_tensor(const void* data, size_t nbytes) {
 void Writer::finish() {
   if (!header_done_) write_header();
   if (next_ != tensors_.size()) fail("gguf: ", tensors_.size() - next_, " declared tensors were not written (next: '", tensors_[next_].name, "')");
-  if (::fsync(fd_) != 0) fail(tmp_, ": cannot flush to disk: ", std::strerror(errno));
-  ::close(fd_);
-  fd_ = -1;
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, ": cannot rename ", tmp_, ": ", std::strerror(errno));
-  finished_ = true;
+  out_.commit();
 }
 
 }  // namespace huginn::gguf

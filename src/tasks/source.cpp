@@ -4,12 +4,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "huginn/atomic_file.h"
 #include "huginn/common.h"
-#include "huginn/json.h"
 #include "huginn/gguf.h"
-#include "model/gguf_model.h"
+#include "huginn/json.h"
 #include "huginn/safetensors.h"
 #include "huginn/tasks.h"
+#include "model/gguf_model.h"
 #include "tasks/rng.h"
 
 namespace huginn::tasks {

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "huginn/atomic_file.h"
 #include "huginn/common.h"
 #include "huginn/json.h"
 #include "huginn/safetensors.h"

@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 
+#include "huginn/atomic_file.h"
 #include "huginn/common.h"
 #include "huginn/json.h"
 #include "huginn/safetensors.h"

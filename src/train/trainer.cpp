@@ -22,11 +22,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "huginn/atomic_file.h"
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
 #include "huginn/json.h"
-#include "huginn/safetensors.h"
 #include "huginn/plot.h"
+#include "huginn/safetensors.h"
 #include "huginn/train.h"
 #include "tensor/kernels.h"
 

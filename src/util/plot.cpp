@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "huginn/atomic_file.h"
 #include "huginn/common.h"
 #include "huginn/safetensors.h"
 

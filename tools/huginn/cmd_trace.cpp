@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "huginn/atomic_file.h"
 #include "huginn/chat.h"
 #include "huginn/common.h"
 #include "huginn/loaded_model.h"
