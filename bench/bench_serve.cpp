@@ -388,6 +388,11 @@ int main(int argc, char** argv) {
                  "an extra argument for every server (repeat for several, e.g. --server-arg=--prefill-chunk "
                  "--server-arg=4)");
   app.add_option("--max-unread", max_unread, "the server's --max-unread (default 4096, the server's default)");
+  std::string weights = "f32";
+  app.add_option("--weights", weights,
+                 "the standard model's weights as written for the servers: f32 (default), bf16 or f16 (half the "
+                 "bytes a decode pass streams)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   int rounds = 1;
   app.add_option("--rounds", rounds,
                  "with --disturb: alternate without/with this many times, gaps pooled (other load drifts less "
@@ -399,6 +404,10 @@ int main(int argc, char** argv) {
                  "speed differs from process to process; default 1)")
       ->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
+  if (!model.empty() && weights != "f32") {
+    std::fprintf(stderr, "error: --weights applies to the standard model only (not with -m)\n");
+    return 1;
+  }
 
   auto split = [](const std::string& s) {
     std::vector<int> v;
@@ -414,9 +423,11 @@ int main(int argc, char** argv) {
   if (dir.empty()) {
     tmp = std::filesystem::temp_directory_path() / ("huginn-bench-serve-" + std::to_string(::getpid()));
     huginn::bench::BenchModel b = huginn::bench::load_bench_model("");
-    huginn::save_checkpoint(tmp.string(), b.model->config(), b.flat.data());
+    const huginn::DType dtype =
+        weights == "bf16" ? huginn::DType::BF16 : weights == "f16" ? huginn::DType::F16 : huginn::DType::F32;
+    huginn::save_checkpoint(tmp.string(), b.model->config(), b.flat.data(), dtype);
     dir = tmp.string();
-    model_name = "standard d=512 (random weights)";
+    model_name = "standard d=512 (random weights, " + weights + ")";
     std::mt19937 rng(1);
     json ids = json::array();
     for (int i = 0; i < prompt_len; ++i) ids.push_back((int)(rng() % b.model->config().vocab_size));
