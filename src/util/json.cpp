@@ -24,9 +24,7 @@ std::string short_message(const char* what) {
     if ((unsigned char)c < 0x20) c = ' ';
   return m;
 }
-}  // namespace
 
-namespace {
 // One pass over a JSON text, outside strings: the nesting depth of arrays and
 // objects (counting stops past max_depth) and the number of ':', which in
 // valid JSON is one per object member.
