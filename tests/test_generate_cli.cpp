@@ -108,6 +108,15 @@ TEST(GenerateCli, BadOptionsAreClearErrors) {
   auto r = run_cli(gen("--top-p 2"));
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("--top-p"), std::string::npos);
+  // --seed of every command: [0, 2^64), as the server's "seed" (CLI11 alone wrapped -1 to 2^64 - 1)
+  for (const std::string& bad : {gen("--seed -1"), gen("--seed 18446744073709551616"), gen("--seed 1.5"),
+                                 std::string("tasks --seed -3"), std::string("init --config x --out x --seed -1")}) {
+    r = run_cli(bad);
+    EXPECT_NE(r.code, 0) << bad;
+    EXPECT_NE(r.err.find("--seed: must be a whole number in [0, 2^64)"), std::string::npos) << bad << "\n" << r.err;
+  }
+  r = run_cli(gen("--seed 18446744073709551615"));
+  EXPECT_EQ(r.code, 0) << r.err;
 }
 
 TEST(ChatCli, RawIdsMultiTurnAndTokenizerError) {

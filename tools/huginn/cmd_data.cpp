@@ -45,7 +45,7 @@ static Register reg("data", "prepare training data: tokenize, show", [](CLI::App
   tok->add_option("--tokenizer", to->tokenizer, "tokenizer.json or model directory (for text)");
   tok->add_option("--val-fraction", to->val_fraction, "fraction of documents for validation")->capture_default_str();
   tok->add_option("--eos", to->eos, "end-of-document id (required for pre-tokenized input)");
-  tok->add_option("--seed", to->seed, "seed of the document split")->capture_default_str();
+  add_seed_option(*tok, to->seed, "seed of the document split")->capture_default_str();
   auto so = std::make_shared<ShowOpts>();
   CLI::App* sh = app.add_subcommand("show", "print the first sequences of a data spec");
   sh->add_option("spec", so->spec, "synthetic:TASK[,...] or tokens:PREFIX")->required();

@@ -323,7 +323,7 @@ static Register reg("demo", "test-time scaling on the shipped reasoning model: a
                                      "trained maximum)")
                           ->check(CLI::Range(0, 100))
                           ->capture_default_str();
-                      app.add_option("--seed", o->seed, "seed of the test problems")->capture_default_str();
+                      add_seed_option(app, o->seed, "seed of the test problems")->capture_default_str();
                       app.add_option("--cot-model", o->cot_model,
                                      "chain-of-thought model for the latent-vs-token comparison (default: "
                                      "jumps-cot beside the model; skipped when absent)");

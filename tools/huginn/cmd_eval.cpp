@@ -535,7 +535,7 @@ static Register reg(
                      "min-steps + 1)")
           ->check(CLI::Range(0, 4095));
       app.add_option("--n", o->n, "test instances per difficulty")->capture_default_str();
-      app.add_option("--seed", o->seed, "seed of the test instances")->capture_default_str();
+      add_seed_option(app, o->seed, "seed of the test instances")->capture_default_str();
       app.add_option("--init-scale", o->init_scale, "initial state scale (0 = zeros)");
       app.add_option("--cache", o->cache, "KV cache strategy (default: full, or latest-m4 with --exit)");
       app.add_option("--convergence", o->convergence,

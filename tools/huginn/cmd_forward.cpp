@@ -69,7 +69,7 @@ static Register reg("forward", "run one forward pass at a chosen depth and show 
                       app.add_option("--top", o->top, "how many top tokens to show")->check(CLI::Range(1, 1000));
                       app.add_option("--init-scale", o->init_scale, "initial state scale (0: zeros)")
                           ->check(CLI::Range(0.0, 100.0));
-                      app.add_option("--seed", o->seed, "seed of the random initial state");
+                      add_seed_option(app, o->seed, "seed of the random initial state");
                       app.add_option("--out", o->out, "write logits and latent states to this .safetensors");
                       return [o] { return run(*o); };
                     });

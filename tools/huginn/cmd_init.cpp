@@ -38,7 +38,7 @@ static Register reg("init", "write a randomly initialised checkpoint (config.jso
                       auto o = std::make_shared<Opts>();
                       app.add_option("--config", o->config, "config.json path, or the JSON itself")->required();
                       app.add_option("--out", o->out, "output model directory")->required();
-                      app.add_option("--seed", o->seed, "random seed");
+                      add_seed_option(app, o->seed, "random seed");
                       app.add_option("--dtype", o->dtype, "stored dtype: F32, BF16 or F16");
                       return [o] { return run(*o); };
                     });

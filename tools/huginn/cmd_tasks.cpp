@@ -52,7 +52,7 @@ static Register reg("tasks", "the built-in reasoning tasks: formats, difficulty,
   app.add_option("--difficulty", o->difficulty, "difficulty of the examples");
   app.add_option("--n", o->n, "examples per task")->capture_default_str();
   app.add_option("--split", o->split, "train, validation or test")->capture_default_str();
-  app.add_option("--seed", o->seed, "seed of the split's instance stream")->capture_default_str();
+  add_seed_option(app, o->seed, "seed of the split's instance stream")->capture_default_str();
   app.add_option("--write-tokenizer", o->write_tokenizer,
                  "write the character tokenizer files into this model directory and exit");
   return [o] { return run(*o); };

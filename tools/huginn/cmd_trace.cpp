@@ -218,7 +218,7 @@ static Register reg("trace", "per-iteration latent states, norms, convergence, d
                       app.add_option("--position", o->position, "position whose trajectory is analysed (-1 = last)")
                           ->capture_default_str();
                       app.add_option("--init-scale", o->init_scale, "initial state scale (0 = zeros)");
-                      app.add_option("--seed", o->seed, "seed of the initial state (with --init-scale)");
+                      add_seed_option(app, o->seed, "seed of the initial state (with --init-scale)");
                       app.add_option("--plot-format", o->plot_format, "svg or png")->capture_default_str();
                       app.add_flag("--json", o->json, "print trace.json to stdout instead of the table");
                       return [o] { return run(*o); };

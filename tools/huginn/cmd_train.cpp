@@ -143,7 +143,7 @@ static Register reg("train", "train or fine-tune a recurrent-depth model (data p
   add(app.add_option("--backprop-depth", t.backprop_depth, "iterations with gradient (default: the config's)"));
   add(app.add_option("--fixed-split", o->fixed_split, "N,K: always N no-grad + K graded iterations"));
   add(app.add_option("--init-scale", t.init_scale, "initial-state noise scale in training")->capture_default_str());
-  add(app.add_option("--seed", t.seed, "seed (init, depth sampling, state noise)")->capture_default_str());
+  add(add_seed_option(app, t.seed, "seed (init, depth sampling, state noise)")->capture_default_str());
   add(app.add_option("--log-every", t.log_every, "progress line every N steps")->capture_default_str());
   add(app.add_option("--eval-every", t.eval_every, "validation every N steps (0: at the end)")->capture_default_str());
   add(app.add_option("--eval-batches", t.eval_batches, "validation batches per depth")->capture_default_str());

@@ -2,6 +2,7 @@
 // a command touches no other file.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -29,5 +30,9 @@ std::string human_bytes(double bytes);
 
 // Parses a token list "1,2,3" or "[1, 2, 3]" into ids.
 std::vector<int> parse_ids(const std::string& s);
+
+// --seed for every command: a whole number in [0, 2^64), as the server's "seed" (CLI11
+// alone would wrap -1 to 2^64 - 1).
+CLI::Option* add_seed_option(CLI::App& app, uint64_t& seed, const std::string& help);
 
 }  // namespace huginn::cli

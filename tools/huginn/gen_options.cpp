@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "commands.h"
 #include "huginn/common.h"
 
 namespace huginn::cli {
@@ -89,7 +90,8 @@ void GenCliOptions::add_to(CLI::App& app, bool prompt_options) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--repetition-penalty", spec.sampling.repetition_penalty, "penalise tokens already in the context (1 = off)")
       ->check(CLI::Range(0.01, 100.0));
-  app.add_option("--seed", spec.sampling.seed, "seed of the sampler and of the random initial state (runs are reproducible)");
+  add_seed_option(app, spec.sampling.seed,
+                  "seed of the sampler and of the random initial state (runs are reproducible)");
   app.add_option("--max-tokens,-n", spec.max_new_tokens, "tokens to generate at most")->check(CLI::Range(0, 1 << 24));
   app.add_option("--stop-token", stop_ids, "stop after this token id (repeatable)");
   app.add_option("--stop", spec.stop_strings, "stop once the output contains this string (needs the tokenizer)");

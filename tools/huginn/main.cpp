@@ -2,8 +2,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <cstdlib>
+#include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
@@ -29,6 +30,19 @@ std::string human_bytes(double bytes) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.2f %s", bytes, u[i]);
   return buf;
+}
+
+CLI::Option* add_seed_option(CLI::App& app, uint64_t& seed, const std::string& help) {
+  return app.add_option("--seed", seed, help)
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            uint64_t u = 0;
+            const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), u);
+            return v.empty() || ec != std::errc() || end != v.data() + v.size()
+                       ? "must be a whole number in [0, 2^64), got '" + v + "'"
+                       : std::string();
+          },
+          "UINT64"));
 }
 
 std::vector<int> parse_ids(const std::string& s) {
