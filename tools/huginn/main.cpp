@@ -93,7 +93,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end here too (exit 0, as CLI11 prints them); a bad
+    // command line is one error line and exit 1, like every other bad input.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "error: " << one_line(e.what()) << " (see --help)\n";
+    return 1;
   }
   try {
     huginn::set_threads(threads);
