@@ -97,8 +97,7 @@ int main(int argc, char** argv) {
       dtypes.push_back(l);
     }
     if (!model_dir.empty() && dtypes.size() > 1) fail("--dtypes applies to the standard model only");
-    std::vector<int> depths;
-    for (auto& s : CLI::detail::split(depths_s, ',')) depths.push_back(std::stoi(s));
+    const std::vector<int> depths = bench::int_list(depths_s, "--depths", 1);
 
     if (!gemv_rows_s.empty()) {
       // Batched decode reads each weight once for all rows: the time of a pass
@@ -119,8 +118,7 @@ int main(int argc, char** argv) {
         for (const Weight* x : mats)
           bytes += (double)x->bytes(), kmax = std::max(kmax, x->cols), nmax = std::max(nmax, x->rows);
         double base = 0;
-        for (auto& rs : CLI::detail::split(gemv_rows_s, ',')) {
-          const int T = std::stoi(rs);
+        for (const int T : bench::int_list(gemv_rows_s, "--gemv-rows", 1)) {
           std::vector<float> x((size_t)T * kmax), y((size_t)T * nmax);
           std::mt19937 rng(1);
           std::normal_distribution<float> nd;

@@ -31,6 +31,7 @@
 #include <random>
 
 #include "bench_model.h"
+#include "bench_util.h"
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
 #include "huginn/generate.h"
@@ -54,12 +55,7 @@ struct Outcome {
 // A mode: runs every prompt, producing `gen` tokens each.
 using Mode = std::function<Outcome(const std::vector<std::vector<int>>& prompts, int gen)>;
 
-std::vector<int> int_list(const std::string& s) {
-  std::vector<int> v;
-  for (auto& x : CLI::detail::split(s, ','))
-    if (!x.empty()) v.push_back(std::stoi(x));
-  return v;
-}
+using bench::int_list;
 
 // --alternate-caches: see the top of the file.
 int alternate_caches(const Model& M, const std::string& caches_s, const std::string& sizes_s,
@@ -76,8 +72,8 @@ int alternate_caches(const Model& M, const std::string& caches_s, const std::str
   std::printf("| r | batch | %s | %s | %s / %s |\n|---|---|---|---|---|\n", names[0].c_str(), names[1].c_str(),
               names[1].c_str(), names[0].c_str());
   std::mt19937 rng(1);
-  for (int r : int_list(depths_s))
-    for (int B : int_list(sizes_s)) {
+  for (int r : int_list(depths_s, "--batch-depths", 1))
+    for (int B : int_list(sizes_s, "--batch-sizes", 1)) {
       std::vector<std::vector<int>> ids(B, std::vector<int>(prompt));
       for (auto& p : ids)
         for (auto& x : p) x = (int)(rng() % c.vocab_size);
@@ -338,7 +334,8 @@ int main(int argc, char** argv) {
       }
     }
     // Batched decode: B sequences decoded together (one weight pass per matmul for all rows).
-    const std::vector<int> bsizes = int_list(batch_sizes_s), bdepths = int_list(batch_depths_s);
+    const std::vector<int> bsizes = int_list(batch_sizes_s, "--batch-sizes", 1),
+                           bdepths = int_list(batch_depths_s, "--batch-depths", 1);
     std::vector<std::string> bcaches;
     for (auto& x : CLI::detail::split(batch_caches_s, ','))
       if (!x.empty()) bcaches.push_back(CacheStrategy::parse(x).name);  // a bad name fails before any run

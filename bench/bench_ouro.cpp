@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "bench_util.h"
 #include "huginn/atomic_file.h"
 #include "huginn/checkpoint.h"
 #include "huginn/common.h"
@@ -176,8 +177,7 @@ int main(int argc, char** argv) {
                   dec, prompt, t_pre, r.kv_bytes / 1048576.0);
       std::fflush(stdout);
     };
-    for (auto& l : split(loops_s, ',')) {
-      const int n = std::stoi(l);
+    for (const int n : bench::int_list(loops_s, "--loops", 1)) {
       run(n, "none", str(n, " loops").c_str());
     }
     for (auto& g : split(gates_s, ','))

@@ -77,8 +77,7 @@ int main(int argc, char** argv) {
       if (!ti) fail("unknown type '", s, "'");
       types.push_back(ti->type);
     }
-    std::vector<int> rows_list;
-    for (auto& s : CLI::detail::split(rows_s, ',')) rows_list.push_back(std::stoi(s));
+    const std::vector<int> rows_list = bench::int_list(rows_s, "--rows", 1);
     // the standard config: d=512, intermediate 1536 (MLP up: 2*1536, down), attention, vocab 8192
     std::vector<std::pair<int, int>> shapes = {{1536, 512}, {512, 512}, {3072, 512}, {512, 1536}, {8192, 512}};
     if (!shapes_s.empty()) {  // any NxK, e.g. Huginn-0125's 35840x5280
@@ -86,7 +85,9 @@ int main(int argc, char** argv) {
       for (auto& s : CLI::detail::split(shapes_s, ',')) {
         const size_t x = s.find('x');
         if (x == std::string::npos) fail("--shapes: expected NxK, got '", s, "'");
-        shapes.emplace_back(std::stoi(s.substr(0, x)), std::stoi(s.substr(x + 1)));
+        const std::vector<int> nk = bench::int_list(s.substr(0, x) + "," + s.substr(x + 1), "--shapes", 1);
+        if (nk.size() != 2) fail("--shapes: expected NxK, got '", s, "'");
+        shapes.emplace_back(nk[0], nk[1]);
       }
     }
 

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "bench_model.h"
+#include "bench_util.h"
 #include "huginn/common.h"
 #include "huginn/model.h"
 #include "tensor/kernels.h"
@@ -57,8 +58,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     kern::set_threads(threads);
-    std::vector<int> depths;
-    for (auto& s : CLI::detail::split(depths_s, ',')) depths.push_back(std::stoi(s));
+    const std::vector<int> depths = bench::int_list(depths_s, "--depths", 1);
     bench::BenchModel ref = bench::load_bench_model(model_dir, "f32");
     const ModelConfig& c = ref.model->config();
     std::mt19937 rng(7);

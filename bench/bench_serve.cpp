@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "bench_model.h"
+#include "bench_util.h"
 #include "huginn/checkpoint.h"
 #include "huginn/config.h"
 
@@ -409,14 +410,14 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto split = [](const std::string& s) {
-    std::vector<int> v;
-    std::stringstream ss(s);
-    std::string x;
-    while (std::getline(ss, x, ',')) v.push_back(std::stoi(x));
-    return v;
-  };
-  const std::vector<int> parallels = split(parallel_s), clients = split(clients_s);
+  std::vector<int> parallels, clients;
+  try {
+    parallels = huginn::bench::int_list(parallel_s, "--parallel", 1);
+    clients = huginn::bench::int_list(clients_s, "--clients", 1);
+  } catch (const huginn::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
   std::filesystem::path tmp;
   std::string dir = model, model_name = model;
   std::string prompt_json;

@@ -3,8 +3,12 @@
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstring>
+#include <string>
 #include <vector>
+
+#include "huginn/common.h"
 
 namespace huginn::bench {
 using clk = std::chrono::steady_clock;
@@ -22,6 +26,21 @@ inline double memcpy_gbs(size_t bytes) {
     a[rep] = b[rep + 1];
   }
   return best;
+}
+
+// A comma-separated list of whole numbers in [lo, INT_MAX] from option `opt`
+// (e.g. --rows 1,8,16). Throws huginn::Error naming the option and the value.
+inline std::vector<int> int_list(const std::string& s, const char* opt, int lo = 0) {
+  std::vector<int> v;
+  try {
+    for (long long x : parse_int_list(s, "number")) {
+      if (x < lo || x > INT_MAX) fail("out of range: ", x, " (at least ", lo, ")");
+      v.push_back((int)x);
+    }
+  } catch (const Error& e) {
+    fail(opt, ": ", e.what());
+  }
+  return v;
 }
 
 }  // namespace huginn::bench
