@@ -7,15 +7,11 @@
 
 namespace huginn {
 
-// Where an atomic write of `path` (temporary file beside it, then rename)
-// must land: a symbolic link is followed, so the file it names is replaced
-// and the link stays; a directory, device, FIFO or socket there is an error,
-// since the rename would replace it.
-std::string atomic_write_path(const std::string& path);
-
 // An open temporary file `<dest>.tmp.<pid>`, renamed over its destination on
-// commit() and removed if the writer is destroyed before that. Errors name
-// the file and throw huginn::Error.
+// commit() and removed if the writer is destroyed before that. A symbolic link
+// at the destination is followed, so the file it names is replaced and the
+// link stays; a directory, device, FIFO or socket there is an error, since the
+// rename would replace it. Errors name the file and throw huginn::Error.
 class AtomicWriter {
  public:
   explicit AtomicWriter(const std::string& path);
@@ -24,7 +20,6 @@ class AtomicWriter {
   AtomicWriter& operator=(const AtomicWriter&) = delete;
   void write(const void* p, size_t n);
   void commit();
-  const std::string& path() const { return path_; }  // the destination, links resolved
 
  private:
   std::string path_, tmp_;

@@ -12,6 +12,9 @@
 
 namespace huginn {
 
+namespace {
+// Where the rename lands: the file a symbolic link names (the link stays);
+// a directory, device, FIFO or socket is refused.
 std::string atomic_write_path(const std::string& path) {
   namespace fs = std::filesystem;
   fs::path p = path;
@@ -33,6 +36,7 @@ std::string atomic_write_path(const std::string& path) {
     return p.string();
   }
 }
+}  // namespace
 
 AtomicWriter::AtomicWriter(const std::string& path)
     : path_(atomic_write_path(path)), tmp_(path_ + ".tmp." + std::to_string(getpid())) {
