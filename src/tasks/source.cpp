@@ -8,7 +8,6 @@
 #include "huginn/common.h"
 #include "huginn/gguf.h"
 #include "huginn/json.h"
-#include "huginn/safetensors.h"
 #include "huginn/tasks.h"
 #include "model/gguf_model.h"
 #include "tasks/rng.h"

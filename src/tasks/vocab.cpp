@@ -6,7 +6,6 @@
 #include "huginn/atomic_file.h"
 #include "huginn/common.h"
 #include "huginn/json.h"
-#include "huginn/safetensors.h"
 #include "huginn/tasks.h"
 #include "huginn/tokenizer.h"
 

@@ -10,7 +10,6 @@
 
 #include "huginn/atomic_file.h"
 #include "huginn/common.h"
-#include "huginn/safetensors.h"
 
 namespace huginn::plot {
 
