@@ -3,11 +3,7 @@
 // the map) and streaming writer. Format: gguf.h.
 #include "huginn/gguf.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
