@@ -20,6 +20,7 @@
 #include "huginn/safetensors.h"
 #include "tensor/balanced_for.h"
 #include "tensor/kernels.h"
+#include "tensor/team.h"
 #include "test_util.h"
 
 using namespace huginn;
@@ -432,6 +433,74 @@ TEST(Kernels, BalancedForRunsEachItemOnceAndRebalances) {
   // 200 ms and took thread 0's back.
   EXPECT_NE(by[199], 0);
   for (int i = 200; i < n; ++i) ASSERT_NE(by[i], 0) << i;
+}
+
+// A stage's team (tensor/team.h): every loop inside it runs each item once,
+// on the team's threads; a loop inside a loop's item runs on that item's
+// thread; thousands of loops in a row (the generation handshake) with the
+// workers spinning and with them asleep between loops; an exception from the
+// stage or from thread 0's items comes out of with_team, and the next stage
+// works.
+TEST(Kernels, TeamRunsEveryItemOnceAndPassesErrorsOn) {
+  const int saved = omp_get_max_threads();
+  for (int64_t spin_us : {0, 2000})
+    for (int nt : {1, 2, 3}) {
+      kern::detail::set_spin_budget_us(spin_us);
+      omp_set_num_threads(nt);
+      const int n = 203;
+      std::vector<std::atomic<int>> runs(n);
+      std::atomic<int> dyn_runs{0}, bal_runs{0}, wrong_nested{0}, bad_thread{0};
+      std::atomic<uint32_t> threads_seen{0};
+      int team_size = 0;
+      kern::with_team([&] {
+        team_size = kern::parallel_threads();
+        for (int rep = 0; rep < 400; ++rep) {
+          kern::parallel_for(n, true, [&](int64_t i) {
+            runs[i]++;
+            threads_seen |= 1u << omp_get_thread_num();
+            if (i % 50 == 0) {
+              const int me = omp_get_thread_num();
+              kern::parallel_for(8, true, [&](int64_t) { wrong_nested += omp_get_thread_num() != me; });
+            }
+          });
+          kern::parallel_for_dynamic(n, true, [&](int, int thread) {
+            dyn_runs++;
+            bad_thread += thread < 0 || thread >= team_size;
+          });
+          kern::balanced_for(n, 4, true, [&](int a, int e) { bal_runs += e - a; });
+        }
+      });
+      EXPECT_EQ(team_size, nt);
+      for (int i = 0; i < n; ++i) ASSERT_EQ(runs[i].load(), 400) << nt << " threads, item " << i;
+      EXPECT_EQ(dyn_runs.load(), 400 * n);
+      EXPECT_EQ(bal_runs.load(), 400 * n);
+      EXPECT_EQ(wrong_nested.load(), 0);
+      EXPECT_EQ(bad_thread.load(), 0);
+      if (nt > 1) {
+        EXPECT_EQ(threads_seen.load(), (1u << nt) - 1) << nt << " threads";
+      }
+
+      EXPECT_THROW(kern::with_team([&] {
+                     kern::parallel_for(n, true, [&](int64_t) {});
+                     fail("from the stage");
+                   }),
+                   Error);
+      // Item 0 is thread 0's (contiguous shares): its exception waits for the others' items.
+      std::atomic<int> done{0};
+      EXPECT_THROW(kern::with_team([&] {
+                     kern::parallel_for(n, true, [&](int64_t i) {
+                       if (i == 0) fail("from an item");
+                       done++;
+                     });
+                   }),
+                   Error);
+      EXPECT_GE(done.load(), n - n / nt);
+      std::atomic<int> after{0};
+      kern::with_team([&] { kern::parallel_for(n, true, [&](int64_t) { after++; }); });
+      EXPECT_EQ(after.load(), n);
+    }
+  kern::detail::set_spin_budget_us(-1);
+  omp_set_num_threads(saved);
 }
 
 // The GEMVs' results do not depend on the thread count (the split into shares,

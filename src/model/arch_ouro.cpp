@@ -20,6 +20,7 @@
 #include "huginn/common.h"
 #include "model/arch.h"
 #include "tensor/kernels.h"
+#include "tensor/team.h"
 
 namespace huginn {
 namespace {
@@ -132,8 +133,7 @@ void layer(const Model& m, const BlockWeights& b, float* x, const Segment* seg, 
   m.matmul_segments(ws.xn.data(), b.w_up, u, seg, nseg, false);
   float* act = ws.act.data();
   const size_t ni = (size_t)T * I;
-#pragma omp parallel for schedule(static) if (ni > 65536)
-  for (size_t i = 0; i < ni; ++i) act[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  kern::parallel_for((int64_t)ni, ni > 65536, [&](int64_t i) { act[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i]; });
   m.matmul_segments(act, b.mlp_proj, tmp, seg, nseg, false);
   if (trace) (*trace)(tag + "mlp_out", tmp, T, d);
   kern::rmsnorm(tmp, b.norm_4.f32(), tmp, T, d, c.norm_eps);

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <omp.h>
 
 #include "huginn/check.h"
 #include "huginn/common.h"
@@ -16,6 +15,7 @@
 #include "model/gguf_model.h"
 #include "tensor/backward.h"
 #include "tensor/kernels.h"
+#include "tensor/team.h"
 
 namespace huginn {
 namespace fs = std::filesystem;
@@ -245,7 +245,7 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
   auto grow = [](auto& vec, size_t n) {
     if (vec.size() < n) vec.resize(std::max(n, 2 * vec.size()));
   };
-  grow(ws.keys, cap * nseg), grow(ws.vals, cap * nseg), grow(ws.scores, 4 * cap * (size_t)omp_get_max_threads());
+  grow(ws.keys, cap * nseg), grow(ws.vals, cap * nseg), grow(ws.scores, 4 * cap * (size_t)kern::parallel_threads());
   grow(ws.seg_keys, nseg), grow(ws.seg_offset, nseg), grow(ws.seg_row0, nseg), grow(ws.row_seg, T);
   int64_t work = 0;
   for (int i = 0, r0 = 0; i < nseg; r0 += seg[i].rows, ++i) {
@@ -293,8 +293,7 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
   float* scores = ws.scores.data();
   const int group = H / Hkv;
   // As in kern::attention: below ~32K multiply-adds waking the other threads costs more.
-#pragma omp parallel for schedule(dynamic, 1) if (work > 32768 && !omp_in_parallel())
-  for (int w = 0; w < units; ++w) {
+  kern::parallel_for_dynamic(units, work > 32768, [&](int w, int thread) {
     const int r = groups[2 * (w / H)], rows = groups[2 * (w / H) + 1], h = w % H, i = rsp[r];
     auto keys_seen = [&](int row) {
       const int t = row - r0p[i];
@@ -303,7 +302,7 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
     const KVCache* c = seg[i].cache;
     const size_t head_stride = c ? c->head_stride() : (size_t)hd;
     const DType kv_type = c ? c->kv_type() : DType::F32;
-    float* scratch = scores + (size_t)omp_get_thread_num() * 4 * cap;
+    float* scratch = scores + (size_t)thread * 4 * cap;
     if (rows == 4) {
       const float* qs[4];
       float* outs[4];
@@ -315,11 +314,11 @@ void Model::attention_segments(const float* q, int ldq, float* k, float* v, int 
       }
       kern::attention_head4(qs, kp + cap * i, vp + cap * i, kv_type, nk, hd, (h / group) * head_stride, outs, scratch,
                             cap);
-      continue;
+      return;
     }
     kern::attention_head(q + (size_t)r * ldq + h * hd, kp + cap * i, vp + cap * i, kv_type, keys_seen(r), hd,
                          (h / group) * head_stride, out + (size_t)r * d + h * hd, scratch);
-  }
+  });
 }
 
 void Model::embed(const int* ids, int T, float* e) const { arch_->embed(*this, ids, T, e); }
@@ -339,17 +338,18 @@ void Model::exit_gate(const float* s, int T, float* out) const {
 
 void Model::prelude_segments(float* e, const Segment* seg, int nseg, Workspace& ws, const BlockActs* acts,
                              const TraceFn* trace) const {
-  arch_->prelude(*this, e, seg, nseg, ws, acts, trace);
+  // Each stage holds its threads for all its loops (tensor/team.h).
+  kern::with_team([&] { arch_->prelude(*this, e, seg, nseg, ws, acts, trace); });
 }
 
 void Model::core_iteration_segments(float* s, const float* e, const Segment* seg, int nseg, int iter, Workspace& ws,
                                     const TraceFn* trace, const BlockActs* acts) const {
-  arch_->iteration(*this, s, e, seg, nseg, iter, ws, trace, acts);
+  kern::with_team([&] { arch_->iteration(*this, s, e, seg, nseg, iter, ws, trace, acts); });
 }
 
 void Model::head_segments(const float* s, const Segment* seg, int nseg, float* latent, float* logits, Workspace& ws,
                           const TraceFn* trace, const HeadActs* acts) const {
-  arch_->head(*this, s, seg, nseg, latent, logits, ws, trace, acts);
+  kern::with_team([&] { arch_->head(*this, s, seg, nseg, latent, logits, ws, trace, acts); });
 }
 
 void Model::normalize_state(const float* s, int T, float* out) const { arch_->normalize_state(*this, s, T, out); }

@@ -10,6 +10,7 @@
 
 #include "tensor/gemm.h"
 #include "tensor/kernels.h"
+#include "tensor/team.h"
 
 namespace huginn::bwd {
 
@@ -96,14 +97,14 @@ void attention_forward(const float* q, const float* k, const float* v, int ld, f
                        int head_dim) {
   const int d = n_heads * head_dim;
   const float scale = 1.0f / std::sqrt((float)head_dim);
-  const int nt = kern::threads();
+  const int nt = std::max(kern::threads(), kern::parallel_threads());
   const size_t TT = (size_t)T * T;
   float* scratch = scratch_floats((size_t)nt * TT);
   const int work = B * n_heads;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > 1 && (int64_t)T * T * d > 16384)
-  for (int w = 0; w < work; ++w) {
+  // Run inside the forward stage's team (tensor/team.h) or a region of its own.
+  kern::parallel_for_dynamic(work, work > 1 && (int64_t)T * T * d > 16384, [&](int w, int thread) {
     const int b = w / n_heads, h = w % n_heads;
-    float* P = scratch + (size_t)omp_get_thread_num() * TT;
+    float* P = scratch + (size_t)thread * TT;
     const size_t r0 = (size_t)b * T;
     const int c0 = h * head_dim;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, q + r0 * ld + c0, ld, k + r0 * ld + c0,
@@ -115,7 +116,7 @@ void attention_forward(const float* q, const float* k, const float* v, int ld, f
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.f, P, T, v + r0 * ld + c0, ld, 0.f,
                 out + r0 * d + c0, d);
-  }
+  });
 }
 
 void attention_backward(const float* q, const float* k, const float* v, int ld, const float* out, const float* dout,

@@ -13,11 +13,11 @@
 // worse (10-20% slower decode, measured before the static split).
 #pragma once
 
-#include <omp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+
+#include "tensor/team.h"
 
 namespace huginn::kern {
 
@@ -58,28 +58,27 @@ constexpr int kMaxShares = 256;
 constexpr size_t kClaimBytes = 32 << 10;
 inline int items_per_claim(size_t item_bytes) { return (int)std::max<size_t>(1, kClaimBytes / item_bytes); }
 
-// body(begin, end) for consecutive items; chunk: items per claim. Runs on the
-// calling thread alone when !parallel, inside another parallel region, or for
-// fewer items than two chunks.
+// body(begin, end) for consecutive items; chunk: items per claim. On a stage's
+// team when there is one (team.h). Runs on the calling thread alone when
+// !parallel, inside another parallel region, or for fewer items than two chunks.
 template <class Body>
 void balanced_for(int n, int chunk, bool parallel, Body&& body) {
   if (n <= 0) return;
   chunk = std::max(1, chunk);
-  const int nt = std::min(omp_get_max_threads(), detail::kMaxShares);
-  if (!parallel || nt <= 1 || omp_in_parallel() || n < 2 * chunk) {
+  const int nt = std::min(parallel_threads(), detail::kMaxShares);
+  if (!parallel || nt <= 1 || n < 2 * chunk) {
     body(0, n);
     return;
   }
   detail::Share shares[detail::kMaxShares];
   for (int t = 0; t < nt; ++t)
     shares[t].fb = detail::pack((uint32_t)((int64_t)n * t / nt), (uint32_t)((int64_t)n * (t + 1) / nt));
-#pragma omp parallel num_threads(nt)
-  {
+  parallel_region(true, [&](int me, int) {
     // A team smaller than asked for: the missing threads' shares are taken
     // as theirs by whoever finishes first, like any other.
-    const int me = omp_get_thread_num();
     int a, e;
-    while (detail::claim_front(shares[me], chunk, a, e)) body(a, e);
+    if (me < nt)
+      while (detail::claim_front(shares[me], chunk, a, e)) body(a, e);
     for (;;) {
       int victim = -1;
       uint64_t most = 0;
@@ -91,7 +90,7 @@ void balanced_for(int n, int chunk, bool parallel, Body&& body) {
       if (victim < 0) break;
       if (detail::claim_back(shares[victim], chunk, a, e)) body(a, e);
     }
-  }
+  });
 }
 
 }  // namespace huginn::kern

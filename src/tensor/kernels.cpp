@@ -14,6 +14,7 @@
 #include "tensor/balanced_for.h"
 #include "tensor/gemm.h"
 #include "tensor/simd.h"
+#include "tensor/team.h"
 
 namespace huginn::kern {
 
@@ -113,18 +114,18 @@ void gemm_widened(const float* x, const Weight& W, float* y, int T, bool accumul
   const int K = (int)W.cols, N = (int)W.rows;
   const int npanels = (N + kPanelRows - 1) / kPanelRows;
   const simd::WidenFn widen = simd::widen_fn(W.dtype);
-#pragma omp parallel
-  {
+  // Always inside a parallel region (a team's or a new one), where OpenBLAS
+  // runs single-threaded: each panel is one single-threaded sgemm.
+  parallel_region(true, [&](int me, int nth) {
     thread_local std::vector<float> panel;
     if (panel.size() < (size_t)kPanelRows * K) panel.resize((size_t)kPanelRows * K);
-#pragma omp for schedule(static)
-    for (int p = 0; p < npanels; ++p) {
+    for (int p = npanels * me / nth; p < npanels * (me + 1) / nth; ++p) {
       const int n0 = p * kPanelRows, nb = std::min(kPanelRows, N - n0);
       widen(W.row_ptr(n0), 1.f, panel.data(), (size_t)nb * K);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nb, K, 1.0f, x, K, panel.data(), K,
                   accumulate ? 1.0f : 0.0f, y + n0, N);
     }
-  }
+  });
 }
 }  // namespace
 
@@ -221,14 +222,13 @@ void to_f32(const Weight& W, float* out) {
 }
 
 void add(const float* a, const float* b, float* y, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 262144)
-  for (size_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+  parallel_for((int64_t)n, n > 262144, [&](int64_t i) { y[i] = a[i] + b[i]; });
 }
 
 void add_bias(float* x, int T, int n, int ld, const float* bias) {
-#pragma omp parallel for schedule(static) if ((int64_t)T * n > 65536)
-  for (int t = 0; t < T; ++t)
+  parallel_for(T, (int64_t)T * n > 65536, [&](int64_t t) {
     for (int i = 0; i < n; ++i) x[(size_t)t * ld + i] += bias[i];
+  });
 }
 
 void scale(const float* x, float s, float* y, size_t n) {
@@ -279,13 +279,12 @@ float inv_rms(const float* x, int d, float eps) {
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps) {
-#pragma omp parallel for schedule(static) if (rows_in_parallel(T, d))
-  for (int t = 0; t < T; ++t) {
+  parallel_for(T, rows_in_parallel(T, d), [&](int64_t t) {
     const float* xt = x + (size_t)t * d;
     float* yt = y + (size_t)t * d;
     const float r = inv_rms(xt, d, eps);
     for (int i = 0; i < d; ++i) yt[i] = (xt[i] * r) * w[i];
-  }
+  });
 }
 
 namespace {
@@ -295,8 +294,7 @@ template <bool kHalfSplit>
 void rope_pairs(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
                 const float* sin_tab) {
   const int half = head_dim / 2;
-#pragma omp parallel for schedule(static) if (rows_in_parallel(T, n_heads * head_dim))
-  for (int t = 0; t < T; ++t) {
+  parallel_for(T, rows_in_parallel(T, n_heads * head_dim), [&](int64_t t) {
     const float* c = cos_tab + (size_t)pos[t] * half;
     const float* s = sin_tab + (size_t)pos[t] * half;
     float* xt = x + (size_t)t * row_stride;
@@ -309,7 +307,7 @@ void rope_pairs(float* x, int T, int n_heads, int head_dim, int row_stride, cons
         xh[i1] = b * c[i] + a * s[i];
       }
     }
-  }
+  });
 }
 }  // namespace
 
@@ -324,13 +322,12 @@ void rope_half(float* x, int T, int n_heads, int head_dim, int row_stride, const
 }
 
 void swiglu(const float* h, float* out, int T, int I) {
-#pragma omp parallel for schedule(static) if (rows_in_parallel(T, I))
-  for (int t = 0; t < T; ++t) {
+  parallel_for(T, rows_in_parallel(T, I), [&](int64_t t) {
     const float* g = h + (size_t)t * 2 * I;
     const float* u = g + I;
     float* o = out + (size_t)t * I;
     swiglu_row(g, u, o, (size_t)I);
-  }
+  });
 }
 
 void softmax(float* x, int n) {
@@ -414,14 +411,13 @@ void attention(const float* q, int ldq, const float* const* keys, const float* c
   // A decode row's heads over fewer than ~64 keys are a few microseconds of
   // work: less than waking the other threads (each (row, head) is computed
   // the same on any thread, so the bits do not depend on this choice).
-#pragma omp parallel for schedule(dynamic, 1) if ((int64_t)work * Lk * head_dim > 32768)
-  for (int w = 0; w < work; ++w) {
+  parallel_for_dynamic(work, (int64_t)work * Lk * head_dim > 32768, [&](int w, int thread) {
     const int i = w / n_heads, h = w % n_heads;
     const int nk = causal_offset < 0 ? Lk : std::min(Lk, i + causal_offset + 1);
     attention_head(q + (size_t)i * ldq + h * head_dim, reinterpret_cast<const void* const*>(keys),
                    reinterpret_cast<const void* const*>(vals), DType::F32, nk, head_dim, (size_t)(h / group) * head_dim,
-                   out + (size_t)i * d + h * head_dim, scratch + (size_t)omp_get_thread_num() * Lk);
-  }
+                   out + (size_t)i * d + h * head_dim, scratch + (size_t)thread * Lk);
+  });
 }
 
 }  // namespace huginn::kern

@@ -28,6 +28,7 @@
 #include "huginn/quant.h"
 #include "huginn/safetensors.h"
 #include "tensor/balanced_for.h"
+#include "tensor/team.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tensor/quant_kernels.cpp"
@@ -898,22 +899,30 @@ void gemv(Type t, const void* W, size_t rb, int N, int K, const float* x, int ro
 void dequantize_rows(Type t, const void* W, size_t rb, int row0, int nrows, int K, float* out) {
   check_args(t, rb, nrows, K, 1);
   if (row0 < 0) fail("quant::dequantize_rows: negative first row");
-#pragma omp parallel for schedule(static) if (nrows >= 16)
-  for (int r = 0; r < nrows; ++r)
+  kern::parallel_for(nrows, nrows >= 16, [&](int64_t r) {
     dequantize_row(t, (const uint8_t*)W + (size_t)(row0 + r) * rb, out + (size_t)r * K, K);
+  });
 }
 
 void gemm(Type t, const void* W, size_t rb, int N, int K, const float* X, int M, float* Y) {
   check_args(t, rb, N, K, M);
   if (!M || !N) return;
   constexpr int kPanel = 256;  // weight rows per panel: 256 x K floats stay within L2 for K <= 1536
-  thread_local std::vector<float> panel;
-  panel.resize((size_t)std::min(N, kPanel) * K);
-  for (int n0 = 0; n0 < N; n0 += kPanel) {
-    const int nn = std::min(kPanel, N - n0);
-    dequantize_rows(t, W, rb, n0, nn, K, panel.data());
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nn, K, 1.0f, X, K, panel.data(), K, 0.0f, Y + n0, N);
-  }
+  // One panel per thread at a time, each dequantized and multiplied by that
+  // thread: single-threaded sgemm (inside a parallel region OpenBLAS is), and
+  // no barrier between dequantizing and multiplying. A panel's bits do not
+  // depend on the thread.
+  const int npanels = (N + kPanel - 1) / kPanel;
+  kern::parallel_region(true, [&](int me, int nth) {
+    thread_local std::vector<float> panel;
+    panel.resize((size_t)std::min(N, kPanel) * K);
+    for (int p = npanels * me / nth; p < npanels * (me + 1) / nth; ++p) {
+      const int n0 = p * kPanel, nn = std::min(kPanel, N - n0);
+      for (int r = 0; r < nn; ++r)
+        dequantize_row(t, (const uint8_t*)W + (size_t)(n0 + r) * rb, panel.data() + (size_t)r * K, K);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nn, K, 1.0f, X, K, panel.data(), K, 0.0f, Y + n0, N);
+    }
+  });
 }
 
 }  // namespace huginn::quant
