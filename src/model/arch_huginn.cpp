@@ -70,24 +70,20 @@ void block(const Model& m, const BlockWeights& b, float* x, const Segment* seg, 
   kern::rmsnorm(x, b.norm_1.f32(), ws.xn.data(), T, d, c.norm_eps);
   m.matmul_segments(ws.xn.data(), b.wqkv, qkv, seg, nseg, joint);
   float *q = qkv, *k = qkv + d, *v = qkv + 2 * d;
-  if (b.qk_bias) {
-    kern::add_bias(q, T, d, 3 * d, b.qk_bias.f32());
-    kern::add_bias(k, T, d, 3 * d, b.qk_bias.f32() + d);
-  }
-  kern::rope(q, T, H, hd, 3 * d, ws.pos.data(), m.rope_cos(), m.rope_sin());
-  kern::rope(k, T, H, hd, 3 * d, ws.pos.data(), m.rope_cos(), m.rope_sin());
+  // q and k side by side in each row: their biases (qk_bias is [2, 1, H, hd])
+  // and RoPE as one pass over 2H heads.
+  kern::bias_rope(q, T, 2 * H, hd, 3 * d, b.qk_bias ? b.qk_bias.f32() : nullptr, ws.pos.data(), m.rope_cos(),
+                  m.rope_sin());
   m.attention_segments(q, k, v, 3 * d, seg, nseg, step, ws, att, joint);
   m.matmul_segments(att, b.attn_proj, ws.tmp.data(), seg, nseg, joint);
-  kern::add(ws.tmp.data(), x, r1, n);
-  kern::rmsnorm(r1, b.norm_2.f32(), x1, T, d, c.norm_eps);
+  // r1 = attention + x, x1 = norm_2(r1); the MLP's input norm_3(x1)
+  kern::add_rmsnorm(ws.tmp.data(), x, r1, b.norm_2.f32(), x1, b.norm_3.f32(), ws.xn.data(), T, d, c.norm_eps);
 
   // MLP
-  kern::rmsnorm(x1, b.norm_3.f32(), ws.xn.data(), T, d, c.norm_eps);
   m.matmul_segments(ws.xn.data(), b.fc, h, seg, nseg, joint);
   kern::swiglu(h, act, T, I);
   m.matmul_segments(act, b.mlp_proj, ws.tmp.data(), seg, nseg, joint);
-  kern::add(ws.tmp.data(), x1, r2, n);
-  kern::rmsnorm(r2, b.norm_4.f32(), x, T, d, c.norm_eps);
+  kern::add_rmsnorm(ws.tmp.data(), x1, r2, b.norm_4.f32(), x, nullptr, nullptr, T, d, c.norm_eps);
 }
 
 int total_rows(const Segment* seg, int nseg) {

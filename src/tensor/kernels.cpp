@@ -278,12 +278,25 @@ float inv_rms(const float* x, int d, float eps) {
   return 1.0f / std::sqrt((float)(ss / d) + eps);
 }
 
+namespace {
+inline void rmsnorm_row(const float* x, const float* w, float* y, int d, float eps) {
+  const float r = inv_rms(x, d, eps);
+  for (int i = 0; i < d; ++i) y[i] = (x[i] * r) * w[i];
+}
+}  // namespace
+
 void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps) {
+  parallel_for(T, rows_in_parallel(T, d),
+               [&](int64_t t) { rmsnorm_row(x + (size_t)t * d, w, y + (size_t)t * d, d, eps); });
+}
+
+void add_rmsnorm(const float* a, const float* b, float* sum, const float* w1, float* y, const float* w2, float* y2,
+                 int T, int d, float eps) {
   parallel_for(T, rows_in_parallel(T, d), [&](int64_t t) {
-    const float* xt = x + (size_t)t * d;
-    float* yt = y + (size_t)t * d;
-    const float r = inv_rms(xt, d, eps);
-    for (int i = 0; i < d; ++i) yt[i] = (xt[i] * r) * w[i];
+    const size_t o = (size_t)t * d;
+    for (int i = 0; i < d; ++i) sum[o + i] = a[o + i] + b[o + i];
+    rmsnorm_row(sum + o, w1, y + o, d, eps);
+    if (w2) rmsnorm_row(y + o, w2, y2 + o, d, eps);
   });
 }
 
@@ -292,12 +305,14 @@ namespace {
 // (interleaved, Huginn) or (i, i + hd/2) (half-split, Llama/NeoX/Ouro).
 template <bool kHalfSplit>
 void rope_pairs(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
-                const float* sin_tab) {
+                const float* sin_tab, const float* bias = nullptr) {
   const int half = head_dim / 2;
   parallel_for(T, rows_in_parallel(T, n_heads * head_dim), [&](int64_t t) {
     const float* c = cos_tab + (size_t)pos[t] * half;
     const float* s = sin_tab + (size_t)pos[t] * half;
     float* xt = x + (size_t)t * row_stride;
+    if (bias)
+      for (int i = 0; i < n_heads * head_dim; ++i) xt[i] += bias[i];
     for (int h = 0; h < n_heads; ++h) {
       float* xh = xt + h * head_dim;
       for (int i = 0; i < half; ++i) {
@@ -314,6 +329,11 @@ void rope_pairs(float* x, int T, int n_heads, int head_dim, int row_stride, cons
 void rope(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
           const float* sin_tab) {
   rope_pairs<false>(x, T, n_heads, head_dim, row_stride, pos, cos_tab, sin_tab);
+}
+
+void bias_rope(float* x, int T, int n_heads, int head_dim, int row_stride, const float* bias, const int* pos,
+               const float* cos_tab, const float* sin_tab) {
+  rope_pairs<false>(x, T, n_heads, head_dim, row_stride, pos, cos_tab, sin_tab, bias);
 }
 
 void rope_half(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,

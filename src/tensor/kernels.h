@@ -85,6 +85,12 @@ void matmul_ld(const float* x, int ldx, const float* W, int ldw, float* y, int l
 
 // y = x * rsqrt(mean(x^2) + eps) * w, row by row; y may equal x.
 void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps);
+// A residual add and the norms after it, row by row in one parallel pass:
+// sum = a + b, y = rmsnorm(sum) * w1 and, when w2 is given, y2 = rmsnorm(y) *
+// w2. Each row gets exactly add's, then rmsnorm's operations (the same bits);
+// sum may alias a, and y may alias a or b.
+void add_rmsnorm(const float* a, const float* b, float* sum, const float* w1, float* y, const float* w2, float* y2,
+                 int T, int d, float eps);
 // 1 / sqrt(mean(x^2) + eps) of one row, as rmsnorm and its backward compute it
 // (the squares summed in double, eight partial sums).
 float inv_rms(const float* x, int d, float eps);
@@ -94,6 +100,12 @@ float inv_rms(const float* x, int d, float eps);
 // start at column 0.
 void rope(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
           const float* sin_tab);
+
+// add_bias (when bias is given: n_heads * head_dim values) then rope, row by
+// row in one parallel pass, the same operations as the two calls (e.g. the
+// query and key heads of a fused QKV row at once, bias = their two biases).
+void bias_rope(float* x, int T, int n_heads, int head_dim, int row_stride, const float* bias, const int* pos,
+               const float* cos_tab, const float* sin_tab);
 
 // The same rotation on half-split pairs (i, i + hd/2) (Llama/NeoX layout).
 void rope_half(float* x, int T, int n_heads, int head_dim, int row_stride, const int* pos, const float* cos_tab,
