@@ -179,6 +179,51 @@ TEST(Kernels, RmsNormMatchesFormula) {
   }
 }
 
+// The fused row passes give the bits of the steps they replace, for one row
+// (serial) and many (parallel, also inside a stage's team), with the outputs
+// aliasing their inputs as the Huginn block uses them.
+TEST(Kernels, FusedRowPassesEqualTheirSteps) {
+  const int d = 96, H = 3, hd = 16, ld = 3 * H * hd, maxpos = 40;
+  auto cosv = randv((size_t)maxpos * hd / 2, 31), sinv = randv((size_t)maxpos * hd / 2, 32);
+  for (int T : {1, 7, 64})
+    for (bool team : {false, true}) {
+      auto run = [&](auto&& f) { team ? kern::with_team(f) : f(); };
+      // residual add, norm, norm: sum into a's buffer, y over b (as r1 = tmp, x1 = x)
+      const auto a0 = randv((size_t)T * d, 33), b0 = randv((size_t)T * d, 34);
+      const auto w1 = randv(d, 35), w2 = randv(d, 36);
+      std::vector<float> sum_ref(a0.size()), y_ref(a0.size()), y2_ref(a0.size());
+      kern::add(a0.data(), b0.data(), sum_ref.data(), a0.size());
+      kern::rmsnorm(sum_ref.data(), w1.data(), y_ref.data(), T, d, 1e-6f);
+      kern::rmsnorm(y_ref.data(), w2.data(), y2_ref.data(), T, d, 1e-6f);
+      std::vector<float> a = a0, b = b0, y2(a0.size());
+      run([&] {
+        kern::add_rmsnorm(a.data(), b.data(), a.data(), w1.data(), b.data(), w2.data(), y2.data(), T, d, 1e-6f);
+      });
+      EXPECT_EQ(0, std::memcmp(a.data(), sum_ref.data(), a.size() * 4)) << T << " rows";
+      EXPECT_EQ(0, std::memcmp(b.data(), y_ref.data(), b.size() * 4)) << T << " rows";
+      EXPECT_EQ(0, std::memcmp(y2.data(), y2_ref.data(), y2.size() * 4)) << T << " rows";
+      a = a0, b = b0;
+      run([&] { kern::add_rmsnorm(a.data(), b.data(), a.data(), w1.data(), b.data(), nullptr, nullptr, T, d, 1e-6f); });
+      EXPECT_EQ(0, std::memcmp(b.data(), y_ref.data(), b.size() * 4)) << T << " rows";
+
+      // q and k biases and RoPE over the first 2H heads of fused QKV rows
+      const auto x0 = randv((size_t)T * ld, 37), bias = randv(2 * H * hd, 38);
+      std::vector<int> pos(T);
+      for (int t = 0; t < T; ++t) pos[t] = (t * 7 + 3) % maxpos;
+      std::vector<float> ref = x0, x = x0;
+      kern::add_bias(ref.data(), T, H * hd, ld, bias.data());
+      kern::add_bias(ref.data() + H * hd, T, H * hd, ld, bias.data() + H * hd);
+      kern::rope(ref.data(), T, H, hd, ld, pos.data(), cosv.data(), sinv.data());
+      kern::rope(ref.data() + H * hd, T, H, hd, ld, pos.data(), cosv.data(), sinv.data());
+      run([&] { kern::bias_rope(x.data(), T, 2 * H, hd, ld, bias.data(), pos.data(), cosv.data(), sinv.data()); });
+      EXPECT_EQ(0, std::memcmp(x.data(), ref.data(), x.size() * 4)) << T << " rows";
+      ref = x0, x = x0;
+      kern::rope(ref.data(), T, 2 * H, hd, ld, pos.data(), cosv.data(), sinv.data());
+      run([&] { kern::bias_rope(x.data(), T, 2 * H, hd, ld, nullptr, pos.data(), cosv.data(), sinv.data()); });
+      EXPECT_EQ(0, std::memcmp(x.data(), ref.data(), x.size() * 4)) << T << " rows";
+    }
+}
+
 TEST(Kernels, RopeRotatesAdjacentPairs) {
   const int H = 2, hd = 4, half = 2;
   std::vector<float> cosv = {1, 1, 0.6f, 0.8f}, sinv = {0, 0, 0.8f, 0.6f};  // 2 positions
