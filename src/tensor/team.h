@@ -22,9 +22,8 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
-#include <utility>
+#include <type_traits>
 
-#include "tensor/kernels.h"
 
 namespace huginn::kern {
 
@@ -44,7 +43,8 @@ struct Team {
   bool stop = false;
 };
 // The team whose stage this thread is running (the calling thread of
-// with_team, outside the jobs themselves); null everywhere else.
+// with_team, outside the jobs themselves); null everywhere else, so a loop
+// inside a job runs serially on its thread.
 extern thread_local Team* t_team;
 // Runs call(ctx, thread, nthreads) on every thread of the team, the caller as
 // thread 0, and returns when all are done.
@@ -62,13 +62,13 @@ void call_body(void* ctx, int me, int nth) {
 }
 }  // namespace detail
 
-// Runs fn() on the calling thread with the other kern::threads() threads held
-// in one OpenMP region for the loops below. Inside another parallel region,
-// inside a team, or with one thread: fn() alone. An exception from fn()
-// leaves the region and is rethrown here.
+// Runs fn() on the calling thread with the other threads of an OpenMP region
+// (omp_get_max_threads(), as the regions it replaces) held for the loops
+// below. Inside another parallel region, inside a team, or with one thread:
+// fn() alone. An exception from fn() leaves the region and is rethrown here.
 template <class Fn>
 void with_team(Fn&& fn) {
-  const int nt = omp_get_max_threads();  // as the OpenMP regions it replaces
+  const int nt = omp_get_max_threads();
   if (nt <= 1 || detail::t_team || omp_in_parallel()) return (void)fn();
   detail::Team team;
   std::exception_ptr err;
