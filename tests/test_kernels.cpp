@@ -179,9 +179,10 @@ TEST(Kernels, RmsNormMatchesFormula) {
   }
 }
 
-// The fused row passes give the bits of the steps they replace, for one row
-// (serial) and many (parallel, also inside a stage's team), with the outputs
-// aliasing their inputs as the Huginn block uses them.
+// The fused row passes (add_rmsnorm, rmsnorm_add, bias_rope) give the bits of
+// the steps they replace, for one row (serial) and many (parallel, also inside
+// a stage's team), with the outputs aliasing their inputs as the Huginn and
+// Ouro layers use them.
 TEST(Kernels, FusedRowPassesEqualTheirSteps) {
   const int d = 96, H = 3, hd = 16, ld = 3 * H * hd, maxpos = 40;
   auto cosv = randv((size_t)maxpos * hd / 2, 31), sinv = randv((size_t)maxpos * hd / 2, 32);
@@ -205,6 +206,20 @@ TEST(Kernels, FusedRowPassesEqualTheirSteps) {
       a = a0, b = b0;
       run([&] { kern::add_rmsnorm(a.data(), b.data(), a.data(), w1.data(), b.data(), nullptr, nullptr, T, d, 1e-6f); });
       EXPECT_EQ(0, std::memcmp(b.data(), y_ref.data(), b.size() * 4)) << T << " rows";
+
+      // the branch's norm, the residual add, the next norm (Ouro's order)
+      std::vector<float> r_ref = a0, x_ref = b0, h_ref(a0.size());
+      kern::rmsnorm(r_ref.data(), w1.data(), r_ref.data(), T, d, 1e-6f);
+      kern::add(x_ref.data(), r_ref.data(), x_ref.data(), x_ref.size());
+      kern::rmsnorm(x_ref.data(), w2.data(), h_ref.data(), T, d, 1e-6f);
+      std::vector<float> r = a0, xs = b0, h(a0.size());
+      run([&] { kern::rmsnorm_add(r.data(), w1.data(), xs.data(), w2.data(), h.data(), T, d, 1e-6f); });
+      EXPECT_EQ(0, std::memcmp(r.data(), r_ref.data(), r.size() * 4)) << T << " rows";
+      EXPECT_EQ(0, std::memcmp(xs.data(), x_ref.data(), xs.size() * 4)) << T << " rows";
+      EXPECT_EQ(0, std::memcmp(h.data(), h_ref.data(), h.size() * 4)) << T << " rows";
+      r = a0, xs = b0;
+      run([&] { kern::rmsnorm_add(r.data(), w1.data(), xs.data(), nullptr, nullptr, T, d, 1e-6f); });
+      EXPECT_EQ(0, std::memcmp(xs.data(), x_ref.data(), xs.size() * 4)) << T << " rows";
 
       // q and k biases and RoPE over the first 2H heads of fused QKV rows
       const auto x0 = randv((size_t)T * ld, 37), bias = randv(2 * H * hd, 38);

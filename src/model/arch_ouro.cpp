@@ -122,11 +122,10 @@ void layer(const Model& m, const BlockWeights& b, float* x, const Segment* seg, 
   m.attention_segments(q, d, k, v, kvw, seg, nseg, step, ws, ws.att.data(), false);
   m.matmul_segments(ws.att.data(), b.attn_proj, tmp, seg, nseg, false);
   if (trace) (*trace)(tag + "attn_out", tmp, T, d);
-  kern::rmsnorm(tmp, b.norm_2.f32(), tmp, T, d, c.norm_eps);
-  kern::add(x, tmp, x, n);
+  // and h = post_attention_layernorm(x) for the MLP, in one row pass
+  kern::rmsnorm_add(tmp, b.norm_2.f32(), x, b.norm_3.f32(), ws.xn.data(), T, d, c.norm_eps);
 
-  // x = x + post_attention_layernorm_2(down(silu(gate(h)) * up(h))), h = post_attention_layernorm(x)
-  kern::rmsnorm(x, b.norm_3.f32(), ws.xn.data(), T, d, c.norm_eps);
+  // x = x + post_attention_layernorm_2(down(silu(gate(h)) * up(h)))
   float* g = ws.hid.data();
   float* u = g + (size_t)T * I;
   m.matmul_segments(ws.xn.data(), b.w_gate, g, seg, nseg, false);
@@ -136,8 +135,7 @@ void layer(const Model& m, const BlockWeights& b, float* x, const Segment* seg, 
   kern::parallel_for((int64_t)ni, ni > 65536, [&](int64_t i) { act[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i]; });
   m.matmul_segments(act, b.mlp_proj, tmp, seg, nseg, false);
   if (trace) (*trace)(tag + "mlp_out", tmp, T, d);
-  kern::rmsnorm(tmp, b.norm_4.f32(), tmp, T, d, c.norm_eps);
-  kern::add(x, tmp, x, n);
+  kern::rmsnorm_add(tmp, b.norm_4.f32(), x, nullptr, nullptr, T, d, c.norm_eps);
   if (trace) (*trace)(tag + "layer_out", x, T, d);
 }
 

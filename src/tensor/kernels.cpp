@@ -300,6 +300,15 @@ void add_rmsnorm(const float* a, const float* b, float* sum, const float* w1, fl
   });
 }
 
+void rmsnorm_add(float* r, const float* wr, float* x, const float* wx, float* y, int T, int d, float eps) {
+  parallel_for(T, rows_in_parallel(T, d), [&](int64_t t) {
+    const size_t o = (size_t)t * d;
+    rmsnorm_row(r + o, wr, r + o, d, eps);
+    for (int i = 0; i < d; ++i) x[o + i] = x[o + i] + r[o + i];
+    if (wx) rmsnorm_row(x + o, wx, y + o, d, eps);
+  });
+}
+
 namespace {
 // Rotates the pairs of each head by the angle of its position: (2i, 2i+1)
 // (interleaved, Huginn) or (i, i + hd/2) (half-split, Llama/NeoX/Ouro).

@@ -91,6 +91,10 @@ void rmsnorm(const float* x, const float* w, float* y, int T, int d, float eps);
 // sum may alias a, and y may alias a or b.
 void add_rmsnorm(const float* a, const float* b, float* sum, const float* w1, float* y, const float* w2, float* y2,
                  int T, int d, float eps);
+// The other order (a norm on the branch, then the residual add; Ouro): r =
+// rmsnorm(r) * wr in place, x += r and, when wx is given, y = rmsnorm(x) * wx;
+// each row exactly as rmsnorm, add (and rmsnorm) one after another.
+void rmsnorm_add(float* r, const float* wr, float* x, const float* wx, float* y, int T, int d, float eps);
 // 1 / sqrt(mean(x^2) + eps) of one row, as rmsnorm and its backward compute it
 // (the squares summed in double, eight partial sums).
 float inv_rms(const float* x, int d, float eps);
