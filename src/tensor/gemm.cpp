@@ -67,14 +67,14 @@ void gemm_fixed_blocks(bool transA, bool transB, int M, int N, int K, float alph
   // blocks always run inside a region of at least two threads (a stage's team,
   // or a new region; one may idle when there is a single block); with one
   // thread in all, BLAS is single-threaded anyway.
-  if (!detail::t_team && (omp_in_parallel() || omp_get_max_threads() <= 1)) {
-    for (int b = 0; b < nb; ++b) run(b);
-    return;
-  }
   // Blocks are handed out one at a time: a thread that starts late (woken
   // from sleep, or preempted on a shared machine) takes fewer of them. A
   // block's bits do not depend on the thread that computes it.
   if (detail::t_team) return parallel_for_dynamic(nb, true, [&](int b, int) { run(b); });
+  if (omp_in_parallel() || omp_get_max_threads() <= 1) {
+    for (int b = 0; b < nb; ++b) run(b);
+    return;
+  }
   const int team = std::max(2, std::min(threads(), nb));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team)
   for (int b = 0; b < nb; ++b) run(b);

@@ -918,8 +918,7 @@ void gemm(Type t, const void* W, size_t rb, int N, int K, const float* X, int M,
     panel.resize((size_t)std::min(N, kPanel) * K);
     for (int p = npanels * me / nth; p < npanels * (me + 1) / nth; ++p) {
       const int n0 = p * kPanel, nn = std::min(kPanel, N - n0);
-      for (int r = 0; r < nn; ++r)
-        dequantize_row(t, (const uint8_t*)W + (size_t)(n0 + r) * rb, panel.data() + (size_t)r * K, K);
+      dequantize_rows(t, W, rb, n0, nn, K, panel.data());  // serial here: inside a parallel region
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nn, K, 1.0f, X, K, panel.data(), K, 0.0f, Y + n0, N);
     }
   });
